@@ -1,0 +1,294 @@
+"""What the launch scripts share: run settings, building and restoring a run,
+evaluating a policy and exporting SavedModels.
+
+A run is described by a flat dict of settings whose keys are the flag names of
+`launch/train.py`; it is written to `<root_dir>/config.json` so that
+`evaluate`, `export` and a resumed `train` rebuild exactly the same agent.
+"""
+
+import json
+import os
+from typing import Any, Dict, NamedTuple
+
+import numpy as np
+import tensorflow as tf
+from tf_agents.policies import policy_saver
+from tf_agents.replay_buffers import tf_uniform_replay_buffer
+from tf_agents.trajectories import time_step as ts
+from tf_agents.utils import common
+
+from environments import model as model_lib
+from environments import rubiks_cube
+from tf_spo import agent as agent_lib
+from tf_spo import config as config_lib
+from tf_spo import networks
+
+# (name, default, help). Defaults are the CPU preset: a run that finishes in
+# minutes on a 2-core laptop CPU.
+SETTINGS = (
+    ('env', 'rubiks_cube', 'Environment (only rubiks_cube for now).'),
+    ('seed', 0, 'Seed of the network, environments and search.'),
+    ('num_envs', 64, 'Environments stepped in parallel.'),
+    ('rollout_length', 8, 'Environment steps per environment per iteration.'),
+    ('total_env_steps', 40_000, 'Environment steps to train for.'),
+    ('num_particles', 16, 'SMC particles per root state (N).'),
+    ('depth', 4, 'SMC search depth (h).'),
+    ('resample_period', 4, 'Resample every this many search steps (p).'),
+    ('root_dirichlet_alpha', 0.03, 'Dirichlet root-noise concentration.'),
+    ('root_exploration_fraction', 0.25, 'Weight of the root noise.'),
+    ('torso_units', 256, 'Width of the residual torso.'),
+    ('num_residual_blocks', 2, 'Residual blocks in the torso.'),
+    ('head_units', 256, 'Width of the hidden layer of each head.'),
+    ('learning_rate', 1e-3, 'Adam learning rate of the network.'),
+    ('dual_learning_rate', 3e-4, 'Adam learning rate of eta and alpha.'),
+    ('discount', 0.99, 'Discount gamma (search and GAE).'),
+    ('gae_lambda', 0.95, 'GAE lambda of the value targets.'),
+    ('target_update_tau', 5e-3, 'Polyak rate of the target network.'),
+    ('epsilon_eta', 0.5, 'E-step KL bound enforced by eta.'),
+    ('epsilon_alpha', 1e-3, 'M-step KL trust-region bound.'),
+    ('initial_eta', 0.5, 'Initial temperature eta.'),
+    ('initial_alpha', 0.5, 'Initial trust-region multiplier alpha.'),
+    ('value_loss_coef', 0.5, 'Weight of the value loss.'),
+    ('max_grad_norm', 0.5, 'Global-norm gradient clipping.'),
+    ('batch_size', 64, 'Sequences per gradient step.'),
+    ('sequence_length', 17, 'Steps per replayed sequence (>= 2).'),
+    ('num_epochs', 8, 'Gradient steps per iteration.'),
+    ('replay_capacity', 65_536, 'Replay buffer capacity in steps.'),
+    ('min_scramble', 1, 'Fewest scramble moves of training cubes.'),
+    ('max_scramble', 7, 'Most scramble moves of training cubes.'),
+    ('time_limit', 20, 'Episode step limit.'),
+    ('eval_scramble', 7, 'Scramble moves of the held-out evaluation cubes.'),
+    ('eval_episodes', 200, 'Held-out cubes per evaluation.'),
+    ('eval_interval', 10_000, 'Evaluate every this many environment steps.'),
+    ('checkpoint_interval', 10_000,
+     'Checkpoint every this many environment steps.'),
+    ('log_interval', 2_000, 'Progress line every this many environment steps.'),
+)
+
+DEFAULTS = {name: default for name, default, _ in SETTINGS}
+
+# Paper 000, appendix D.3, table 3, discrete column, with its Rubik's Cube
+# network (appendix A.2.2) and training scrambles [3, 7].
+PRESETS = {
+    'cpu': {},
+    'paper': dict(
+        num_envs=768, rollout_length=21, num_particles=16, depth=4,
+        resample_period=4, torso_units=512, head_units=512,
+        learning_rate=3e-4, dual_learning_rate=3e-4, discount=0.99,
+        gae_lambda=0.95, target_update_tau=5e-3, epsilon_eta=0.5,
+        epsilon_alpha=1e-3, initial_eta=0.5, initial_alpha=0.5,
+        max_grad_norm=0.5, batch_size=64, sequence_length=17, num_epochs=16,
+        replay_capacity=65_536, root_dirichlet_alpha=0.03,
+        root_exploration_fraction=0.25, min_scramble=3, max_scramble=7),
+}
+
+# Settings that only say how long or how often: they may change on resume.
+SCHEDULE_SETTINGS = ('total_env_steps', 'eval_interval', 'eval_episodes',
+                     'checkpoint_interval', 'log_interval')
+
+CONFIG_FILE = 'config.json'
+EVAL_SEED_OFFSET = 1_000_003
+
+
+def validate_settings(settings: Dict[str, Any]) -> None:
+  """Checks the settings not covered by the config dataclasses.
+
+  Raises:
+    ValueError: naming the flag and its allowed range.
+  """
+  unknown = sorted(set(settings) - set(DEFAULTS))
+  if unknown:
+    raise ValueError(f'Unknown settings: {unknown}.')
+  check = config_lib.check
+  if settings['env'] != 'rubiks_cube':
+    raise ValueError(f"--env must be one of ['rubiks_cube'], got "
+                     f"{settings['env']!r}.")
+  for name in ('num_envs', 'rollout_length', 'total_env_steps', 'batch_size',
+               'num_epochs', 'eval_episodes', 'eval_interval',
+               'checkpoint_interval', 'log_interval', 'time_limit'):
+    check(settings[name] >= 1, name, '>= 1', settings[name])
+  check(settings['sequence_length'] >= 2, 'sequence_length', '>= 2',
+        settings['sequence_length'])
+  check(settings['replay_capacity'] >= settings['num_envs'] *
+        settings['sequence_length'], 'replay_capacity',
+        '>= num_envs * sequence_length', settings['replay_capacity'])
+  check(settings['eval_scramble'] >= 0, 'eval_scramble', '>= 0',
+        settings['eval_scramble'])
+  for name in ('learning_rate', 'dual_learning_rate'):
+    check(settings[name] > 0, name, '> 0', settings[name])
+
+
+def search_config(settings) -> config_lib.SearchConfig:
+  return config_lib.SearchConfig(
+      num_particles=settings['num_particles'], depth=settings['depth'],
+      resample_period=settings['resample_period'],
+      discount=settings['discount'],
+      root_dirichlet_alpha=settings['root_dirichlet_alpha'],
+      root_exploration_fraction=settings['root_exploration_fraction'])
+
+
+def spo_config(settings) -> config_lib.SpoConfig:
+  return config_lib.SpoConfig(**{
+      field: settings[field]
+      for field in config_lib.SpoConfig.__dataclass_fields__})
+
+
+def train_model(settings) -> model_lib.EnvironmentModel:
+  return rubiks_cube.RubiksCube(settings['min_scramble'],
+                                settings['max_scramble'],
+                                time_limit=settings['time_limit'])
+
+
+def eval_model(settings) -> model_lib.EnvironmentModel:
+  return rubiks_cube.RubiksCube(settings['eval_scramble'],
+                                settings['eval_scramble'],
+                                time_limit=settings['time_limit'])
+
+
+class Run(NamedTuple):
+  """Everything a training run is made of; all state is in `checkpointer`."""
+  settings: Dict[str, Any]
+  root_dir: str
+  env: model_lib.ModelEnvironment
+  agent: agent_lib.SpoAgent
+  replay_buffer: tf_uniform_replay_buffer.TFUniformReplayBuffer
+  env_steps: tf.Variable
+  wall_clock: tf.Variable
+  checkpointer: common.Checkpointer
+
+
+def build_run(settings: Dict[str, Any], root_dir: str) -> Run:
+  """Builds the environment, agent, replay buffer and checkpointer of a run.
+
+  Restores the latest checkpoint in `<root_dir>/checkpoints`, if any.
+  """
+  validate_settings(settings)
+  tf.random.set_seed(settings['seed'])
+  model = train_model(settings)
+  env = model_lib.ModelEnvironment(model, settings['num_envs'],
+                                   seed=settings['seed'])
+  network = networks.PolicyValueNetwork(
+      model.observation_spec(), model.action_spec(),
+      torso_units=settings['torso_units'],
+      num_residual_blocks=settings['num_residual_blocks'],
+      head_units=settings['head_units'])
+  agent = agent_lib.SpoAgent(
+      env.time_step_spec(), env.action_spec(), network, model,
+      search_config=search_config(settings), config=spo_config(settings),
+      optimizer=tf.keras.optimizers.Adam(settings['learning_rate']),
+      dual_optimizer=tf.keras.optimizers.Adam(settings['dual_learning_rate']),
+      seed=settings['seed'], debug_summaries=True)
+  replay_buffer = tf_uniform_replay_buffer.TFUniformReplayBuffer(
+      agent.collect_data_spec, batch_size=settings['num_envs'],
+      max_length=settings['replay_capacity'] // settings['num_envs'])
+  env_steps = tf.Variable(0, dtype=tf.int64, name='env_steps')
+  wall_clock = tf.Variable(0.0, dtype=tf.float64, name='wall_clock')
+  checkpointer = common.Checkpointer(
+      os.path.join(root_dir, 'checkpoints'), max_to_keep=2, agent=agent,
+      replay_buffer=replay_buffer, env=env, env_steps=env_steps,
+      wall_clock=wall_clock)
+  checkpointer.initialize_or_restore()
+  return Run(settings, root_dir, env, agent, replay_buffer, env_steps,
+             wall_clock, checkpointer)
+
+
+def read_settings(root_dir: str) -> Dict[str, Any]:
+  """Settings of the run in `root_dir`, from its config.json."""
+  path = os.path.join(root_dir, CONFIG_FILE)
+  if not tf.io.gfile.exists(path):
+    raise FileNotFoundError(f'--root_dir {root_dir} has no {CONFIG_FILE}: '
+                            'is it the root_dir of a launch.train run?')
+  with tf.io.gfile.GFile(path) as f:
+    return json.load(f)
+
+
+def write_settings(root_dir: str, settings: Dict[str, Any]) -> None:
+  """Writes settings to config.json, refusing an incompatible existing run.
+
+  Raises:
+    ValueError: if `root_dir` holds a run whose settings differ in anything
+      but the schedule (run length and intervals), naming the flags.
+  """
+  path = os.path.join(root_dir, CONFIG_FILE)
+  if tf.io.gfile.exists(path):
+    previous = read_settings(root_dir)
+    differing = [
+        f'--{name}={previous.get(name)!r} (now {settings[name]!r})'
+        for name in sorted(settings)
+        if name not in SCHEDULE_SETTINGS and previous.get(name) != settings[name]
+    ]
+    if differing:
+      raise ValueError(
+          f'--root_dir {root_dir} holds a checkpoint of an incompatible '
+          f'config: {", ".join(differing)}. Use the same flags to resume, or '
+          'a new --root_dir.')
+  tf.io.gfile.makedirs(root_dir)
+  with tf.io.gfile.GFile(path, 'w') as f:
+    json.dump(settings, f, indent=2, sort_keys=True)
+
+
+def restore_run(root_dir: str) -> Run:
+  """Rebuilds a run from its config.json and latest checkpoint."""
+  run = build_run(read_settings(root_dir), root_dir)
+  if not run.checkpointer.checkpoint_exists:
+    raise FileNotFoundError(f'--root_dir {root_dir} has no checkpoint.')
+  return run
+
+
+def evaluate_policy(policy: Any, model, num_episodes: int, seed: int,
+                    max_steps: int = 1000) -> Dict[str, float]:
+  """Plays one episode in each of `num_episodes` environments of `model`.
+
+  Episodes start from `model.reset(num_episodes, [seed, 0])`, so the same seed
+  gives the same held-out start states every time.
+
+  Args:
+    policy: anything with `action(time_step)` returning a step with `.action`:
+      a `TFPolicy` or a policy loaded from a SavedModel.
+    model: an `EnvironmentModel`.
+    num_episodes: number of episodes, played as one batch.
+    seed: seed of the start states.
+    max_steps: safety cap on episode length.
+
+  Returns:
+    Dict with `solve_rate` (fraction of episodes with a positive return: for
+    the cube, the fraction solved), `mean_return` and `mean_length`.
+  """
+  state = model.reset(num_episodes, tf.constant([seed, 0], tf.int64))
+  time_step = ts.restart(model.observe(state), num_episodes)
+  finished = np.zeros([num_episodes], bool)
+  returns = np.zeros([num_episodes], np.float64)
+  lengths = np.zeros([num_episodes], np.int64)
+  for _ in range(max_steps):
+    action = policy.action(time_step).action
+    model_step = model.step(state, action)
+    active = ~finished
+    returns += np.where(active, model_step.reward.numpy(), 0.0)
+    lengths += active
+    finished |= model_step.done.numpy()
+    state = model_step.state
+    time_step = ts.transition(model.observe(state), model_step.reward,
+                              model_step.discount)
+    if finished.all():
+      break
+  return {
+      'solve_rate': float(np.mean(returns > 0)),
+      'mean_return': float(np.mean(returns)),
+      'mean_length': float(np.mean(lengths)),
+  }
+
+
+def export_policies(run: Run, export_dir: str) -> Dict[str, str]:
+  """Exports the search policy and the bare network policy as SavedModels.
+
+  Returns:
+    {'search': <dir>, 'network': <dir>} of the written SavedModels.
+  """
+  paths = {}
+  for kind, policy in (('search', run.agent.policy),
+                       ('network', run.agent.network_policy)):
+    path = os.path.join(export_dir, kind)
+    policy_saver.PolicySaver(
+        policy, train_step=run.agent.train_step_counter).save(path)
+    paths[kind] = path
+  return paths

@@ -1,0 +1,222 @@
+r"""Trains SPO on the Rubik's Cube.
+
+Collects with the SMC search policy into a TF-Agents replay buffer, trains on
+replayed sequences, evaluates the greedy search policy on held-out cubes,
+checkpoints (a killed run resumes from its last checkpoint when started again
+with the same --root_dir), and finally exports the search policy and the
+network policy as SavedModels and writes a result summary.
+
+  python -m launch.train --root_dir=runs/cube
+  python -m launch.train --root_dir=runs/paper --preset=paper
+
+Outputs in --root_dir: config.json, checkpoints/, train/ (TensorBoard),
+eval.csv (solve rate vs env steps and wall-clock), policy/search and
+policy/network (SavedModels), summary.json.
+"""
+
+import json
+import os
+import time
+from typing import Any, Dict, Optional
+
+from absl import app
+from absl import flags
+from absl import logging
+import tensorflow as tf
+from tf_agents.drivers import dynamic_step_driver
+from tf_agents.utils import common as tfa_common
+
+from launch import common
+
+FLAGS = flags.FLAGS
+
+
+def define_flags() -> None:
+  flags.DEFINE_string('root_dir', 'runs/cube', 'Directory of the run.')
+  flags.DEFINE_enum('preset', 'cpu', sorted(common.PRESETS),
+                    'Defaults to start from: "cpu" finishes in minutes on a '
+                    'laptop CPU, "paper" is table 3 of the SPO paper. Flags '
+                    'given explicitly override the preset.')
+  for name, default, help_text in common.SETTINGS:
+    if isinstance(default, str):
+      flags.DEFINE_string(name, default, help_text)
+    elif isinstance(default, int):
+      flags.DEFINE_integer(name, default, help_text)
+    else:
+      flags.DEFINE_float(name, default, help_text)
+
+
+def settings_from_flags() -> Dict[str, Any]:
+  """Flag values on top of the preset on top of the defaults."""
+  settings = dict(common.DEFAULTS)
+  settings.update(common.PRESETS[FLAGS.preset])
+  for name in common.DEFAULTS:
+    if FLAGS[name].present:
+      settings[name] = FLAGS[name].value
+  return settings
+
+
+class _EvalLog:
+  """Appends evaluation results to <root_dir>/eval.csv."""
+
+  COLUMNS = ('env_steps', 'wall_clock_s', 'train_steps', 'search_solve_rate',
+             'network_solve_rate', 'search_mean_length')
+
+  def __init__(self, root_dir):
+    self._path = os.path.join(root_dir, 'eval.csv')
+    if not tf.io.gfile.exists(self._path):
+      with tf.io.gfile.GFile(self._path, 'w') as f:
+        f.write(','.join(self.COLUMNS) + '\n')
+
+  def append(self, row: Dict[str, float]) -> None:
+    with tf.io.gfile.GFile(self._path, 'a') as f:
+      f.write(','.join(f'{row[c]:g}' for c in self.COLUMNS) + '\n')
+
+
+def evaluate(run: common.Run) -> Dict[str, float]:
+  """Evaluates the search and network policies on the held-out cubes."""
+  settings = run.settings
+  model = common.eval_model(settings)
+  seed = settings['seed'] + common.EVAL_SEED_OFFSET
+  search = common.evaluate_policy(run.agent.policy, model,
+                                  settings['eval_episodes'], seed)
+  network = common.evaluate_policy(run.agent.network_policy, model,
+                                   settings['eval_episodes'], seed)
+  return {
+      'env_steps': int(run.env_steps.numpy()),
+      'wall_clock_s': float(run.wall_clock.numpy()),
+      'train_steps': int(run.agent.train_step_counter.numpy()),
+      'search_solve_rate': search['solve_rate'],
+      'network_solve_rate': network['solve_rate'],
+      'search_mean_length': search['mean_length'],
+  }
+
+
+def train(settings: Dict[str, Any], root_dir: str,
+          stop_after_env_steps: Optional[int] = None) -> Dict[str, Any]:
+  """Trains (or resumes) the run in `root_dir` and returns its summary.
+
+  Args:
+    settings: run settings (see `common.SETTINGS`).
+    root_dir: run directory; an existing compatible run is resumed.
+    stop_after_env_steps: for tests, return (without final evaluation or
+      export) once this many environment steps are done, as if killed.
+
+  Returns:
+    The result summary (also written to <root_dir>/summary.json).
+  """
+  common.validate_settings(settings)
+  common.write_settings(root_dir, settings)
+  run = common.build_run(settings, root_dir)
+  agent, env, replay_buffer = run.agent, run.env, run.replay_buffer
+  steps_per_iteration = settings['num_envs'] * settings['rollout_length']
+  driver = dynamic_step_driver.DynamicStepDriver(
+      env, agent.collect_policy, observers=[replay_buffer.add_batch],
+      num_steps=steps_per_iteration)
+  collect = tfa_common.function(driver.run)
+  train_step = tfa_common.function(agent.train)
+  dataset = replay_buffer.as_dataset(
+      sample_batch_size=settings['batch_size'],
+      num_steps=settings['sequence_length'],
+      num_parallel_calls=2).prefetch(2)
+  iterator = iter(dataset)
+  eval_log = _EvalLog(root_dir)
+  writer = tf.summary.create_file_writer(os.path.join(root_dir, 'train'))
+  writer.set_as_default()
+
+  evaluations = []
+
+  def log_eval():
+    result = evaluate(run)
+    evaluations.append(result)
+    eval_log.append(result)
+    with writer.as_default(step=result['env_steps']):
+      tf.summary.scalar('eval/search_solve_rate', result['search_solve_rate'])
+      tf.summary.scalar('eval/network_solve_rate',
+                        result['network_solve_rate'])
+    print(f"[eval] env_steps={result['env_steps']} "
+          f"wall_clock={result['wall_clock_s']:.0f}s "
+          f"search_solve_rate={result['search_solve_rate']:.3f} "
+          f"network_solve_rate={result['network_solve_rate']:.3f}",
+          flush=True)
+    return result
+
+  if run.checkpointer.checkpoint_exists:
+    print(f'[train] resumed from {run.checkpointer.manager.latest_checkpoint} '
+          f'at env_steps={int(run.env_steps.numpy())}', flush=True)
+  else:
+    log_eval()
+
+  total = settings['total_env_steps']
+  frames_needed = settings['num_envs'] * settings['sequence_length']
+  last_log = time.time()
+  last_log_steps = int(run.env_steps.numpy())
+  loss_info = None
+  while run.env_steps.numpy() < total:
+    if (stop_after_env_steps is not None
+        and run.env_steps.numpy() >= stop_after_env_steps):
+      return {}
+    start = time.time()
+    before = int(run.env_steps.numpy())
+    collect(time_step=env.current_time_step())
+    run.env_steps.assign_add(steps_per_iteration)
+    if replay_buffer.num_frames() >= frames_needed:
+      for _ in range(settings['num_epochs']):
+        experience, _ = next(iterator)
+        loss_info = train_step(experience)
+    run.wall_clock.assign_add(time.time() - start)
+    after = int(run.env_steps.numpy())
+
+    def crossed(interval):
+      return after // interval > before // interval or after >= total
+
+    if crossed(settings['log_interval']) and loss_info is not None:
+      now = time.time()
+      rate = (after - last_log_steps) / max(now - last_log, 1e-9)
+      extra = loss_info.extra
+      print(f'[train] env_steps={after}/{total} '
+            f'train_steps={int(agent.train_step_counter.numpy())} '
+            f'steps/s={rate:.0f} loss={float(loss_info.loss):.4f} '
+            f'policy_loss={float(extra.policy_loss):.4f} '
+            f'value_loss={float(extra.value_loss):.4f} '
+            f'eta={float(extra.eta):.3f} alpha={float(extra.alpha):.3f} '
+            f'kl={float(extra.kl):.5f}', flush=True)
+      last_log, last_log_steps = now, after
+    if crossed(settings['eval_interval']):
+      log_eval()
+    if crossed(settings['checkpoint_interval']):
+      run.checkpointer.save(run.env_steps)
+
+  final = evaluations[-1] if evaluations else log_eval()
+  paths = common.export_policies(run, os.path.join(root_dir, 'policy'))
+  summary = {
+      'env': settings['env'],
+      'env_steps': final['env_steps'],
+      'train_steps': final['train_steps'],
+      'wall_clock_s': round(final['wall_clock_s'], 1),
+      'eval_scramble': settings['eval_scramble'],
+      'eval_episodes': settings['eval_episodes'],
+      'search_solve_rate': final['search_solve_rate'],
+      'network_solve_rate': final['network_solve_rate'],
+      'checkpoint': run.checkpointer.manager.latest_checkpoint,
+      'saved_models': paths,
+  }
+  with tf.io.gfile.GFile(os.path.join(root_dir, 'summary.json'), 'w') as f:
+    json.dump(summary, f, indent=2)
+  print('[summary] ' + json.dumps(summary, indent=2), flush=True)
+  return summary
+
+
+def main(argv):
+  del argv
+  logging.set_verbosity(logging.WARNING)
+  train(settings_from_flags(), FLAGS.root_dir)
+
+
+def run():
+  define_flags()
+  app.run(main)
+
+
+if __name__ == '__main__':
+  run()

@@ -1,0 +1,185 @@
+"""Known-answer tests of the SMC search (tf_spo/search.py)."""
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from environments import toy
+from tf_spo import config as config_lib
+from tf_spo import search
+
+PRIOR_LOGITS = np.array([0.5, 0.0, -0.5, 1.0], np.float32)
+REWARDS = np.array([1.0, 0.0, 0.5, -1.0], np.float32)
+ETA = 0.5
+
+
+def fixed_network(logits=PRIOR_LOGITS, value=0.0):
+  """A network with the same logits and value at every observation."""
+
+  def network_fn(observation):
+    batch = tf.shape(observation)[0]
+    return (tf.tile(tf.constant(logits, tf.float32)[None], [batch, 1]),
+            tf.fill([batch], tf.constant(value, tf.float32)))
+
+  return network_fn
+
+
+def analytic_target(logits=PRIOR_LOGITS, advantages=REWARDS, eta=ETA):
+  unnormalised = np.exp(logits - logits.max()) * np.exp(advantages / eta)
+  return unnormalised / unnormalised.sum()
+
+
+def run_search(model, config, batch=1, seed=(1, 2), network_fn=None,
+               eta=ETA, add_root_noise=False):
+  observation = tf.zeros([batch, 1])
+  compiled = tf.function(
+      lambda obs, s: search.smc_search(
+          obs, model, network_fn or fixed_network(), eta, config, s,
+          add_root_noise=add_root_noise),
+      jit_compile=True)
+  return compiled(observation, tf.constant(seed, tf.int32))
+
+
+def kl(p, q):
+  p, q = np.asarray(p, np.float64), np.asarray(q, np.float64)
+  mask = p > 0
+  return np.sum(np.where(mask, p * np.log(np.where(mask, p, 1) / q), 0),
+                axis=-1)
+
+
+@pytest.mark.parametrize('depth,period', [(1, 1), (3, 1), (4, 2)])
+def test_target_converges_to_analytic_solution(depth, period):
+  """q-hat -> pi exp(A / eta) / Z on a bandit: KL falls as N grows."""
+  bandit = toy.ToyModel(REWARDS.tolist(), [True] * 4)
+  target = analytic_target()
+  kls = []
+  for n in (4, 16, 64, 256, 1024):
+    config = config_lib.SearchConfig(num_particles=n, depth=depth,
+                                     resample_period=period, discount=1.0)
+    out = run_search(bandit, config, batch=200)
+    kls.append(np.mean(kl(out.action_weights.numpy(), target)))
+  assert all(a > b for a, b in zip(kls, kls[1:])), kls
+  # Monte Carlo error: KL falls roughly as 1 / N.
+  assert kls[2] / kls[4] > 8, kls
+  assert kls[-1] < 5e-3, kls
+
+
+def test_resampling_preserves_weighted_root_distribution():
+  """E[fraction of resampled particles with root action a] = sum of weights."""
+  log_weights = np.log(np.array([[0.1, 0.2, 0.3, 0.4, 0.0 + 1e-9]],
+                                np.float32))
+  root_actions = np.array([0, 1, 1, 2, 3], np.int32)
+  batch = 20000
+  out = search.resample(
+      tf.tile(log_weights, [batch, 1]),
+      {'root_action': tf.tile(root_actions, [batch])},
+      tf.constant([3, 4], tf.int32))
+  counts = np.bincount(out['root_action'].numpy(), minlength=4)
+  expected = np.array([0.1, 0.5, 0.4, 0.0])
+  np.testing.assert_allclose(counts / counts.sum(), expected, atol=5e-3)
+
+
+def test_resample_keeps_particle_rows_together():
+  log_weights = tf.math.log(tf.constant([[0.0, 1.0, 0.0], [1.0, 0.0, 0.0]]))
+  particles = {'a': tf.range(6), 'b': tf.range(6) * 10}
+  out = search.resample(log_weights, particles, tf.constant([0, 1]))
+  np.testing.assert_array_equal(out['a'].numpy(), [1, 1, 1, 3, 3, 3])
+  np.testing.assert_array_equal(out['b'].numpy(), 10 * out['a'].numpy())
+
+
+def test_terminated_particles_stop_accumulating():
+  """Action 0 terminates after reward 1; others earn 1 at each of 4 steps.
+
+  pi never takes action 0, but the root actions come from (near-uniform)
+  root noise, so some particles terminate at their first step.
+  """
+  model = toy.ToyModel([1.0, 1.0, 1.0], [True, False, False])
+  config = config_lib.SearchConfig(num_particles=64, depth=4,
+                                   resample_period=4, discount=1.0,
+                                   root_dirichlet_alpha=100.0,
+                                   root_exploration_fraction=1.0)
+  out = run_search(model, config, add_root_noise=True,
+                   network_fn=fixed_network(np.array([-50.0, 0.0, 0.0])))
+  root_actions = out.root_actions.numpy()[0]
+  advantages = out.eta_advantages.numpy()[0]
+  assert set(root_actions) == {0, 1, 2}
+  np.testing.assert_allclose(advantages, np.where(root_actions == 0, 1.0, 4.0))
+  # Search return: 1 for the terminated particles, 4 for the others.
+  weights = out.particle_weights.numpy()[0]
+  np.testing.assert_allclose(
+      out.value.numpy()[0],
+      np.sum(weights * np.where(root_actions == 0, 1.0, 4.0)), rtol=1e-5)
+
+
+def test_eta_advantages_cover_only_the_first_segment():
+  """With period 2 < depth 4, only the first 2 steps' advantages count."""
+  model = toy.ToyModel([1.0, 1.0], [False, False])
+  config = config_lib.SearchConfig(num_particles=8, depth=4,
+                                   resample_period=2, discount=1.0)
+  out = run_search(model, config, network_fn=fixed_network(np.zeros(2)))
+  np.testing.assert_allclose(out.eta_advantages.numpy(), 2.0)
+
+
+def test_one_step_advantage_uses_discounted_bootstrap():
+  """A = r + gamma * discount * V(s') - V(s) with a constant V."""
+  model = toy.ToyModel([0.5, 0.5], [False, True])
+  config = config_lib.SearchConfig(num_particles=32, depth=1,
+                                   resample_period=1, discount=0.9)
+  out = run_search(model, config,
+                   network_fn=fixed_network(np.zeros(2), value=2.0))
+  root_actions = out.root_actions.numpy()[0]
+  expected = np.where(root_actions == 0, 0.5 + 0.9 * 2.0 - 2.0, 0.5 - 2.0)
+  np.testing.assert_allclose(out.eta_advantages.numpy()[0], expected,
+                             rtol=1e-6)
+
+
+def test_zero_advantages_give_full_ess_and_prior_target():
+  model = toy.ToyModel([0.0] * 4, [False] * 4)
+  config = config_lib.SearchConfig(num_particles=16, depth=4,
+                                   resample_period=2)
+  out = run_search(model, config, batch=3)
+  np.testing.assert_allclose(out.ess.numpy(), 16.0, rtol=1e-5)
+  np.testing.assert_allclose(out.weight_entropy.numpy(), np.log(16.0),
+                             rtol=1e-5)
+  np.testing.assert_allclose(out.action_weights.numpy().sum(-1), 1.0,
+                             rtol=1e-5)
+
+
+def test_seeds_are_explicit_and_batch_is_dynamic():
+  bandit = toy.ToyModel(REWARDS.tolist(), [True] * 4)
+  config = config_lib.SearchConfig(num_particles=8, depth=2,
+                                   resample_period=1)
+  compiled = tf.function(
+      lambda obs, s: search.smc_search(obs, bandit, fixed_network(), ETA,
+                                       config, s),
+      jit_compile=True,
+      input_signature=[tf.TensorSpec([None, 1]),
+                       tf.TensorSpec([2], tf.int32)])
+  first = compiled(tf.zeros([3, 1]), tf.constant([1, 2]))
+  again = compiled(tf.zeros([3, 1]), tf.constant([1, 2]))
+  other = compiled(tf.zeros([3, 1]), tf.constant([1, 3]))
+  np.testing.assert_array_equal(first.root_actions, again.root_actions)
+  assert not np.array_equal(first.root_actions, other.root_actions)
+  assert compiled(tf.zeros([5, 1]), tf.constant([1, 2])).root_actions.shape == (
+      5, 8)
+  assert len(compiled._list_all_concrete_functions()) == 1  # pylint: disable=protected-access
+
+
+def test_root_noise_changes_sampling_and_zero_fraction_does_not():
+  bandit = toy.ToyModel(REWARDS.tolist(), [True] * 4)
+  plain = config_lib.SearchConfig(num_particles=64, depth=1,
+                                  resample_period=1)
+  noisy = run_search(bandit, plain, batch=4, add_root_noise=True)
+  clean = run_search(bandit, plain, batch=4)
+  assert not np.array_equal(noisy.root_actions, clean.root_actions)
+  no_noise = config_lib.SearchConfig(num_particles=64, depth=1,
+                                     resample_period=1,
+                                     root_exploration_fraction=0.0)
+  np.testing.assert_allclose(
+      search.root_prior(tf.constant([PRIOR_LOGITS]), no_noise, True,
+                        tf.constant([5, 6])).numpy(),
+      tf.nn.log_softmax(PRIOR_LOGITS[None]).numpy(), rtol=1e-5)
+  noised = tf.exp(search.root_prior(tf.constant([PRIOR_LOGITS]), plain, True,
+                                    tf.constant([5, 6]))).numpy()
+  np.testing.assert_allclose(noised.sum(), 1.0, rtol=1e-5)
+  assert np.all(noised >= 0.75 * tf.nn.softmax(PRIOR_LOGITS).numpy() - 1e-6)

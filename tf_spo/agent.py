@@ -1,0 +1,231 @@
+"""SPO as a TF-Agents agent (paper 000, section 4.3 and appendix D).
+
+The collect and evaluation policies are `SmcPolicy` searches; `train` is the
+M-step on replayed sequences: cross-entropy of pi_theta to the search target
+q-hat under a KL trust region to the Polyak-averaged target policy (Lagrange
+multiplier alpha), the temperature dual g(eta), and a value loss on GAE
+targets computed with the target critic.
+"""
+
+from typing import NamedTuple, Optional
+
+import tensorflow as tf
+import tensorflow_probability as tfp
+from tf_agents.agents import tf_agent
+from tf_agents.utils import common
+
+from tf_spo import config as config_lib
+from tf_spo import losses
+from tf_spo import policy as policy_lib
+
+tfb = tfp.bijectors
+
+
+class SpoLossInfo(NamedTuple):
+  """Named extras of the SPO `LossInfo`; all scalars."""
+  policy_loss: tf.Tensor
+  kl: tf.Tensor
+  kl_loss: tf.Tensor
+  alpha_loss: tf.Tensor
+  eta_loss: tf.Tensor
+  value_loss: tf.Tensor
+  eta: tf.Tensor
+  alpha: tf.Tensor
+  eta_kl: tf.Tensor
+
+
+def _positive_dual(initial_value: float, name: str):
+  """A positive trainable scalar, parameterised through a softplus bijector."""
+  return tfp.util.TransformedVariable(
+      initial_value, bijector=tfb.Softplus(), dtype=tf.float32, name=name)
+
+
+class SpoAgent(tf_agent.TFAgent):
+  """Sequential Monte Carlo Policy Optimisation for discrete actions."""
+
+  def __init__(self,
+               time_step_spec,
+               action_spec,
+               network,
+               model,
+               search_config: config_lib.SearchConfig = config_lib.SearchConfig(),
+               config: config_lib.SpoConfig = config_lib.SpoConfig(),
+               optimizer: Optional[tf.keras.optimizers.Optimizer] = None,
+               dual_optimizer: Optional[tf.keras.optimizers.Optimizer] = None,
+               greedy_eval: bool = True,
+               seed: int = 0,
+               debug_summaries: bool = False,
+               summarize_grads_and_vars: bool = False,
+               train_step_counter: Optional[tf.Variable] = None,
+               name: Optional[str] = None):
+    """Creates the agent.
+
+    Args:
+      time_step_spec: `TimeStep` spec of the environment.
+      action_spec: scalar discrete `BoundedTensorSpec` of the environment.
+      network: a `PolicyValueNetwork`; its copy becomes the target network.
+      model: the planning `EnvironmentModel` (pure TF).
+      search_config: `SearchConfig` of the SMC search.
+      config: `SpoConfig` of the M-step and duals.
+      optimizer: optimizer of the network (default Adam 3e-4).
+      dual_optimizer: optimizer of eta and alpha (default Adam 3e-4).
+      greedy_eval: the evaluation policy takes the mode of q-hat.
+      seed: seed of the policies' random generators.
+      debug_summaries: emit search diagnostics summaries.
+      summarize_grads_and_vars: emit gradient and variable summaries.
+      train_step_counter: optional step counter variable.
+      name: agent name.
+
+    Raises:
+      ValueError: if the specs are not scalar discrete or don't match the
+        model.
+    """
+    tf.Module.__init__(self, name=name)
+    policy_lib.check_discrete_specs(time_step_spec, action_spec, model)
+    self._search_config = search_config
+    self._config = config
+    self._network = network
+    self._network.create_variables()
+    self._target_network = network.copy(name='TargetNetwork')
+    self._target_network.create_variables()
+    common.soft_variables_update(self._network.variables,
+                                 self._target_network.variables, tau=1.0)
+    self._eta = _positive_dual(config.initial_eta, 'eta')
+    self._alpha = _positive_dual(config.initial_alpha, 'alpha')
+    self._optimizer = optimizer or tf.keras.optimizers.Adam(3e-4)
+    self._dual_optimizer = dual_optimizer or tf.keras.optimizers.Adam(3e-4)
+
+    make_policy = lambda **kwargs: policy_lib.SmcPolicy(
+        time_step_spec, action_spec, network, model, search_config,
+        self._eta, **kwargs)
+    policy = make_policy(greedy=greedy_eval, seed=seed, name='SmcPolicy')
+    collect_policy = make_policy(add_root_noise=True, seed=seed + 1,
+                                 name='SmcCollectPolicy')
+    self._network_policy = policy_lib.NetworkPolicy(
+        time_step_spec, action_spec, network, greedy=greedy_eval,
+        name='NetworkPolicy')
+    super().__init__(
+        time_step_spec, action_spec, policy, collect_policy,
+        train_sequence_length=None,
+        debug_summaries=debug_summaries,
+        summarize_grads_and_vars=summarize_grads_and_vars,
+        train_step_counter=train_step_counter)
+
+  @property
+  def network_policy(self) -> policy_lib.NetworkPolicy:
+    """The bare network policy pi_theta, without search."""
+    return self._network_policy
+
+  @property
+  def eta(self) -> tf.Tensor:
+    return tf.convert_to_tensor(self._eta)
+
+  @property
+  def alpha(self) -> tf.Tensor:
+    return tf.convert_to_tensor(self._alpha)
+
+  def _dual_variables(self):
+    return self._eta.trainable_variables + self._alpha.trainable_variables
+
+  def _loss(self, experience, weights=None, training=False):
+    """SPO losses on a [B, T] batch of trajectories (T >= 2).
+
+    Args:
+      experience: `Trajectory` with outer dims [B, T] whose policy info is
+        the `SmcPolicy` info (search targets).
+      weights: optional [B] or scalar weights of the sequences.
+      training: unused.
+
+    Returns:
+      `LossInfo(loss, SpoLossInfo)`.
+    """
+    del training
+    config = self._config
+    outer_shape = tf.shape(experience.reward)
+
+    def merge_outer(x):
+      return tf.reshape(x, tf.concat([[-1], tf.shape(x)[2:]], axis=0))
+
+    def split_outer(x):
+      return tf.reshape(x, tf.concat([outer_shape, tf.shape(x)[1:]], axis=0))
+
+    observation = tf.nest.map_structure(merge_outer, experience.observation)
+    (logits, values), _ = self._network(observation, training=True)
+    (target_logits, target_values), _ = self._target_network(observation)
+    logits, values = split_outer(logits), split_outer(values)
+    target_logits = split_outer(target_logits)
+    target_values = split_outer(target_values)
+
+    # A trajectory whose step is LAST is an episode boundary: its action was
+    # never executed and its next observation starts a new episode.
+    valid = tf.cast(~experience.is_boundary(), tf.float32)
+    if weights is not None:
+      valid *= tf.reshape(tf.cast(weights, tf.float32), [-1, 1])
+
+    info = experience.policy_info
+    policy_loss = losses.masked_mean(
+        losses.cross_entropy(info['search_policy'], logits), valid)
+    kl = losses.masked_mean(losses.categorical_kl(target_logits, logits),
+                            valid)
+    alpha = tf.convert_to_tensor(self._alpha)
+    kl_loss, alpha_loss = losses.trust_region_losses(
+        alpha, kl, config.epsilon_alpha)
+
+    eta = tf.convert_to_tensor(self._eta)
+    eta_loss = losses.eta_dual(eta, info['eta_advantages'], config.epsilon_eta,
+                               valid)
+    eta_kl = losses.masked_mean(
+        losses.weighted_kl(info['eta_advantages'], tf.stop_gradient(eta)),
+        valid)
+
+    advantages = losses.gae_advantages(
+        experience.reward, config.discount * experience.discount,
+        target_values, valid, config.gae_lambda)
+    value_targets = tf.stop_gradient(target_values[:, :-1] + advantages)
+    value_loss = 0.5 * losses.masked_mean(
+        tf.square(values[:, :-1] - value_targets), valid[:, :-1])
+
+    total = (policy_loss + kl_loss + config.value_loss_coef * value_loss +
+             alpha_loss + eta_loss)
+    total = tf.debugging.check_numerics(total, 'SPO loss')
+    extra = SpoLossInfo(
+        policy_loss=policy_loss, kl=kl, kl_loss=kl_loss,
+        alpha_loss=alpha_loss, eta_loss=eta_loss, value_loss=value_loss,
+        eta=eta, alpha=alpha, eta_kl=eta_kl)
+    return tf_agent.LossInfo(total, extra)
+
+  def _train(self, experience, weights=None):
+    network_variables = self._network.trainable_variables
+    dual_variables = self._dual_variables()
+    with tf.GradientTape() as tape:
+      loss_info = self._loss(experience, weights=weights, training=True)
+    network_grads, dual_grads = tape.gradient(
+        loss_info.loss, (network_variables, dual_variables))
+    network_grads, grad_norm = tf.clip_by_global_norm(
+        network_grads, self._config.max_grad_norm)
+    self._optimizer.apply_gradients(zip(network_grads, network_variables))
+    self._dual_optimizer.apply_gradients(zip(dual_grads, dual_variables))
+    common.soft_variables_update(
+        self._network.variables, self._target_network.variables,
+        tau=self._config.target_update_tau)
+    self.train_step_counter.assign_add(1)
+    self._summarize(loss_info, grad_norm, experience,
+                    list(zip(network_grads, network_variables)))
+    return loss_info
+
+  def _summarize(self, loss_info, grad_norm, experience, grads_and_vars):
+    if not self.summaries_enabled:
+      return
+    step = self.train_step_counter
+    tf.compat.v2.summary.scalar('loss/total', loss_info.loss, step=step)
+    tf.compat.v2.summary.scalar('loss/grad_norm', grad_norm, step=step)
+    for name, value in loss_info.extra._asdict().items():
+      tf.compat.v2.summary.scalar(f'loss/{name}', value, step=step)
+    if self.debug_summaries:
+      for key in ('ess', 'weight_entropy', 'search_value'):
+        tf.compat.v2.summary.scalar(
+            f'search/{key}', tf.reduce_mean(experience.policy_info[key]),
+            step=step)
+    if self.summarize_grads_and_vars:
+      common.add_variables_summaries(grads_and_vars, step)
+      common.add_gradients_summaries(grads_and_vars, step)

@@ -1,0 +1,121 @@
+"""Losses of the SPO M-step and E-step duals (paper 000, section 4, app. D).
+
+Pure functions over batched tensors; masks select the valid entries and every
+mean is a masked mean.
+"""
+
+import math
+
+import tensorflow as tf
+
+
+def masked_mean(x: tf.Tensor, mask: tf.Tensor) -> tf.Tensor:
+  """Mean of `x` over the entries where `mask` is 1 (0 if there are none)."""
+  return tf.math.divide_no_nan(tf.reduce_sum(x * mask), tf.reduce_sum(mask))
+
+
+def gae_advantages(rewards: tf.Tensor, discounts: tf.Tensor,
+                   values: tf.Tensor, valid: tf.Tensor,
+                   td_lambda: float) -> tf.Tensor:
+  """Generalised advantage estimates along [B, T] sequences.
+
+  Transition t goes from observation t to observation t + 1 with reward
+  `rewards[:, t]` and discount `discounts[:, t]` (gamma already included,
+  0 on termination). A transition with `valid[:, t] == 0` (an episode
+  boundary, whose next observation starts a new episode) gets advantage 0 and
+  stops the lambda-recursion, so episodes never mix.
+
+  Args:
+    rewards: [B, T] float32.
+    discounts: [B, T] float32, gamma * environment discount.
+    values: [B, T] float32, V at the observations.
+    valid: [B, T] float32, 1 where transition t is inside an episode.
+    td_lambda: Python float in [0, 1].
+
+  Returns:
+    [B, T - 1] float32 advantages of transitions 0 .. T - 2 (the last
+    transition has no next value in the sequence).
+  """
+  deltas = valid[:, :-1] * (rewards[:, :-1] + discounts[:, :-1] * values[:, 1:]
+                            - values[:, :-1])
+  continuation = valid[:, :-1] * td_lambda * discounts[:, :-1]
+
+  def backward(next_advantage, inputs):
+    delta, cont = inputs
+    return delta + cont * next_advantage
+
+  advantages = tf.scan(
+      backward,
+      (tf.transpose(deltas), tf.transpose(continuation)),
+      initializer=tf.zeros_like(deltas[:, 0]),
+      reverse=True)
+  return tf.transpose(advantages)
+
+
+def eta_dual(eta: tf.Tensor, advantages: tf.Tensor, epsilon: float,
+             mask: tf.Tensor) -> tf.Tensor:
+  """Sample estimate of the temperature dual g(eta) (paper 000, eq. 7).
+
+  g(eta) = eta * epsilon + eta * E_s[log mean_n exp(A_n / eta)], with A_n the
+  advantages of N particles sampled from pi at state s. Its minimiser makes
+  KL(q || pi) = epsilon for q proportional to pi * exp(A / eta).
+
+  Args:
+    eta: scalar temperature, > 0.
+    advantages: [..., N] particle advantages per state.
+    epsilon: the KL bound.
+    mask: [...] float32, 1 for the states to average over.
+
+  Returns:
+    Scalar g(eta).
+  """
+  num_particles = tf.cast(tf.shape(advantages)[-1], tf.float32)
+  log_mean_exp = (tf.reduce_logsumexp(advantages / eta, axis=-1)
+                  - tf.math.log(num_particles))
+  return eta * epsilon + eta * masked_mean(log_mean_exp, mask)
+
+
+def weighted_kl(advantages: tf.Tensor, eta: tf.Tensor) -> tf.Tensor:
+  """KL(q || pi) of the particle reweighting q proportional to exp(A / eta).
+
+  Args:
+    advantages: [..., N] advantages of N particles sampled from pi.
+    eta: scalar temperature.
+
+  Returns:
+    [...] KL between the normalised weights and the uniform weights 1 / N.
+  """
+  num_particles = advantages.shape[-1]
+  log_q = tf.nn.log_softmax(advantages / eta, axis=-1)
+  return tf.reduce_sum(
+      tf.exp(log_q) * (log_q + math.log(num_particles)), axis=-1)
+
+
+def categorical_kl(p_logits: tf.Tensor, q_logits: tf.Tensor) -> tf.Tensor:
+  """KL(p || q) between categoricals given by logits [..., A]; returns [...]."""
+  log_p = tf.nn.log_softmax(p_logits)
+  return tf.reduce_sum(
+      tf.exp(log_p) * (log_p - tf.nn.log_softmax(q_logits)), axis=-1)
+
+
+def cross_entropy(target_probs: tf.Tensor, logits: tf.Tensor) -> tf.Tensor:
+  """-sum_a q(a) log pi(a) for targets [..., A] and logits [..., A]."""
+  return -tf.reduce_sum(target_probs * tf.nn.log_softmax(logits), axis=-1)
+
+
+def trust_region_losses(alpha: tf.Tensor, kl: tf.Tensor,
+                        epsilon: float) -> tuple[tf.Tensor, tf.Tensor]:
+  """The KL trust-region terms L_KL and L_alpha (paper 000, appendix D).
+
+  Args:
+    alpha: scalar Lagrange multiplier, > 0.
+    kl: scalar mean KL(pi_target || pi_theta).
+    epsilon: the trust-region bound.
+
+  Returns:
+    (L_KL = sg[alpha] * KL, trained into the network;
+     L_alpha = alpha * (epsilon - sg[KL]), trained into alpha).
+  """
+  kl_loss = tf.stop_gradient(alpha) * kl
+  alpha_loss = alpha * (epsilon - tf.stop_gradient(kl))
+  return kl_loss, alpha_loss
