@@ -93,6 +93,8 @@ class SpoAgent(tf_agent.TFAgent):
     self._eta = _positive_dual(config.initial_eta, 'eta')
     self._alpha = _positive_dual(config.initial_alpha, 'alpha')
     self._optimizer = optimizer or tf.keras.optimizers.Adam(3e-4)
+    self._compiled_loss_and_gradients = tf.function(
+        self._loss_and_gradients, jit_compile=True)
     self._dual_optimizer = dual_optimizer or tf.keras.optimizers.Adam(3e-4)
 
     make_policy = lambda **kwargs: policy_lib.SmcPolicy(
@@ -187,22 +189,33 @@ class SpoAgent(tf_agent.TFAgent):
 
     total = (policy_loss + kl_loss + config.value_loss_coef * value_loss +
              alpha_loss + eta_loss)
-    total = tf.debugging.check_numerics(total, 'SPO loss')
     extra = SpoLossInfo(
         policy_loss=policy_loss, kl=kl, kl_loss=kl_loss,
         alpha_loss=alpha_loss, eta_loss=eta_loss, value_loss=value_loss,
         eta=eta, alpha=alpha, eta_kl=eta_kl)
     return tf_agent.LossInfo(total, extra)
 
-  def _train(self, experience, weights=None):
-    network_variables = self._network.trainable_variables
-    dual_variables = self._dual_variables()
+  def _loss_and_gradients(self, experience, weights):
+    """Losses and clipped gradients; XLA-compiled (see `__init__`)."""
     with tf.GradientTape() as tape:
       loss_info = self._loss(experience, weights=weights, training=True)
     network_grads, dual_grads = tape.gradient(
-        loss_info.loss, (network_variables, dual_variables))
+        loss_info.loss,
+        (self._network.trainable_variables, self._dual_variables()))
     network_grads, grad_norm = tf.clip_by_global_norm(
         network_grads, self._config.max_grad_norm)
+    return loss_info, network_grads, dual_grads, grad_norm
+
+  def _train(self, experience, weights=None):
+    network_variables = self._network.trainable_variables
+    dual_variables = self._dual_variables()
+    loss_info, network_grads, dual_grads, grad_norm = (
+        self._compiled_loss_and_gradients(experience, weights))
+    # Outside XLA, where CheckNumerics is a no-op: no update from NaN/Inf.
+    checks = [tf.debugging.check_numerics(loss_info.loss, 'SPO loss'),
+              tf.debugging.check_numerics(grad_norm, 'SPO gradient norm')]
+    with tf.control_dependencies(checks):
+      network_grads = tf.nest.map_structure(tf.identity, network_grads)
     self._optimizer.apply_gradients(zip(network_grads, network_variables))
     self._dual_optimizer.apply_gradients(zip(dual_grads, dual_variables))
     common.soft_variables_update(

@@ -1,0 +1,266 @@
+r"""Benchmarks the SMC search on the Rubik's Cube against its network calls.
+
+Times the XLA-compiled SMC search (`tf_spo/search.py`) with a randomly
+initialised `PolicyValueNetwork`, and the same network evaluations alone (one
+call on the B roots and `depth` calls on the B * N particles, compiled the same
+way). Their ratio is the search's overhead over the network evaluations it
+needs: the cube model, sampling, weighting and resampling. Timed calls of the
+two alternate so that background load affects both alike, and medians are
+reported.
+
+  python -m launch.benchmark
+  python -m launch.benchmark --batch_size=256 --num_particles=32 \
+      --depth=8 --resample_period=4 --output=/tmp/benchmark.json
+"""
+
+import json
+import statistics
+import time
+from typing import Any, Callable, Dict, List
+
+from absl import app
+from absl import flags
+import tensorflow as tf
+
+from environments import rubiks_cube
+from tf_spo import config as config_lib
+from tf_spo import networks
+from tf_spo import search
+
+FLAGS = flags.FLAGS
+
+# Fixed temperature of the benchmarked search; it does not affect the cost.
+ETA = 0.5
+# Seed offset of the random moves making the particle observations of the
+# network-only benchmark.
+_PARTICLE_MOVES_SEED = 1
+
+
+def check_settings(batch_size: int, num_particles: int, depth: int,
+                   resample_period: int, torso_units: int,
+                   num_residual_blocks: int, head_units: int, repeats: int,
+                   warmup: int) -> config_lib.SearchConfig:
+  """Validates the benchmark settings.
+
+  Args:
+    batch_size: B, root states per search (>= 1).
+    num_particles: N, particles per root (>= 1).
+    depth: planning steps per search (>= 1).
+    resample_period: resampling period, in [1, depth].
+    torso_units: width of the network torso (>= 1).
+    num_residual_blocks: residual blocks of the torso (>= 0).
+    head_units: width of the network heads (>= 1).
+    repeats: timed calls of each function (>= 1).
+    warmup: untimed calls of each function before timing (>= 0).
+
+  Returns:
+    The `SearchConfig` of the benchmarked search.
+
+  Raises:
+    ValueError: naming the flag of the first setting out of range.
+  """
+  config_lib.check(batch_size >= 1, 'batch_size', '>= 1', batch_size)
+  search_config = config_lib.SearchConfig(
+      num_particles=num_particles, depth=depth,
+      resample_period=resample_period)
+  config_lib.check(torso_units >= 1, 'torso_units', '>= 1', torso_units)
+  config_lib.check(num_residual_blocks >= 0, 'num_residual_blocks', '>= 0',
+                   num_residual_blocks)
+  config_lib.check(head_units >= 1, 'head_units', '>= 1', head_units)
+  config_lib.check(repeats >= 1, 'repeats', '>= 1', repeats)
+  config_lib.check(warmup >= 0, 'warmup', '>= 0', warmup)
+  return search_config
+
+
+def _time_call(fn: Callable[[], Any]) -> float:
+  """Seconds taken by `fn()`, with all its outputs copied to the host."""
+  start = time.perf_counter()
+  tf.nest.map_structure(lambda t: t.numpy(), fn())
+  return time.perf_counter() - start
+
+
+def _particle_observations(model: rubiks_cube.RubiksCube, root_state: Any,
+                           num_particles: int, depth: int,
+                           seed: int) -> tf.Tensor:
+  """Realistic particle observations for the network-only benchmark.
+
+  The root cubes tiled N times, as in the search, then moved by a random
+  move at each of the `depth` steps, so that every network call sees distinct
+  inputs (identical calls could be merged by the compiler).
+
+  Returns:
+    int32 [depth, B * N, 6, 3, 3].
+  """
+  stickers = tf.repeat(root_state['stickers'], num_particles, axis=0)
+  moves = tf.random.stateless_uniform(
+      [depth, stickers.shape[0]], [seed, _PARTICLE_MOVES_SEED], minval=0,
+      maxval=int(model.action_spec().maximum) + 1, dtype=tf.int32)
+  observations = []
+  for step in range(depth):
+    stickers = model.apply_move(stickers, moves[step])
+    observations.append(model.observe({'stickers': stickers}))
+  return tf.stack(observations)
+
+
+def benchmark(batch_size: int = 64, num_particles: int = 16, depth: int = 4,
+              resample_period: int = 4, torso_units: int = 256,
+              num_residual_blocks: int = 2, head_units: int = 256,
+              repeats: int = 20, warmup: int = 3,
+              seed: int = 0) -> Dict[str, Any]:
+  """Times the compiled SMC search and its network evaluations alone.
+
+  Args:
+    batch_size: B, root states per search (>= 1).
+    num_particles: N, particles per root (>= 1).
+    depth: planning steps per search (>= 1).
+    resample_period: resampling period, in [1, depth].
+    torso_units: width of the network torso (>= 1).
+    num_residual_blocks: residual blocks of the torso (>= 0).
+    head_units: width of the network heads (>= 1).
+    repeats: timed calls of each function (>= 1).
+    warmup: untimed calls of each function before timing (>= 0), the first
+      of which compiles.
+    seed: seed of the network initialisation, the cubes and the searches.
+
+  Returns:
+    A dict with the settings, `num_network_evals` (B + depth * B * N), the
+    median milliseconds per call `search_ms` and `network_ms`,
+    `overhead_ratio` = search_ms / network_ms, `env_steps_per_s` (one search
+    per root is one real environment step) and `particle_steps_per_s`
+    (B * N * depth model steps per search).
+
+  Raises:
+    ValueError: naming the flag of a setting out of range.
+  """
+  config = check_settings(batch_size, num_particles, depth, resample_period,
+                          torso_units, num_residual_blocks, head_units,
+                          repeats, warmup)
+  tf.random.set_seed(seed)
+  model = rubiks_cube.RubiksCube()
+  net = networks.PolicyValueNetwork(
+      model.observation_spec(), model.action_spec(), torso_units=torso_units,
+      num_residual_blocks=num_residual_blocks, head_units=head_units)
+  root_state = model.reset(batch_size, tf.constant([seed, 0], tf.int32))
+  root_observation = model.observe(root_state)
+  particle_observations = _particle_observations(
+      model, root_state, num_particles, depth, seed)
+
+  def network_fn(observation):
+    (logits, values), _ = net(observation)
+    return logits, values
+
+  @tf.function(jit_compile=True)
+  def search_fn(observation, search_seed):
+    return search.smc_search(observation, model, network_fn, ETA, config,
+                             search_seed)
+
+  @tf.function(jit_compile=True)
+  def network_evals_fn(observation, observations):
+    # Sums every output so that the compiler cannot drop any evaluation.
+    logits, values = network_fn(observation)
+    total = tf.reduce_sum(logits) + tf.reduce_sum(values)
+    for step in range(depth):
+      logits, values = network_fn(observations[step])
+      total += tf.reduce_sum(logits) + tf.reduce_sum(values)
+    return total
+
+  calls = 0
+
+  def run_search():
+    nonlocal calls
+    calls += 1
+    return search_fn(root_observation, tf.constant([seed, calls], tf.int32))
+
+  def run_network():
+    return network_evals_fn(root_observation, particle_observations)
+
+  search_times: List[float] = []
+  network_times: List[float] = []
+  for i in range(warmup + repeats):
+    search_s = _time_call(run_search)
+    network_s = _time_call(run_network)
+    if i >= warmup:
+      search_times.append(search_s)
+      network_times.append(network_s)
+
+  search_s = statistics.median(search_times)
+  network_s = statistics.median(network_times)
+  return dict(
+      batch_size=batch_size,
+      num_particles=num_particles,
+      depth=depth,
+      resample_period=resample_period,
+      torso_units=torso_units,
+      num_residual_blocks=num_residual_blocks,
+      head_units=head_units,
+      repeats=repeats,
+      warmup=warmup,
+      seed=seed,
+      num_network_evals=batch_size + depth * batch_size * num_particles,
+      search_ms=1e3 * search_s,
+      network_ms=1e3 * network_s,
+      overhead_ratio=search_s / network_s,
+      env_steps_per_s=batch_size / search_s,
+      particle_steps_per_s=batch_size * num_particles * depth / search_s,
+  )
+
+
+def format_table(result: Dict[str, Any]) -> str:
+  """A small human-readable table of a `benchmark` result."""
+  rows = [
+      ('settings', f'B={result["batch_size"]} N={result["num_particles"]} '
+                   f'depth={result["depth"]} '
+                   f'resample_period={result["resample_period"]}'),
+      ('network', f'torso={result["torso_units"]}x'
+                  f'{result["num_residual_blocks"]} '
+                  f'head={result["head_units"]}'),
+      ('network evals/search', f'{result["num_network_evals"]}'),
+      ('search ms (median)', f'{result["search_ms"]:.2f}'),
+      ('network ms (median)', f'{result["network_ms"]:.2f}'),
+      ('overhead ratio', f'{result["overhead_ratio"]:.3f}'),
+      ('env steps/s', f'{result["env_steps_per_s"]:.1f}'),
+      ('particle steps/s', f'{result["particle_steps_per_s"]:.1f}'),
+  ]
+  width = max(len(name) for name, _ in rows)
+  return '\n'.join(f'{name:<{width}}  {value}' for name, value in rows)
+
+
+def run():
+  flags.DEFINE_integer('batch_size', 64, 'B, root states per search.')
+  flags.DEFINE_integer('num_particles', 16, 'N, particles per root.')
+  flags.DEFINE_integer('depth', 4, 'Planning steps per search.')
+  flags.DEFINE_integer('resample_period', 4,
+                       'Resample every this many steps, in [1, depth].')
+  flags.DEFINE_integer('torso_units', 256, 'Width of the network torso.')
+  flags.DEFINE_integer('num_residual_blocks', 2,
+                       'Residual blocks of the network torso.')
+  flags.DEFINE_integer('head_units', 256, 'Width of the network heads.')
+  flags.DEFINE_integer('repeats', 20, 'Timed calls of each function.')
+  flags.DEFINE_integer('warmup', 3, 'Untimed calls of each function first.')
+  flags.DEFINE_integer('seed', 0, 'Seed of the network, cubes and searches.')
+  flags.DEFINE_string('output', '', 'Optional JSON file for the results.')
+  app.run(main)
+
+
+def main(argv):
+  del argv
+  settings = dict(
+      batch_size=FLAGS.batch_size, num_particles=FLAGS.num_particles,
+      depth=FLAGS.depth, resample_period=FLAGS.resample_period,
+      torso_units=FLAGS.torso_units,
+      num_residual_blocks=FLAGS.num_residual_blocks,
+      head_units=FLAGS.head_units, repeats=FLAGS.repeats, warmup=FLAGS.warmup)
+  try:
+    check_settings(**settings)
+  except ValueError as e:
+    raise app.UsageError(str(e)) from e
+  result = benchmark(seed=FLAGS.seed, **settings)
+  print(format_table(result))
+  print(json.dumps(result, indent=2))
+  if FLAGS.output:
+    with open(FLAGS.output, 'w') as f:
+      json.dump(result, f, indent=2)
+
+
+if __name__ == '__main__':
+  run()

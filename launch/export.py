@@ -1,0 +1,39 @@
+r"""Exports the policies of a training checkpoint as SavedModels.
+
+Rebuilds the run from `<root_dir>/config.json`, restores its latest
+checkpoint and writes the SMC search policy and the bare network policy with
+TF-Agents' `PolicySaver`:
+
+  python -m launch.export --root_dir=runs/cube --output_dir=/tmp/cube_policy
+
+The SavedModels load without this project:
+`policy = tf.saved_model.load(dir); policy.action(time_step, ())`.
+"""
+
+from absl import app
+from absl import flags
+
+from launch import common
+
+FLAGS = flags.FLAGS
+
+
+def main(argv):
+  del argv
+  run = common.restore_run(FLAGS.root_dir)
+  paths = common.export_policies(run, FLAGS.output_dir or
+                                 f'{FLAGS.root_dir}/policy')
+  print(f'exported train step {int(run.agent.train_step_counter.numpy())}: '
+        + ', '.join(f'{kind} -> {path}' for kind, path in paths.items()))
+
+
+def run():
+  flags.DEFINE_string('root_dir', None, 'Run directory of launch.train.')
+  flags.DEFINE_string('output_dir', '', 'Where to write the SavedModels '
+                      '(default <root_dir>/policy).')
+  flags.mark_flag_as_required('root_dir')
+  app.run(main)
+
+
+if __name__ == '__main__':
+  run()

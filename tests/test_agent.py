@@ -1,0 +1,125 @@
+"""Tests of the SPO agent's M-step (tf_spo/agent.py)."""
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from tf_agents.specs import tensor_spec
+from tf_agents.trajectories import time_step as ts
+
+from environments import rubiks_cube
+from tf_spo import agent as agent_lib
+from tf_spo import config as config_lib
+from tf_spo import networks
+
+CUBE = rubiks_cube.RubiksCube(1, 3)
+SEARCH = config_lib.SearchConfig(num_particles=4, depth=2, resample_period=1)
+
+
+def make_agent(config=config_lib.SpoConfig(), model=CUBE):
+  tf.random.set_seed(0)
+  network = networks.PolicyValueNetwork(
+      model.observation_spec(), model.action_spec(), torso_units=32,
+      num_residual_blocks=1, head_units=32)
+  return agent_lib.SpoAgent(
+      ts.time_step_spec(model.observation_spec()), model.action_spec(),
+      network, model, search_config=SEARCH, config=config)
+
+
+def fabricated_experience(agent, batch=4, time=5, advantage_scale=1.0,
+                          seed=0):
+  """Random trajectories with valid step types and search targets."""
+  rng = np.random.default_rng(seed)
+  experience = tensor_spec.sample_spec_nest(
+      agent.collect_data_spec, seed=seed, outer_dims=(batch, time))
+  step_type = rng.choice([0, 1, 1, 1, 2], size=[batch, time]).astype(np.int32)
+  next_step_type = np.roll(step_type, -1, axis=1)
+  logits = rng.normal(size=[batch, time, 18])
+  probs = np.exp(logits) / np.exp(logits).sum(-1, keepdims=True)
+  info = dict(experience.policy_info)
+  info['search_policy'] = tf.constant(probs, tf.float32)
+  info['eta_advantages'] = tf.constant(
+      advantage_scale * rng.normal(size=[batch, time, 4]), tf.float32)
+  return experience._replace(
+      step_type=tf.constant(step_type),
+      next_step_type=tf.constant(next_step_type),
+      reward=tf.constant(rng.normal(size=[batch, time]), tf.float32),
+      discount=tf.constant(rng.uniform(size=[batch, time]) > 0.1, tf.float32),
+      policy_info=info)
+
+
+def test_train_step_changes_parameters_and_returns_finite_losses():
+  agent = make_agent()
+  before = [v.numpy().copy() for v in agent._network.trainable_variables]  # pylint: disable=protected-access
+  loss_info = agent.train(fabricated_experience(agent))
+  assert np.isfinite(loss_info.loss.numpy())
+  for name, value in loss_info.extra._asdict().items():
+    assert np.isfinite(value.numpy()), name
+  after = agent._network.trainable_variables  # pylint: disable=protected-access
+  assert all(not np.allclose(b, a.numpy()) for b, a in zip(before, after))
+  assert agent.train_step_counter.numpy() == 1
+
+
+def test_target_network_moves_by_tau():
+  tau = 0.1
+  agent = make_agent(config_lib.SpoConfig(target_update_tau=tau))
+  online = agent._network.variables  # pylint: disable=protected-access
+  target = agent._target_network.variables  # pylint: disable=protected-access
+  old_target = [v.numpy().copy() for v in target]
+  for v_online, v_target in zip(online, target):
+    np.testing.assert_array_equal(v_online.numpy(), v_target.numpy())
+  agent.train(fabricated_experience(agent))
+  for old, v_online, v_target in zip(old_target, online, target):
+    np.testing.assert_allclose(v_target.numpy(),
+                               (1 - tau) * old + tau * v_online.numpy(),
+                               rtol=1e-5, atol=1e-6)
+
+
+def test_duals_move_towards_their_constraints():
+  agent = make_agent()
+  eta, alpha = float(agent.eta), float(agent.alpha)
+  # Large advantages: KL(q || pi) at eta = 0.5 is far above epsilon_eta, so
+  # eta must grow; online == target gives KL 0 < epsilon_alpha, so alpha
+  # must shrink.
+  loss_info = agent.train(fabricated_experience(agent, advantage_scale=10.0))
+  assert float(loss_info.extra.eta_kl) > agent._config.epsilon_eta  # pylint: disable=protected-access
+  assert float(agent.eta) > eta
+  assert float(agent.alpha) < alpha
+  assert float(agent.eta) > 0 and float(agent.alpha) > 0
+
+
+def test_episode_boundaries_do_not_leak_into_the_loss():
+  agent = make_agent()
+  experience = fabricated_experience(agent)
+  boundary = experience.step_type.numpy() == ts.StepType.LAST
+  assert boundary.any()
+  perturbed_targets = np.where(boundary[..., None], 0.0,
+                               experience.policy_info['search_policy'])
+  perturbed_targets[..., 0] += boundary  # a different one-hot at boundaries
+  info = dict(experience.policy_info, search_policy=tf.constant(
+      perturbed_targets, tf.float32))
+  base = agent.loss(experience).extra.policy_loss
+  changed = agent.loss(experience._replace(policy_info=info)).extra.policy_loss
+  np.testing.assert_allclose(base, changed, rtol=1e-6)
+
+
+def test_nan_rewards_are_caught():
+  agent = make_agent()
+  experience = fabricated_experience(agent)
+  reward = experience.reward.numpy()
+  reward[0, 0] = np.nan
+  with pytest.raises(tf.errors.InvalidArgumentError, match='SPO loss'):
+    agent.train(experience._replace(reward=tf.constant(reward)))
+
+
+def test_policies_and_specs():
+  agent = make_agent()
+  assert agent.policy.info_spec == agent.collect_policy.info_spec
+  assert 'search_policy' in agent.collect_data_spec.policy_info
+  time_step = ts.restart(CUBE.observe(CUBE.reset(2, tf.constant([0, 0]))), 2)
+  assert agent.network_policy.action(time_step).action.shape == (2,)
+  with pytest.raises(ValueError, match='scalar discrete'):
+    agent_lib.SpoAgent(
+        ts.time_step_spec(CUBE.observation_spec()),
+        tensor_spec.BoundedTensorSpec((), tf.float32, -1.0, 1.0),
+        networks.PolicyValueNetwork(CUBE.observation_spec(),
+                                    CUBE.action_spec()), CUBE)

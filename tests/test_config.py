@@ -1,0 +1,50 @@
+"""Validation of the search and agent configs (tf_spo/config.py)."""
+
+import pytest
+
+from tf_spo import config as config_lib
+
+
+@pytest.mark.parametrize('kwargs,flag', [
+    (dict(num_particles=0), '--num_particles must be >= 1'),
+    (dict(depth=0, resample_period=1), '--depth must be >= 1'),
+    (dict(depth=4, resample_period=0), '--resample_period must be in [1, depth=4]'),
+    (dict(depth=4, resample_period=5), '--resample_period must be in [1, depth=4]'),
+    (dict(discount=1.5), '--discount must be in [0, 1]'),
+    (dict(root_dirichlet_alpha=0.0), '--root_dirichlet_alpha must be > 0'),
+    (dict(root_exploration_fraction=-0.1),
+     '--root_exploration_fraction must be in [0, 1]'),
+])
+def test_search_config_rejects_bad_values(kwargs, flag):
+  with pytest.raises(ValueError) as error:
+    config_lib.SearchConfig(**kwargs)
+  assert flag in str(error.value)
+
+
+@pytest.mark.parametrize('kwargs,flag', [
+    (dict(epsilon_eta=0.0), '--epsilon_eta must be > 0'),
+    (dict(epsilon_alpha=-1e-3), '--epsilon_alpha must be > 0'),
+    (dict(initial_eta=0.0), '--initial_eta must be > 0'),
+    (dict(initial_alpha=-1.0), '--initial_alpha must be > 0'),
+    (dict(gae_lambda=1.1), '--gae_lambda must be in [0, 1]'),
+    (dict(target_update_tau=0.0), '--target_update_tau must be in (0, 1]'),
+    (dict(max_grad_norm=0.0), '--max_grad_norm must be > 0'),
+    (dict(value_loss_coef=-1.0), '--value_loss_coef must be >= 0'),
+])
+def test_spo_config_rejects_bad_values(kwargs, flag):
+  with pytest.raises(ValueError) as error:
+    config_lib.SpoConfig(**kwargs)
+  assert flag in str(error.value)
+
+
+def test_defaults_are_the_paper_discrete_values():
+  search = config_lib.SearchConfig()
+  assert (search.num_particles, search.depth, search.resample_period) == (
+      16, 4, 4)
+  assert (search.root_dirichlet_alpha, search.root_exploration_fraction) == (
+      0.03, 0.25)
+  spo = config_lib.SpoConfig()
+  assert (spo.epsilon_eta, spo.epsilon_alpha, spo.initial_eta,
+          spo.initial_alpha) == (0.5, 1e-3, 0.5, 0.5)
+  # Boundary values are accepted.
+  config_lib.SearchConfig(num_particles=1, depth=1, resample_period=1)

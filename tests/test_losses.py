@@ -1,0 +1,157 @@
+"""Known-answer tests of the SPO losses and duals (tf_spo/losses.py)."""
+
+import math
+
+import numpy as np
+import tensorflow as tf
+import tensorflow_probability as tfp
+
+from tf_spo import losses
+
+
+def synthetic_advantages(num_states=64, num_particles=16, seed=0):
+  rng = np.random.default_rng(seed)
+  scale = rng.uniform(0.2, 3.0, size=[num_states, 1])
+  return (scale * rng.normal(size=[num_states, num_particles])).astype(
+      np.float32)
+
+
+def minimise_eta_dual(advantages, epsilon):
+  """Golden-section search of the convex g over log eta in [1e-3, 1e3]."""
+  mask = tf.ones(advantages.shape[:-1])
+  g = lambda log_eta: float(losses.eta_dual(
+      tf.exp(tf.constant(log_eta, tf.float32)), advantages, epsilon, mask))
+  low, high = math.log(1e-3), math.log(1e3)
+  ratio = (math.sqrt(5) - 1) / 2
+  for _ in range(100):
+    a, b = high - ratio * (high - low), low + ratio * (high - low)
+    if g(a) < g(b):
+      high = b
+    else:
+      low = a
+  return math.exp((low + high) / 2)
+
+
+def test_eta_minimising_dual_meets_kl_target():
+  advantages = synthetic_advantages()
+  for epsilon in (0.05, 0.5, 1.0):
+    eta = minimise_eta_dual(advantages, epsilon)
+    achieved = float(tf.reduce_mean(losses.weighted_kl(advantages, eta)))
+    np.testing.assert_allclose(achieved, epsilon, atol=1e-3)
+
+
+def test_eta_gradient_descent_through_softplus_reaches_kl_target():
+  advantages = synthetic_advantages(seed=1)
+  epsilon = 0.5
+  eta = tfp.util.TransformedVariable(5.0, tfp.bijectors.Softplus())
+  optimizer = tf.keras.optimizers.Adam(0.05)
+  mask = tf.ones([advantages.shape[0]])
+
+  @tf.function
+  def step():
+    with tf.GradientTape() as tape:
+      loss = losses.eta_dual(tf.convert_to_tensor(eta), advantages, epsilon,
+                             mask)
+    grads = tape.gradient(loss, eta.trainable_variables)
+    optimizer.apply_gradients(zip(grads, eta.trainable_variables))
+
+  for _ in range(1500):
+    step()
+  achieved = float(tf.reduce_mean(
+      losses.weighted_kl(advantages, tf.convert_to_tensor(eta))))
+  np.testing.assert_allclose(achieved, epsilon, atol=1e-2)
+
+
+def test_eta_dual_ignores_masked_states():
+  advantages = synthetic_advantages(num_states=4)
+  mask = tf.constant([1.0, 1.0, 0.0, 0.0])
+  np.testing.assert_allclose(
+      losses.eta_dual(0.7, advantages, 0.3, mask),
+      losses.eta_dual(0.7, advantages[:2], 0.3, tf.ones([2])), rtol=1e-6)
+
+
+def test_weighted_kl_known_values():
+  np.testing.assert_allclose(losses.weighted_kl(tf.zeros([3, 5]), 1.0), 0.0,
+                             atol=1e-6)
+  # Two particles, weights 1/(1+e^-1) and e^-1/(1+e^-1): KL to uniform.
+  w = np.array([1.0, math.exp(-1.0)]) / (1.0 + math.exp(-1.0))
+  expected = np.sum(w * np.log(2 * w))
+  np.testing.assert_allclose(losses.weighted_kl(tf.constant([[1.0, 0.0]]),
+                                                1.0), [expected], rtol=1e-5)
+
+
+def reference_gae(rewards, discounts, values, valid, lam):
+  batch, time = rewards.shape
+  advantages = np.zeros([batch, time - 1])
+  for b in range(batch):
+    next_advantage = 0.0
+    for t in reversed(range(time - 1)):
+      delta = rewards[b, t] + discounts[b, t] * values[b, t + 1] - values[b, t]
+      next_advantage = valid[b, t] * (delta + lam * discounts[b, t] *
+                                      next_advantage)
+      advantages[b, t] = next_advantage
+  return advantages
+
+
+def test_gae_matches_hand_computed_values():
+  rewards = np.array([[1.0, 0.0, 2.0]], np.float32)
+  discounts = np.array([[0.9, 0.9, 0.9]], np.float32)
+  values = np.array([[0.5, 1.0, 2.0]], np.float32)
+  valid = np.ones([1, 3], np.float32)
+  # delta_1 = 0 + 0.9 * 2 - 1 = 0.8; delta_0 = 1 + 0.9 * 1 - 0.5 = 1.4.
+  # A_1 = 0.8; A_0 = 1.4 + 0.5 * 0.9 * 0.8 = 1.76.
+  np.testing.assert_allclose(
+      losses.gae_advantages(rewards, discounts, values, valid, 0.5),
+      [[1.76, 0.8]], rtol=1e-6)
+
+
+def test_gae_stops_at_episode_boundaries_and_matches_reference():
+  rng = np.random.default_rng(3)
+  rewards = rng.normal(size=[4, 9]).astype(np.float32)
+  discounts = (0.99 * (rng.uniform(size=[4, 9]) > 0.2)).astype(np.float32)
+  values = rng.normal(size=[4, 9]).astype(np.float32)
+  valid = (rng.uniform(size=[4, 9]) > 0.2).astype(np.float32)
+  np.testing.assert_allclose(
+      losses.gae_advantages(rewards, discounts, values, valid, 0.95),
+      reference_gae(rewards, discounts, values, valid, 0.95), rtol=1e-5,
+      atol=1e-5)
+  # Changing anything after a boundary leaves the advantages before it alone.
+  valid[:, 4] = 0.0
+  before = losses.gae_advantages(rewards, discounts, values, valid, 0.95)
+  rewards[:, 5:] += 10.0
+  values[:, 5:] -= 3.0
+  after = losses.gae_advantages(rewards, discounts, values, valid, 0.95)
+  np.testing.assert_allclose(before[:, :4], after[:, :4], rtol=1e-6)
+
+
+def test_categorical_kl_and_cross_entropy():
+  p_logits = np.log(np.array([[0.2, 0.3, 0.5]], np.float32))
+  q_logits = np.log(np.array([[0.5, 0.25, 0.25]], np.float32))
+  p, q = np.exp(p_logits), np.exp(q_logits)
+  np.testing.assert_allclose(losses.categorical_kl(p_logits, q_logits),
+                             np.sum(p * np.log(p / q), -1), rtol=1e-5)
+  np.testing.assert_allclose(losses.categorical_kl(p_logits, p_logits), [0.0],
+                             atol=1e-6)
+  np.testing.assert_allclose(losses.cross_entropy(p, q_logits),
+                             -np.sum(p * np.log(q), -1), rtol=1e-5)
+
+
+def test_trust_region_gradients():
+  alpha = tf.Variable(0.5)
+  kl = tf.Variable(0.02)
+  with tf.GradientTape(persistent=True) as tape:
+    kl_loss, alpha_loss = losses.trust_region_losses(alpha, kl, 1e-3)
+  # alpha grows while the KL exceeds its bound; the network sees alpha * KL.
+  np.testing.assert_allclose(tape.gradient(alpha_loss, alpha), 1e-3 - 0.02,
+                             rtol=1e-5)
+  assert tape.gradient(alpha_loss, kl) is None
+  np.testing.assert_allclose(tape.gradient(kl_loss, kl), 0.5)
+  assert tape.gradient(kl_loss, alpha) is None
+
+
+def test_masked_mean():
+  np.testing.assert_allclose(
+      losses.masked_mean(tf.constant([1.0, 2.0, 6.0]),
+                         tf.constant([1.0, 0.0, 1.0])), 3.5)
+  np.testing.assert_allclose(
+      losses.masked_mean(tf.constant([1.0]), tf.constant([0.0])), 0.0)

@@ -1,0 +1,118 @@
+"""Tests of the SMC search policy and the network policy (tf_spo/policy.py)."""
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from tf_agents.specs import tensor_spec
+from tf_agents.trajectories import time_step as ts
+
+from environments import rubiks_cube
+from environments import toy
+from tf_spo import config as config_lib
+from tf_spo import networks
+from tf_spo import policy as policy_lib
+
+CUBE = rubiks_cube.RubiksCube(1, 3)
+SEARCH = config_lib.SearchConfig(num_particles=8, depth=2, resample_period=1)
+
+
+def make_policy(model=CUBE, **kwargs):
+  network = networks.PolicyValueNetwork(
+      model.observation_spec(), model.action_spec(), torso_units=32,
+      num_residual_blocks=1, head_units=32)
+  return policy_lib.SmcPolicy(
+      ts.time_step_spec(model.observation_spec()), model.action_spec(),
+      network, model, SEARCH, tf.constant(0.5), **kwargs), network
+
+
+def cube_time_step(batch=4, seed=0):
+  state = CUBE.reset(batch, tf.constant([seed, 0]))
+  return ts.restart(CUBE.observe(state), batch)
+
+
+def test_action_is_valid_and_info_holds_search_targets():
+  policy, _ = make_policy()
+  step = policy.action(cube_time_step())
+  action = step.action.numpy()
+  assert action.shape == (4,) and np.all((0 <= action) & (action < 18))
+  tf.nest.assert_same_structure(step.info, policy.info_spec)
+  assert step.info['search_policy'].shape == (4, 18)
+  assert step.info['eta_advantages'].shape == (4, 8)
+  np.testing.assert_allclose(step.info['search_policy'].numpy().sum(-1), 1.0,
+                             rtol=1e-5)
+  # The sampled action is one the search gave weight to.
+  probs = step.info['search_policy'].numpy()
+  assert np.all(probs[np.arange(4), action] > 0)
+  ess = step.info['ess'].numpy()
+  assert np.all((ess >= 1.0 - 1e-4) & (ess <= 8.0 + 1e-4))
+
+
+def test_greedy_policy_takes_the_mode_of_the_search_target():
+  policy, _ = make_policy(greedy=True)
+  step = policy.action(cube_time_step(batch=16))
+  np.testing.assert_array_equal(
+      step.action, np.argmax(step.info['search_policy'].numpy(), axis=-1))
+
+
+def test_explicit_seed_is_reproducible_and_generator_advances():
+  policy, _ = make_policy()
+  time_step = cube_time_step(batch=8)
+  seed = tf.constant([7, 8], tf.int32)
+  first = policy.action(time_step, seed=seed)
+  second = policy.action(time_step, seed=seed)
+  np.testing.assert_array_equal(first.info['search_policy'],
+                                second.info['search_policy'])
+  unseeded = [policy.action(time_step).info['search_policy'].numpy()
+              for _ in range(2)]
+  assert not np.array_equal(*unseeded)
+
+
+def test_collect_policy_noise_changes_the_root_sampling():
+  policy, network = make_policy(add_root_noise=True)
+  plain = policy_lib.SmcPolicy(
+      ts.time_step_spec(CUBE.observation_spec()), CUBE.action_spec(),
+      network, CUBE, SEARCH, tf.constant(0.5))
+  time_step = cube_time_step(batch=8)
+  seed = tf.constant([1, 1], tf.int32)
+  assert not np.array_equal(
+      policy.action(time_step, seed=seed).info['search_policy'],
+      plain.action(time_step, seed=seed).info['search_policy'])
+
+
+def test_search_policy_finds_the_best_bandit_arm():
+  """With a uniform prior, q-hat concentrates on the highest reward."""
+  bandit = toy.ToyModel([0.0, 2.0, 0.0], [True] * 3)
+  policy, _ = make_policy(bandit, greedy=True)
+  step = policy.action(ts.restart(tf.zeros([16, 1]), 16))
+  assert np.mean(step.action.numpy() == 1) > 0.9
+
+
+def test_network_policy_is_greedy_over_logits():
+  _, network = make_policy()
+  policy = policy_lib.NetworkPolicy(
+      ts.time_step_spec(CUBE.observation_spec()), CUBE.action_spec(), network,
+      greedy=True)
+  time_step = cube_time_step()
+  (logits, _), _ = network(time_step.observation)
+  np.testing.assert_array_equal(policy.action(time_step).action,
+                                np.argmax(logits.numpy(), axis=-1))
+
+
+def test_rejects_continuous_or_mismatched_specs():
+  time_step_spec = ts.time_step_spec(CUBE.observation_spec())
+  network = networks.PolicyValueNetwork(CUBE.observation_spec(),
+                                        CUBE.action_spec(), torso_units=8,
+                                        head_units=8)
+  continuous = tensor_spec.BoundedTensorSpec((), tf.float32, -1.0, 1.0)
+  with pytest.raises(ValueError, match='scalar discrete'):
+    policy_lib.SmcPolicy(time_step_spec, continuous, network, CUBE, SEARCH,
+                         0.5)
+  wrong_actions = tensor_spec.BoundedTensorSpec((), tf.int32, 0, 5)
+  with pytest.raises(ValueError, match='does not match the model'):
+    policy_lib.SmcPolicy(time_step_spec, wrong_actions, network, CUBE,
+                         SEARCH, 0.5)
+  wrong_observations = ts.time_step_spec(
+      tensor_spec.BoundedTensorSpec((54,), tf.int32, 0, 5))
+  with pytest.raises(ValueError, match='observation'):
+    policy_lib.SmcPolicy(wrong_observations, CUBE.action_spec(), network,
+                         CUBE, SEARCH, 0.5)
