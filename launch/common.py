@@ -10,9 +10,11 @@ import json
 import os
 from typing import Any, Dict, NamedTuple
 
+from absl import logging
 import numpy as np
 import tensorflow as tf
 from tf_agents.policies import policy_saver
+from tf_agents.policies import tf_policy
 from tf_agents.replay_buffers import tf_uniform_replay_buffer
 from tf_agents.trajectories import time_step as ts
 from tf_agents.utils import common
@@ -116,6 +118,9 @@ def validate_settings(settings: Dict[str, Any]) -> None:
         settings['eval_scramble'])
   for name in ('learning_rate', 'dual_learning_rate'):
     check(settings[name] > 0, name, '> 0', settings[name])
+  search_config(settings)
+  spo_config(settings)
+  train_model(settings)
 
 
 def search_config(settings) -> config_lib.SearchConfig:
@@ -187,7 +192,9 @@ def build_run(settings: Dict[str, Any], root_dir: str) -> Run:
       os.path.join(root_dir, 'checkpoints'), max_to_keep=2, agent=agent,
       replay_buffer=replay_buffer, env=env, env_steps=env_steps,
       wall_clock=wall_clock)
-  checkpointer.initialize_or_restore()
+  # Optimizer slots are restored when first created; evaluation and export
+  # never create them, so unmatched checkpoint values are expected.
+  checkpointer.initialize_or_restore().expect_partial()
   return Run(settings, root_dir, env, agent, replay_buffer, env_steps,
              wall_clock, checkpointer)
 
@@ -278,17 +285,50 @@ def evaluate_policy(policy: Any, model, num_episodes: int, seed: int,
   }
 
 
+class ActionOnlyPolicy(tf_policy.TFPolicy):
+  """Delegates `action` to a policy and exports no `distribution`.
+
+  A SavedModel with a saved `distribution` can only be loaded after importing
+  TensorFlow Probability (it registers the distributions' type specs); without
+  it, the exported policies load with plain TensorFlow. The search target
+  q-hat is still in the `action` outputs, as `info['search_policy']`.
+  """
+
+  def __init__(self, policy: tf_policy.TFPolicy):
+    super().__init__(policy.time_step_spec, policy.action_spec,
+                     policy.policy_state_spec, policy.info_spec,
+                     name=policy.name)
+    self._policy = policy
+
+  def _action(self, time_step, policy_state, seed=None):
+    return self._policy.action(time_step, policy_state, seed=seed)
+
+  def _distribution(self, time_step, policy_state):
+    raise NotImplementedError('Exported for action only.')
+
+
 def export_policies(run: Run, export_dir: str) -> Dict[str, str]:
   """Exports the search policy and the bare network policy as SavedModels.
+
+  They load with plain TensorFlow: `tf.saved_model.load(path)`, then
+  `.action(time_step, ())` or the `action` signature.
 
   Returns:
     {'search': <dir>, 'network': <dir>} of the written SavedModels.
   """
   paths = {}
-  for kind, policy in (('search', run.agent.policy),
-                       ('network', run.agent.network_policy)):
-    path = os.path.join(export_dir, kind)
-    policy_saver.PolicySaver(
-        policy, train_step=run.agent.train_step_counter).save(path)
-    paths[kind] = path
+  verbosity = logging.get_verbosity()
+  # PolicySaver warns that the distribution is not exported: that is the
+  # intent of ActionOnlyPolicy.
+  logging.set_verbosity(logging.ERROR)
+  try:
+    for kind, policy in (('search', run.agent.policy),
+                         ('network', run.agent.network_policy)):
+      path = os.path.join(export_dir, kind)
+      policy_saver.PolicySaver(
+          ActionOnlyPolicy(policy),
+          train_step=run.agent.train_step_counter).save(path)
+      paths[kind] = path
+  finally:
+    logging.set_verbosity(verbosity)
   return paths

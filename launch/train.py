@@ -23,7 +23,7 @@ from absl import app
 from absl import flags
 from absl import logging
 import tensorflow as tf
-from tf_agents.drivers import dynamic_step_driver
+from tf_agents.trajectories import trajectory
 from tf_agents.utils import common as tfa_common
 
 from launch import common
@@ -110,10 +110,19 @@ def train(settings: Dict[str, Any], root_dir: str,
   run = common.build_run(settings, root_dir)
   agent, env, replay_buffer = run.agent, run.env, run.replay_buffer
   steps_per_iteration = settings['num_envs'] * settings['rollout_length']
-  driver = dynamic_step_driver.DynamicStepDriver(
-      env, agent.collect_policy, observers=[replay_buffer.add_batch],
-      num_steps=steps_per_iteration)
-  collect = tfa_common.function(driver.run)
+
+  @tf.function
+  def collect():
+    """Steps every environment `rollout_length` times into the buffer."""
+    time_step = env.current_time_step()
+    for _ in tf.range(settings['rollout_length']):
+      action_step = agent.collect_policy.action(time_step)
+      next_time_step = env.step(action_step.action)
+      replay_buffer.add_batch(trajectory.from_transition(
+          time_step, action_step, next_time_step))
+      time_step = next_time_step
+    run.env_steps.assign_add(steps_per_iteration)
+
   train_step = tfa_common.function(agent.train)
   dataset = replay_buffer.as_dataset(
       sample_batch_size=settings['batch_size'],
@@ -158,8 +167,7 @@ def train(settings: Dict[str, Any], root_dir: str,
       return {}
     start = time.time()
     before = int(run.env_steps.numpy())
-    collect(time_step=env.current_time_step())
-    run.env_steps.assign_add(steps_per_iteration)
+    collect()
     if replay_buffer.num_frames() >= frames_needed:
       for _ in range(settings['num_epochs']):
         experience, _ = next(iterator)
@@ -210,7 +218,12 @@ def train(settings: Dict[str, Any], root_dir: str,
 def main(argv):
   del argv
   logging.set_verbosity(logging.WARNING)
-  train(settings_from_flags(), FLAGS.root_dir)
+  settings = settings_from_flags()
+  try:
+    common.validate_settings(settings)
+  except ValueError as error:
+    raise app.UsageError(str(error)) from error
+  train(settings, FLAGS.root_dir)
 
 
 def run():

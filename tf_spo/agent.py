@@ -111,7 +111,12 @@ class SpoAgent(tf_agent.TFAgent):
         train_sequence_length=None,
         debug_summaries=debug_summaries,
         summarize_grads_and_vars=summarize_grads_and_vars,
-        train_step_counter=train_step_counter)
+        # Not TF-Agents' default, the process-wide global step: two agents
+        # in one process must not share a counter.
+        train_step_counter=(train_step_counter if train_step_counter
+                            is not None else tf.Variable(
+                                0, dtype=tf.int64, trainable=False,
+                                name='train_step')))
 
   @property
   def network_policy(self) -> policy_lib.NetworkPolicy:

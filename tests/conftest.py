@@ -1,0 +1,41 @@
+"""Shared fixtures: a tiny end-to-end training run used by several tests."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
+
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+# A run small enough for the test suite: a few seconds of training.
+TINY_FLAGS = (
+    '--total_env_steps=1024', '--num_envs=16', '--rollout_length=8',
+    '--sequence_length=4', '--batch_size=8', '--num_epochs=2',
+    '--eval_episodes=16', '--eval_interval=512', '--checkpoint_interval=512',
+    '--log_interval=512', '--torso_units=32', '--head_units=32',
+    '--num_residual_blocks=1', '--num_particles=4', '--depth=2',
+    '--resample_period=1', '--min_scramble=1', '--max_scramble=2',
+    '--eval_scramble=2')
+
+
+def run_module(module, *args, timeout=600):
+  """Runs `python -m module args` from the repo root; returns the result."""
+  return subprocess.run(
+      [sys.executable, '-m', module, *args], cwd=REPO_ROOT,
+      capture_output=True, text=True, timeout=timeout,
+      env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL='2'))
+
+
+@pytest.fixture(scope='session')
+def tiny_run(tmp_path_factory):
+  """Root dir and summary of a finished tiny `launch.train` run."""
+  root_dir = str(tmp_path_factory.mktemp('tiny_run'))
+  result = run_module('launch.train', f'--root_dir={root_dir}', *TINY_FLAGS)
+  assert result.returncode == 0, result.stderr[-3000:]
+  with open(os.path.join(root_dir, 'summary.json')) as f:
+    summary = json.load(f)
+  return root_dir, summary, result.stdout

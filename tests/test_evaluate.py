@@ -1,0 +1,65 @@
+"""Tests of launch/evaluate.py and the episode runner it uses."""
+
+import tensorflow as tf
+from tf_agents.trajectories import policy_step
+
+from environments import rubiks_cube
+from launch import common
+from launch import evaluate
+from tests import conftest
+
+
+class OneMoveOracle:
+  """Plays the move that solves the cube if one does, else move 0."""
+
+  def __init__(self, cube):
+    self._cube = cube
+
+  def action(self, time_step):
+    state = self._cube.state_from_observation(time_step.observation)
+    batch = tf.shape(time_step.observation)[0]
+    solves = tf.stack([
+        self._cube.step(state, tf.fill([batch], a)).reward > 0
+        for a in range(18)], axis=1)
+    return policy_step.PolicyStep(
+        tf.argmax(tf.cast(solves, tf.int32), axis=1, output_type=tf.int32))
+
+
+def test_evaluate_policy_known_answers():
+  one_move = rubiks_cube.RubiksCube(1, 1, time_limit=5)
+  oracle = OneMoveOracle(one_move)
+  result = common.evaluate_policy(oracle, one_move, 32, seed=3)
+  assert result == {'solve_rate': 1.0, 'mean_return': 1.0, 'mean_length': 1.0}
+  # From the solved cube no move solves: the oracle plays U (move 0), then
+  # finds U' and solves on the second move; with a time limit of 1 it can't.
+  solved = rubiks_cube.RubiksCube(0, 0, time_limit=5)
+  result = common.evaluate_policy(OneMoveOracle(solved), solved, 8, seed=3)
+  assert result == {'solve_rate': 1.0, 'mean_return': 1.0, 'mean_length': 2.0}
+  limited = rubiks_cube.RubiksCube(0, 0, time_limit=1)
+  result = common.evaluate_policy(OneMoveOracle(limited), limited, 8, seed=3)
+  assert result == {'solve_rate': 0.0, 'mean_return': 0.0, 'mean_length': 1.0}
+
+
+def test_evaluate_by_depth_covers_every_depth():
+  results = evaluate.evaluate_by_depth(
+      OneMoveOracle(rubiks_cube.RubiksCube(1, 1)), max_scramble=2,
+      num_episodes=8, seed=0, time_limit=3)
+  assert sorted(results) == [1, 2]
+  assert results[1]['solve_rate'] == 1.0
+
+
+def test_cli_on_checkpoint_and_saved_model(tiny_run, tmp_path):
+  root_dir, summary, _ = tiny_run
+  output = tmp_path / 'results.json'
+  result = conftest.run_module(
+      'launch.evaluate', f'--root_dir={root_dir}', '--max_scramble=2',
+      '--num_episodes=8', f'--output={output}')
+  assert result.returncode == 0, result.stderr[-3000:]
+  assert 'solve_rate' in result.stdout and output.exists()
+  result = conftest.run_module(
+      'launch.evaluate', f'--saved_model={summary["saved_models"]["search"]}',
+      '--max_scramble=1', '--num_episodes=8')
+  assert result.returncode == 0, result.stderr[-3000:]
+  result = conftest.run_module('launch.evaluate', '--max_scramble=1')
+  assert result.returncode != 0
+  assert 'exactly one of --root_dir and --saved_model' in result.stderr

@@ -1,0 +1,89 @@
+"""The exported SavedModels (launch/export.py) load and act without tf-spo."""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import tensorflow as tf
+from tf_agents.trajectories import time_step as ts
+
+from environments import rubiks_cube
+from launch import common
+from tests import conftest
+
+# Runs in a fresh interpreter that imports TensorFlow only.
+LOAD_AND_ACT = r'''
+import json, sys
+import numpy as np
+import tensorflow as tf
+observation = np.load(sys.argv[2])
+policy = tf.saved_model.load(sys.argv[1])
+n = observation.shape[0]
+outputs = policy.signatures['action'](**{
+    '0/step_type': tf.zeros([n], tf.int32),
+    '0/reward': tf.zeros([n], tf.float32),
+    '0/discount': tf.ones([n], tf.float32),
+    '0/observation': tf.constant(observation)})
+project = [m for m in sys.modules if m.split('.')[0] in
+           ('tf_spo', 'environments', 'launch', 'tf_agents')]
+print(json.dumps({'action': outputs['action'].numpy().tolist(),
+                  'project_modules': project}))
+'''
+
+
+def cube_observations(path, batch=12):
+  cube = rubiks_cube.RubiksCube(1, 7)
+  observation = cube.observe(cube.reset(batch, tf.constant([99, 0]))).numpy()
+  np.save(path, observation)
+  return observation
+
+
+def load_and_act(saved_model, observation_path):
+  result = subprocess.run(
+      [sys.executable, '-c', LOAD_AND_ACT, saved_model, observation_path],
+      cwd='/', capture_output=True, text=True, timeout=300,
+      env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL='2', PYTHONPATH=''))
+  assert result.returncode == 0, result.stderr[-3000:]
+  return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def test_saved_models_act_in_a_fresh_process(tiny_run, tmp_path):
+  root_dir, summary, _ = tiny_run
+  observation_path = str(tmp_path / 'observation.npy')
+  observation = cube_observations(observation_path)
+
+  search = load_and_act(summary['saved_models']['search'], observation_path)
+  again = load_and_act(summary['saved_models']['search'], observation_path)
+  network = load_and_act(summary['saved_models']['network'], observation_path)
+  for result in (search, again, network):
+    assert result['project_modules'] == []
+    assert len(result['action']) == 12
+    assert all(0 <= a < 18 for a in result['action'])
+  # The search policy's random stream is part of the SavedModel: every fresh
+  # load acts the same, and as the checkpointed policy does.
+  assert search['action'] == again['action']
+  run = common.restore_run(root_dir)
+  time_step = ts.restart(tf.constant(observation), 12)
+  np.testing.assert_array_equal(run.agent.policy.action(time_step).action,
+                                search['action'])
+  (logits, _), _ = run.agent._network(observation)  # pylint: disable=protected-access
+  np.testing.assert_array_equal(np.argmax(logits.numpy(), -1),
+                                network['action'])
+
+
+def test_export_cli_writes_both_policies(tiny_run, tmp_path):
+  root_dir, _, _ = tiny_run
+  result = conftest.run_module('launch.export', f'--root_dir={root_dir}',
+                               f'--output_dir={tmp_path}')
+  assert result.returncode == 0, result.stderr[-3000:]
+  for kind in ('search', 'network'):
+    assert os.path.exists(tmp_path / kind / 'saved_model.pb')
+  assert 'exported train step' in result.stdout
+
+
+def test_export_cli_rejects_a_dir_without_a_run(tmp_path):
+  result = conftest.run_module('launch.export', f'--root_dir={tmp_path}')
+  assert result.returncode != 0
+  assert 'has no config.json' in result.stderr

@@ -1,0 +1,115 @@
+"""End-to-end tests of launch/train.py."""
+
+import csv
+import os
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from launch import common
+from launch import train
+from tests import conftest
+
+
+def tiny_settings(**overrides):
+  settings = dict(common.DEFAULTS)
+  for flag in conftest.TINY_FLAGS:
+    name, value = flag[2:].split('=')
+    settings[name] = type(common.DEFAULTS[name])(value)
+  settings.update(overrides)
+  return settings
+
+
+def test_main_job_leaves_checkpoint_policies_and_summary(tiny_run):
+  root_dir, summary, stdout = tiny_run
+  assert summary['env_steps'] == 1024
+  assert summary['train_steps'] > 0
+  assert 0.0 <= summary['search_solve_rate'] <= 1.0
+  assert tf.train.latest_checkpoint(os.path.join(root_dir, 'checkpoints'))
+  for kind in ('search', 'network'):
+    assert os.path.exists(os.path.join(root_dir, 'policy', kind,
+                                       'saved_model.pb'))
+  assert os.listdir(os.path.join(root_dir, 'train'))  # TensorBoard events
+  with open(os.path.join(root_dir, 'eval.csv')) as f:
+    rows = list(csv.DictReader(f))
+  assert [int(r['env_steps']) for r in rows] == [0, 512, 1024]
+  assert '[train] env_steps=512/1024' in stdout and 'steps/s=' in stdout
+  assert '[summary]' in stdout
+
+
+def test_killed_run_resumes_from_its_checkpoint(tmp_path):
+  settings = tiny_settings()
+  root_dir = str(tmp_path)
+  assert train.train(settings, root_dir, stop_after_env_steps=512) == {}
+  killed = common.restore_run(root_dir)
+  assert int(killed.env_steps.numpy()) == 512
+  assert int(killed.replay_buffer.num_frames()) == 512
+  weights = [v.numpy() for v in killed.agent.policy.variables()]
+  train_steps = int(killed.agent.train_step_counter.numpy())
+  assert train_steps > 0
+
+  uninterrupted = train.train(settings, str(tmp_path / 'full'))
+  resumed = train.train(settings, root_dir)
+  assert resumed['env_steps'] == uninterrupted['env_steps'] == 1024
+  assert resumed['train_steps'] == uninterrupted['train_steps']
+  # The resumed run started from the checkpointed weights and moved on.
+  final = common.restore_run(root_dir)
+  assert not all(np.array_equal(w, v.numpy())
+                 for w, v in zip(weights, final.agent.policy.variables()))
+  with open(os.path.join(root_dir, 'eval.csv')) as f:
+    assert [int(r['env_steps']) for r in csv.DictReader(f)] == [0, 512, 1024]
+
+
+def test_incompatible_root_dir_is_refused(tmp_path):
+  common.write_settings(str(tmp_path), tiny_settings())
+  with pytest.raises(ValueError, match=r'--num_particles=4 \(now 8\)'):
+    train.train(tiny_settings(num_particles=8), str(tmp_path))
+  # Schedule settings may change on resume.
+  common.write_settings(str(tmp_path), tiny_settings(total_env_steps=4096))
+
+
+def test_cli_reports_bad_flags(tmp_path):
+  result = conftest.run_module('launch.train', f'--root_dir={tmp_path}',
+                               '--num_particles=0')
+  assert result.returncode != 0
+  assert '--num_particles must be >= 1, got 0' in result.stderr
+  assert 'Traceback' not in result.stderr
+  result = conftest.run_module('launch.train', f'--root_dir={tmp_path}',
+                               '--depth=2', '--resample_period=3')
+  assert '--resample_period must be in [1, depth=2], got 3' in result.stderr
+  assert not os.listdir(tmp_path)  # nothing written for a bad config
+
+
+def test_presets_fill_in_flags_not_given():
+  train.define_flags()
+  try:
+    train.FLAGS(['train', '--preset=paper', '--num_envs=8'])
+    settings = train.settings_from_flags()
+  finally:
+    train.FLAGS.unparse_flags()
+  assert settings['num_envs'] == 8  # explicit flag wins
+  assert settings['rollout_length'] == 21  # from the paper preset
+  assert settings['num_epochs'] == 16
+  assert settings['torso_units'] == 512
+
+
+@pytest.mark.slow
+def test_short_training_raises_the_solve_rate(tmp_path):
+  """SPO on 1-3 scramble cubes beats the untrained network within minutes."""
+  settings = tiny_settings(
+      total_env_steps=24_576, num_envs=64, rollout_length=8,
+      sequence_length=17, batch_size=64, num_epochs=8, torso_units=256,
+      head_units=256, num_residual_blocks=2, num_particles=16, depth=4,
+      resample_period=4, min_scramble=1, max_scramble=3, eval_scramble=3,
+      eval_episodes=200, eval_interval=24_576, checkpoint_interval=24_576,
+      log_interval=8192)
+  summary = train.train(settings, str(tmp_path))
+  with open(os.path.join(tmp_path, 'eval.csv')) as f:
+    rows = list(csv.DictReader(f))
+  untrained, trained = rows[0], rows[-1]
+  assert float(trained['network_solve_rate']) >= (
+      float(untrained['network_solve_rate']) + 0.15), rows
+  assert float(trained['search_solve_rate']) > float(
+      untrained['search_solve_rate']), rows
+  assert summary['wall_clock_s'] < 180
