@@ -1,6 +1,7 @@
-"""Environment models, their TF-Agents adapter, and the Rubik's cube."""
+"""Environment models, their TF-Agents adapter, the Rubik's cube and a toy."""
 
 from environments.model import EnvironmentModel
 from environments.model import ModelEnvironment
 from environments.model import ModelStep
 from environments.rubiks_cube import RubiksCube
+from environments.toy import ToyModel

@@ -183,3 +183,19 @@ def test_root_noise_changes_sampling_and_zero_fraction_does_not():
                                     tf.constant([5, 6]))).numpy()
   np.testing.assert_allclose(noised.sum(), 1.0, rtol=1e-5)
   assert np.all(noised >= 0.75 * tf.nn.softmax(PRIOR_LOGITS).numpy() - 1e-6)
+
+
+def test_spo_search_matches_its_golden_outputs():
+  """Regression guard: the plain SPO search is unchanged (tests/data)."""
+  from tests import golden_search  # pylint: disable=g-import-not-at-top
+  golden = np.load(golden_search.GOLDEN_PATH)
+  outputs = golden_search.outputs()
+  assert sorted(outputs) == sorted(golden.files)
+  for key, value in outputs.items():
+    if value.dtype.kind == 'i':
+      np.testing.assert_array_equal(value, golden[key], err_msg=key)
+    else:
+      # Bit for bit here; the tolerance only absorbs another CPU's float
+      # rounding in the network matmul.
+      np.testing.assert_allclose(value, golden[key], rtol=1e-6, atol=1e-7,
+                                 err_msg=key)

@@ -1,0 +1,41 @@
+"""The Bazel BUILD file covers every module and every test file."""
+
+import glob
+import os
+import re
+
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+PACKAGES = ('tf_spo', 'environments', 'launch', 'tests')
+
+
+def build_sources():
+  """Python files named by BUILD: literal srcs and the py_test name list."""
+  with open(os.path.join(REPO_ROOT, 'BUILD')) as f:
+    text = f.read()
+  sources = set(re.findall(r'"([\w/]+\.py)"', text))
+  tests = re.findall(r'\("(test_\w+)",\s*"(?:small|medium|large)"\)', text)
+  sources.update(f'tests/{name}.py' for name in tests)
+  return sources, tests
+
+
+def package_sources():
+  return {
+      os.path.relpath(path, REPO_ROOT)
+      for package in PACKAGES
+      for path in glob.glob(os.path.join(REPO_ROOT, package, '*.py'))
+  }
+
+
+def test_every_module_and_test_is_a_bazel_target():
+  sources, _ = build_sources()
+  missing = sorted(package_sources() - sources)
+  assert not missing, f'Add these files to BUILD: {missing}'
+
+
+def test_build_names_no_missing_files():
+  sources, tests = build_sources()
+  stale = sorted(s for s in sources
+                 if not os.path.exists(os.path.join(REPO_ROOT, s)))
+  assert not stale, f'BUILD names files that do not exist: {stale}'
+  assert len(tests) == len(set(tests))
+  assert 'test_build' in tests

@@ -1,0 +1,20 @@
+"""tf-spo: Sequential Monte Carlo Policy Optimisation for TF-Agents.
+
+Modules, from the inside out:
+  config    validated `SearchConfig` and `SpoConfig`.
+  search    the pure-TF, XLA-compiled SMC search (`smc_search`).
+  networks  the policy/value network.
+  losses    M-step losses and the eta / alpha duals.
+  policy    `SmcPolicy` (search) and `NetworkPolicy` (prior) TF-Agents policies.
+  agent     `SpoAgent`, the TF-Agents agent.
+"""
+
+from tf_spo.agent import SpoAgent
+from tf_spo.agent import SpoLossInfo
+from tf_spo.config import SearchConfig
+from tf_spo.config import SpoConfig
+from tf_spo.networks import PolicyValueNetwork
+from tf_spo.policy import NetworkPolicy
+from tf_spo.policy import SmcPolicy
+from tf_spo.search import SearchOutput
+from tf_spo.search import smc_search
