@@ -101,7 +101,7 @@ class EnvironmentModel(tf.Module, metaclass=abc.ABCMeta):
     """
 
 
-def _select(condition, x, y):
+def select(condition, x, y):
   """Selects, per batch element, between two nests of the same structure.
 
   Args:
@@ -113,11 +113,11 @@ def _select(condition, x, y):
     Nest of tensors [B, ...] with the structure of `x`.
   """
 
-  def select(a, b):
+  def select_tensor(a, b):
     broadcast_condition = tf.reshape(condition, [-1] + [1] * (a.shape.rank - 1))
     return tf.where(broadcast_condition, a, b)
 
-  return tf.nest.map_structure(select, x, y)
+  return tf.nest.map_structure(select_tensor, x, y)
 
 
 class ModelEnvironment(tf_environment.TFEnvironment, tf.Module):
@@ -229,7 +229,7 @@ class ModelEnvironment(tf_environment.TFEnvironment, tf.Module):
         observation=self._model.observe(model_step.state),
     )
     restart_state, restart_time_step = self._restart()
-    state = _select(is_last, restart_state, model_step.state)
-    time_step = _select(is_last, restart_time_step, stepped_time_step)
+    state = select(is_last, restart_state, model_step.state)
+    time_step = select(is_last, restart_time_step, stepped_time_step)
     self._assign(state, time_step)
     return time_step

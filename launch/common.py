@@ -38,6 +38,17 @@ SETTINGS = (
     ('resample_period', 4, 'Resample every this many search steps (p).'),
     ('root_dirichlet_alpha', 0.03, 'Dirichlet root-noise concentration.'),
     ('root_exploration_fraction', 0.25, 'Weight of the root noise.'),
+    ('proposal_alpha', 0.0, 'TRT-SMC: greediness in [0, 1] of the '
+     'trust-region twisted proposal; 0 samples from pi (SPO). Adds a Q head.'),
+    ('proposal_atoms', 30, 'TRT-SMC: atoms B of the twisted proposal; action '
+     'sets of at most B actions are twisted exactly.'),
+    ('revived_resampling', False, 'TRT-SMC: resample terminated particles '
+     'from their last non-terminal state.'),
+    ('policy_inference', 'dirac', 'q-hat estimator: dirac (SPO) or '
+     'message_passing (TRT-SMC).'),
+    ('retrace_lambda', 0.95, 'Lambda of the Retrace search value.'),
+    ('search_value_weight', 0.0, 'TRT-SMC: sigma in [0, 1], weight of the '
+     'Retrace search value in the TD(lambda) bootstrap; 0 is SPO.'),
     ('torso_units', 256, 'Width of the residual torso.'),
     ('num_residual_blocks', 2, 'Residual blocks in the torso.'),
     ('head_units', 256, 'Width of the hidden layer of each head.'),
@@ -82,6 +93,14 @@ PRESETS = {
         max_grad_norm=0.5, batch_size=64, sequence_length=17, num_epochs=16,
         replay_capacity=65_536, root_dirichlet_alpha=0.03,
         root_exploration_fraction=0.25, min_scramble=3, max_scramble=7),
+    # Paper 001, tables 6 and 7 (Jumanji column) on top of the CPU preset:
+    # K = m = 4, alpha = 0.1, message passing, revived resampling,
+    # Retrace(0.95) search values mixed in with sigma = 0.5.
+    'trt_smc': dict(
+        num_particles=4, depth=4, resample_period=1, proposal_alpha=0.1,
+        proposal_atoms=30, revived_resampling=True,
+        policy_inference='message_passing', retrace_lambda=0.95,
+        search_value_weight=0.5),
 }
 
 # Settings that only say how long or how often: they may change on resume.
@@ -124,12 +143,9 @@ def validate_settings(settings: Dict[str, Any]) -> None:
 
 
 def search_config(settings) -> config_lib.SearchConfig:
-  return config_lib.SearchConfig(
-      num_particles=settings['num_particles'], depth=settings['depth'],
-      resample_period=settings['resample_period'],
-      discount=settings['discount'],
-      root_dirichlet_alpha=settings['root_dirichlet_alpha'],
-      root_exploration_fraction=settings['root_exploration_fraction'])
+  return config_lib.SearchConfig(**{
+      field: settings[field]
+      for field in config_lib.SearchConfig.__dataclass_fields__})
 
 
 def spo_config(settings) -> config_lib.SpoConfig:
@@ -176,7 +192,8 @@ def build_run(settings: Dict[str, Any], root_dir: str) -> Run:
       model.observation_spec(), model.action_spec(),
       torso_units=settings['torso_units'],
       num_residual_blocks=settings['num_residual_blocks'],
-      head_units=settings['head_units'])
+      head_units=settings['head_units'],
+      q_head=settings['proposal_alpha'] > 0)
   agent = agent_lib.SpoAgent(
       env.time_step_spec(), env.action_spec(), network, model,
       search_config=search_config(settings), config=spo_config(settings),

@@ -40,6 +40,8 @@ def define_flags() -> None:
   for name, default, help_text in common.SETTINGS:
     if isinstance(default, str):
       flags.DEFINE_string(name, default, help_text)
+    elif isinstance(default, bool):
+      flags.DEFINE_bool(name, default, help_text)
     elif isinstance(default, int):
       flags.DEFINE_integer(name, default, help_text)
     else:
@@ -70,7 +72,8 @@ class _EvalLog:
 
   def append(self, row: Dict[str, float]) -> None:
     with tf.io.gfile.GFile(self._path, 'a') as f:
-      f.write(','.join(f'{row[c]:g}' for c in self.COLUMNS) + '\n')
+      f.write(','.join(str(row[c]) if isinstance(row[c], int) else
+                       f'{row[c]:.4f}' for c in self.COLUMNS) + '\n')
 
 
 def evaluate(run: common.Run) -> Dict[str, float]:

@@ -15,14 +15,16 @@ CUBE = rubiks_cube.RubiksCube(1, 3)
 SEARCH = config_lib.SearchConfig(num_particles=4, depth=2, resample_period=1)
 
 
-def make_agent(config=config_lib.SpoConfig(), model=CUBE):
+def make_agent(config=config_lib.SpoConfig(), model=CUBE,
+               search_config=SEARCH):
   tf.random.set_seed(0)
   network = networks.PolicyValueNetwork(
       model.observation_spec(), model.action_spec(), torso_units=32,
-      num_residual_blocks=1, head_units=32)
+      num_residual_blocks=1, head_units=32,
+      q_head=search_config.proposal_alpha > 0)
   return agent_lib.SpoAgent(
       ts.time_step_spec(model.observation_spec()), model.action_spec(),
-      network, model, search_config=SEARCH, config=config)
+      network, model, search_config=search_config, config=config)
 
 
 def fabricated_experience(agent, batch=4, time=5, advantage_scale=1.0,
@@ -39,6 +41,9 @@ def fabricated_experience(agent, batch=4, time=5, advantage_scale=1.0,
   info['search_policy'] = tf.constant(probs, tf.float32)
   info['eta_advantages'] = tf.constant(
       advantage_scale * rng.normal(size=[batch, time, 4]), tf.float32)
+  info['eta_log_ratios'] = tf.zeros([batch, time, 4])
+  info['retrace_value'] = tf.constant(rng.normal(size=[batch, time]),
+                                      tf.float32)
   return experience._replace(
       step_type=tf.constant(step_type),
       next_step_type=tf.constant(next_step_type),
@@ -57,6 +62,35 @@ def test_train_step_changes_parameters_and_returns_finite_losses():
   after = agent._network.trainable_variables  # pylint: disable=protected-access
   assert all(not np.allclose(b, a.numpy()) for b, a in zip(before, after))
   assert agent.train_step_counter.numpy() == 1
+
+
+def test_q_head_regresses_on_the_value_targets():
+  trt = config_lib.SearchConfig(num_particles=4, depth=2, resample_period=1,
+                                proposal_alpha=0.1)
+  agent = make_agent(search_config=trt)
+  q_head = agent._network._q_head.trainable_variables  # pylint: disable=protected-access
+  before = [v.numpy().copy() for v in q_head]
+  loss_info = agent.train(fabricated_experience(agent))
+  assert float(loss_info.extra.q_value_loss) > 0
+  assert all(not np.allclose(b, v.numpy()) for b, v in zip(before, q_head))
+  spo = make_agent()
+  assert float(spo.loss(fabricated_experience(spo)).extra.q_value_loss) == 0.0
+
+
+def test_search_value_weight_mixes_the_retrace_value_into_targets():
+  agents = {sigma: make_agent(config_lib.SpoConfig(search_value_weight=sigma))
+            for sigma in (0.0, 0.5, 1.0)}
+  experience = fabricated_experience(agents[0.0])
+
+  def value_loss(sigma, retrace_shift):
+    info = dict(experience.policy_info)
+    info['retrace_value'] += retrace_shift
+    return float(agents[sigma].loss(experience._replace(
+        policy_info=info)).extra.value_loss)
+
+  assert value_loss(0.0, 0.0) == value_loss(0.0, 5.0)
+  assert value_loss(1.0, 0.0) != value_loss(1.0, 5.0)
+  assert value_loss(0.5, 0.0) != value_loss(0.5, 5.0)
 
 
 def test_target_network_moves_by_tau():

@@ -8,7 +8,8 @@ from launch import common
 def test_presets_only_name_known_settings():
   for preset in common.PRESETS.values():
     assert set(preset) <= set(common.DEFAULTS)
-  common.validate_settings(dict(common.DEFAULTS, **common.PRESETS['paper']))
+  for preset in common.PRESETS.values():
+    common.validate_settings(dict(common.DEFAULTS, **preset))
 
 
 @pytest.mark.parametrize('overrides,message', [
@@ -21,6 +22,9 @@ def test_presets_only_name_known_settings():
     (dict(learning_rate=0.0), '--learning_rate must be > 0'),
     (dict(min_scramble=5, max_scramble=3), 'max_scramble'),
     (dict(bogus=1), 'Unknown settings'),
+    (dict(proposal_alpha=2.0), '--proposal_alpha must be in [0, 1]'),
+    (dict(proposal_atoms=0), '--proposal_atoms must be >= 1'),
+    (dict(search_value_weight=-1.0), '--search_value_weight must be in'),
 ])
 def test_validate_settings_names_the_flag(overrides, message):
   with pytest.raises(ValueError, match=message.replace('[', r'\[').replace(

@@ -14,6 +14,12 @@ from tf_spo import config as config_lib
     (dict(root_dirichlet_alpha=0.0), '--root_dirichlet_alpha must be > 0'),
     (dict(root_exploration_fraction=-0.1),
      '--root_exploration_fraction must be in [0, 1]'),
+    (dict(proposal_alpha=-0.1), '--proposal_alpha must be in [0, 1]'),
+    (dict(proposal_alpha=1.5), '--proposal_alpha must be in [0, 1]'),
+    (dict(proposal_atoms=0), '--proposal_atoms must be >= 1'),
+    (dict(retrace_lambda=1.1), '--retrace_lambda must be in [0, 1]'),
+    (dict(policy_inference='mean'),
+     "--policy_inference must be one of ['dirac', 'message_passing']"),
 ])
 def test_search_config_rejects_bad_values(kwargs, flag):
   with pytest.raises(ValueError) as error:
@@ -30,6 +36,8 @@ def test_search_config_rejects_bad_values(kwargs, flag):
     (dict(target_update_tau=0.0), '--target_update_tau must be in (0, 1]'),
     (dict(max_grad_norm=0.0), '--max_grad_norm must be > 0'),
     (dict(value_loss_coef=-1.0), '--value_loss_coef must be >= 0'),
+    (dict(search_value_weight=-0.5), '--search_value_weight must be in [0, 1]'),
+    (dict(search_value_weight=2.0), '--search_value_weight must be in [0, 1]'),
 ])
 def test_spo_config_rejects_bad_values(kwargs, flag):
   with pytest.raises(ValueError) as error:
@@ -46,5 +54,11 @@ def test_defaults_are_the_paper_discrete_values():
   spo = config_lib.SpoConfig()
   assert (spo.epsilon_eta, spo.epsilon_alpha, spo.initial_eta,
           spo.initial_alpha) == (0.5, 1e-3, 0.5, 0.5)
+  # TRT-SMC switches default to off.
+  assert (search.proposal_alpha, search.revived_resampling,
+          search.policy_inference) == (0.0, False, 'dirac')
+  assert spo.search_value_weight == 0.0
   # Boundary values are accepted.
-  config_lib.SearchConfig(num_particles=1, depth=1, resample_period=1)
+  config_lib.SearchConfig(num_particles=1, depth=1, resample_period=1,
+                          proposal_alpha=1.0, proposal_atoms=1,
+                          retrace_lambda=0.0)

@@ -73,6 +73,23 @@ def test_saved_models_act_in_a_fresh_process(tiny_run, tmp_path):
                                 network['action'])
 
 
+def test_trt_smc_run_compiles_and_exports(tmp_path):
+  """All TRT-SMC switches on: trains, exports and acts in a fresh process."""
+  root_dir = tmp_path / 'trt'
+  result = conftest.run_module('launch.train', f'--root_dir={root_dir}',
+                               '--preset=trt_smc', *conftest.TINY_FLAGS)
+  assert result.returncode == 0, result.stderr[-3000:]
+  with open(root_dir / 'config.json') as f:
+    settings = json.load(f)
+  assert settings['proposal_alpha'] == 0.1
+  assert settings['policy_inference'] == 'message_passing'
+  assert settings['revived_resampling'] and settings['search_value_weight']
+  observation_path = str(tmp_path / 'observation.npy')
+  cube_observations(observation_path)
+  result = load_and_act(str(root_dir / 'policy' / 'search'), observation_path)
+  assert all(0 <= a < 18 for a in result['action'])
+
+
 def test_export_cli_writes_both_policies(tiny_run, tmp_path):
   root_dir, _, _ = tiny_run
   result = conftest.run_module('launch.export', f'--root_dir={root_dir}',

@@ -70,6 +70,23 @@ def test_eta_dual_ignores_masked_states():
       losses.eta_dual(0.7, advantages[:2], 0.3, tf.ones([2])), rtol=1e-6)
 
 
+def test_importance_ratios_count_like_duplicated_particles():
+  """A particle with ratio 2 weighs like two copies of it."""
+  eta, mask = 0.7, tf.ones([1])
+  with_ratio = losses.eta_dual(eta, tf.constant([[1.0, -0.5]]), 0.3, mask,
+                               tf.math.log(tf.constant([[2.0, 1.0]])))
+  duplicated = losses.eta_dual(eta, tf.constant([[1.0, 1.0, -0.5]]), 0.3,
+                               mask)
+  # Same sum of weights; the means divide by N = 2 and 3.
+  np.testing.assert_allclose(with_ratio, duplicated + eta * math.log(1.5),
+                             rtol=1e-6)
+  np.testing.assert_allclose(
+      losses.weighted_kl(tf.constant([[1.0, -0.5]]), eta,
+                         tf.math.log(tf.constant([[2.0, 1.0]]))),
+      losses.weighted_kl(tf.constant([[1.0, 1.0, -0.5]]), eta)
+      - math.log(1.5), rtol=1e-5)
+
+
 def test_weighted_kl_known_values():
   np.testing.assert_allclose(losses.weighted_kl(tf.zeros([3, 5]), 1.0), 0.0,
                              atol=1e-6)

@@ -34,6 +34,17 @@ def test_float_observations_are_flattened():
   assert logits.shape == (3, 5) and values.shape == (3,)
 
 
+def test_q_head_adds_q_values():
+  net = networks.PolicyValueNetwork(CUBE.observation_spec(),
+                                    CUBE.action_spec(), torso_units=16,
+                                    head_units=16, q_head=True)
+  (logits, values, q_values), _ = net(
+      CUBE.observe(CUBE.reset(3, tf.constant([0, 2]))))
+  assert net.has_q_head
+  assert logits.shape == q_values.shape == (3, 18) and values.shape == (3,)
+  assert net.copy(name='Target').has_q_head
+
+
 def test_copy_has_the_same_architecture_and_fresh_weights():
   net = networks.PolicyValueNetwork(CUBE.observation_spec(),
                                     CUBE.action_spec(), torso_units=16,

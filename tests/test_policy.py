@@ -98,6 +98,26 @@ def test_network_policy_is_greedy_over_logits():
                                 np.argmax(logits.numpy(), axis=-1))
 
 
+def test_twisted_search_policy_needs_a_q_head():
+  trt = config_lib.SearchConfig(num_particles=4, depth=2, resample_period=1,
+                                proposal_alpha=0.1)
+  network = networks.PolicyValueNetwork(CUBE.observation_spec(),
+                                        CUBE.action_spec(), torso_units=8,
+                                        head_units=8)
+  time_step_spec = ts.time_step_spec(CUBE.observation_spec())
+  with pytest.raises(ValueError, match='q_head=True'):
+    policy_lib.SmcPolicy(time_step_spec, CUBE.action_spec(), network, CUBE,
+                         trt, 0.5)
+  q_network = networks.PolicyValueNetwork(
+      CUBE.observation_spec(), CUBE.action_spec(), torso_units=8,
+      head_units=8, q_head=True)
+  policy = policy_lib.SmcPolicy(time_step_spec, CUBE.action_spec(),
+                                q_network, CUBE, trt, 0.5)
+  step = policy.action(cube_time_step())
+  assert np.all(step.info['proposal_kl'].numpy() > 0)
+  assert np.all(step.info['proposal_beta'].numpy() > 0)
+
+
 def test_rejects_continuous_or_mismatched_specs():
   time_step_spec = ts.time_step_spec(CUBE.observation_spec())
   network = networks.PolicyValueNetwork(CUBE.observation_spec(),

@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from environments import rubiks_cube
 from environments import toy
 from tf_spo import config as config_lib
 from tf_spo import search
@@ -13,13 +14,14 @@ REWARDS = np.array([1.0, 0.0, 0.5, -1.0], np.float32)
 ETA = 0.5
 
 
-def fixed_network(logits=PRIOR_LOGITS, value=0.0):
-  """A network with the same logits and value at every observation."""
+def fixed_network(logits=PRIOR_LOGITS, value=0.0, q_values=None):
+  """A network with the same logits, value (and Q) at every observation."""
 
   def network_fn(observation):
     batch = tf.shape(observation)[0]
-    return (tf.tile(tf.constant(logits, tf.float32)[None], [batch, 1]),
-            tf.fill([batch], tf.constant(value, tf.float32)))
+    tile = lambda x: tf.tile(tf.constant(x, tf.float32)[None], [batch, 1])
+    outputs = (tile(logits), tf.fill([batch], tf.constant(value, tf.float32)))
+    return outputs if q_values is None else outputs + (tile(q_values),)
 
   return network_fn
 
@@ -186,7 +188,11 @@ def test_root_noise_changes_sampling_and_zero_fraction_does_not():
 
 
 def test_spo_search_matches_its_golden_outputs():
-  """Regression guard: the plain SPO search is unchanged (tests/data)."""
+  """With every TRT-SMC switch off the search is the SPO search, bit for bit.
+
+  tests/data holds the outputs of the SPO search written before the switches
+  existed (tests/golden_search.py).
+  """
   from tests import golden_search  # pylint: disable=g-import-not-at-top
   golden = np.load(golden_search.GOLDEN_PATH)
   outputs = golden_search.outputs()
@@ -199,3 +205,180 @@ def test_spo_search_matches_its_golden_outputs():
       # rounding in the network matmul.
       np.testing.assert_allclose(value, golden[key], rtol=1e-6, atol=1e-7,
                                  err_msg=key)
+
+
+# TRT-SMC (paper 001).
+
+
+@pytest.mark.parametrize('alpha', [0.0, 0.1, 0.5, 1.0])
+def test_bisection_meets_the_trust_region(alpha):
+  rng = np.random.default_rng(0)
+  log_pi = tf.nn.log_softmax(rng.normal(size=[64, 18]).astype(np.float32))
+  q_values = tf.constant(rng.normal(size=[64, 18]), tf.float32)
+  log_q, kl, beta = search.twisted_proposal(log_pi, q_values, alpha)
+  greedy = np.argmax(q_values.numpy(), axis=-1)
+  target = -alpha * log_pi.numpy()[np.arange(64), greedy]
+  np.testing.assert_allclose(kl, target, atol=1e-3)
+  q = np.exp(log_q.numpy())
+  np.testing.assert_allclose(
+      kl, np.sum(q * (log_q.numpy() - log_pi.numpy()), -1), rtol=1e-4,
+      atol=1e-6)
+  assert np.all(beta.numpy() >= 0)
+  if alpha == 0.0:
+    np.testing.assert_allclose(q, np.exp(log_pi.numpy()), atol=1e-4)
+  if alpha == 1.0:
+    assert np.all(q[np.arange(64), greedy] > 0.99)
+
+
+def test_twisted_proposal_keeps_the_target_unbiased():
+  """Importance ratios pi / q correct the twisting: q-hat -> pi exp(A/eta)/Z."""
+  bandit = toy.ToyModel(REWARDS.tolist(), [True] * 4)
+  network_fn = fixed_network(q_values=-REWARDS)  # twists away from the target
+  kls = []
+  for n in (16, 64, 256, 1024):
+    config = config_lib.SearchConfig(num_particles=n, depth=1,
+                                     resample_period=1, discount=1.0,
+                                     proposal_alpha=0.5)
+    out = run_search(bandit, config, batch=200, network_fn=network_fn)
+    kls.append(np.mean(kl(out.action_weights.numpy(), analytic_target())))
+    assert np.all(out.proposal_kl.numpy() > 0)
+  assert all(a > b for a, b in zip(kls, kls[1:])), kls
+  assert kls[-1] < 5e-3, kls
+
+
+def test_message_passing_target_on_a_bandit_is_exact():
+  bandit = toy.ToyModel(REWARDS.tolist(), [True] * 4)
+  config = config_lib.SearchConfig(num_particles=64, depth=1,
+                                   resample_period=1,
+                                   policy_inference='message_passing')
+  out = run_search(bandit, config, batch=8)
+  np.testing.assert_allclose(out.action_weights.numpy(),
+                             np.tile(analytic_target(), [8, 1]), rtol=1e-5)
+
+
+def degeneracy_kls(depth, batch=256):
+  """KL(q-hat || pi) of Dirac and message-passing q-hat, zero-reward model."""
+  absorbing = toy.ToyModel([0.0] * 4, [False] * 4)
+  uniform = np.zeros(4, np.float32)
+  result = {}
+  for inference in ('dirac', 'message_passing'):
+    config = config_lib.SearchConfig(num_particles=4, depth=depth,
+                                     resample_period=1,
+                                     policy_inference=inference)
+    out = run_search(absorbing, config, batch=batch,
+                     network_fn=fixed_network(uniform))
+    result[inference] = float(np.mean(kl(out.action_weights.numpy(),
+                                         np.full(4, 0.25))))
+  return result
+
+
+def test_message_passing_does_not_degenerate_with_depth(capsys):
+  """Paper 001, fig. 1: in a zero-reward absorbing model the optimal policy is
+  the uniform prior. Resampling collapses the Dirac q-hat towards one atom as
+  depth grows; the message-passing q-hat stays at the prior."""
+  shallow, deep = degeneracy_kls(1), degeneracy_kls(16)
+  with capsys.disabled():
+    print(f'\nKL(q-hat || uniform), 4 particles: depth 1 {shallow}, '
+          f'depth 16 {deep}')
+  assert deep['dirac'] > shallow['dirac'] + 0.5
+  assert deep['dirac'] > 0.9 * np.log(4)  # nearly one atom of log 4
+  assert deep['message_passing'] < 1e-6
+  assert shallow['message_passing'] < 1e-6
+
+
+def test_revival_restarts_resampled_particles_from_non_terminal_states():
+  """Resampling that favours terminated particles revives them instead."""
+  particles = {
+      'state': tf.constant([10, 11, 12, 13]),
+      'alive': tf.constant([0.0, 1.0, 0.0, 1.0]),
+      'reference': {'state': tf.constant([0, 0, 0, 0])},
+  }
+  particles = search.update_references(particles)
+  np.testing.assert_array_equal(particles['reference']['state'],
+                                [0, 11, 0, 13])
+  # All the weight on the two terminated particles of each root.
+  log_weights = tf.math.log(tf.constant([[1.0, 0.0], [1.0, 0.0]]))
+  resampled = search.resample(log_weights, particles, tf.constant([1, 2]))
+  np.testing.assert_array_equal(resampled['alive'], [0, 0, 0, 0])
+  revived = search.revive(resampled)
+  np.testing.assert_array_equal(revived['alive'], [1, 1, 1, 1])
+  np.testing.assert_array_equal(revived['state'], [0, 0, 0, 0])
+  # A living particle keeps its state.
+  kept = search.revive(search.resample(
+      tf.math.log(tf.constant([[0.0, 1.0], [0.0, 1.0]])), particles,
+      tf.constant([1, 2])))
+  np.testing.assert_array_equal(kept['state'], [11, 11, 13, 13])
+
+
+def test_revived_search_keeps_particles_out_of_terminal_states():
+  """Action 0 ends the episode with reward 5; pi never takes it past the
+  root. Without revival, resampling fills the particle set with terminated
+  copies; with it they continue from the root."""
+  model = toy.ToyModel([5.0, 0.0], [True, False])
+  network_fn = fixed_network(np.array([-50.0, 0.0]))
+  alive = {}
+  for revived in (False, True):
+    config = config_lib.SearchConfig(num_particles=16, depth=3,
+                                     resample_period=1,
+                                     root_dirichlet_alpha=100.0,
+                                     root_exploration_fraction=0.5,
+                                     revived_resampling=revived)
+    out = run_search(model, config, batch=64, add_root_noise=True,
+                     network_fn=network_fn)
+    alive[revived] = float(np.mean(out.alive_fraction))
+  assert alive[False] < 0.2, alive
+  assert alive[True] > 0.6, alive
+
+
+@pytest.mark.parametrize('alpha,expected', [
+    # delta = 1 + 0.9 * 2 - 2 = 0.8 at every step; traces (gamma lambda)^k.
+    (0.0, 2.0 + 0.8 * (1 + 0.45 + 0.45**2)),
+    # Twisted to greedy (action 1, pi = 0.5): rho = 0.5, c_0 = 0.5 and
+    # c_i = lambda * 0.5.
+    (1.0, 2.0 + 0.8 * 0.5 * (1 + 0.225 + 0.225**2)),
+])
+def test_retrace_value_on_a_known_trajectory(alpha, expected):
+  model = toy.ToyModel([1.0, 1.0], [False, False])
+  config = config_lib.SearchConfig(num_particles=8, depth=3,
+                                   resample_period=3, discount=0.9,
+                                   retrace_lambda=0.5, proposal_alpha=alpha)
+  network_fn = fixed_network(np.zeros(2), value=2.0,
+                             q_values=np.array([0.0, 1.0]))
+  out = run_search(model, config, batch=4, network_fn=network_fn)
+  np.testing.assert_allclose(out.retrace_value.numpy(), expected, rtol=1e-4)
+
+
+def test_trt_search_compiles_with_a_dynamic_batch():
+  cube = rubiks_cube.RubiksCube(1, 3)
+  config = config_lib.SearchConfig(
+      num_particles=4, depth=3, resample_period=1, proposal_alpha=0.1,
+      proposal_atoms=8, revived_resampling=True,
+      policy_inference='message_passing')
+  rng = np.random.default_rng(1)
+  w = tf.constant(rng.normal(size=[324, 18]), tf.float32)
+
+  def network_fn(obs):
+    x = tf.reshape(tf.one_hot(obs, 6), [-1, 324])
+    return tf.matmul(x, w), tf.reduce_mean(x, -1), tf.matmul(x, -w)
+
+  compiled = tf.function(
+      lambda obs, s: search.smc_search(obs, cube, network_fn, ETA, config, s,
+                                       add_root_noise=True),
+      jit_compile=True,
+      input_signature=[tf.TensorSpec([None, 6, 3, 3], tf.int32),
+                       tf.TensorSpec([2], tf.int32)])
+  for batch in (2, 5):
+    out = compiled(cube.observe(cube.reset(batch, tf.constant([0, batch]))),
+                   tf.constant([1, 2]))
+    np.testing.assert_allclose(out.action_weights.numpy().sum(-1), 1.0,
+                               rtol=1e-5)
+    assert np.all(out.proposal_kl.numpy() > 0)
+    assert np.all(np.isfinite(out.retrace_value.numpy()))
+
+
+def test_twisting_needs_q_values():
+  config = config_lib.SearchConfig(num_particles=4, depth=1,
+                                   resample_period=1, proposal_alpha=0.1)
+  with pytest.raises(ValueError, match='proposal_alpha > 0 needs Q-values'):
+    run_search(toy.ToyModel([0.0], [True]), config,
+               network_fn=fixed_network(np.zeros(1)))

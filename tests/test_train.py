@@ -92,6 +92,14 @@ def test_presets_fill_in_flags_not_given():
   assert settings['rollout_length'] == 21  # from the paper preset
   assert settings['num_epochs'] == 16
   assert settings['torso_units'] == 512
+  try:
+    train.FLAGS(['train', '--preset=trt_smc', '--proposal_alpha=0.3'])
+    settings = train.settings_from_flags()
+  finally:
+    train.FLAGS.unparse_flags()
+  assert settings['proposal_alpha'] == 0.3
+  assert settings['policy_inference'] == 'message_passing'
+  assert settings['revived_resampling'] is True
 
 
 @pytest.mark.slow

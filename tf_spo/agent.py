@@ -29,6 +29,7 @@ class SpoLossInfo(NamedTuple):
   alpha_loss: tf.Tensor
   eta_loss: tf.Tensor
   value_loss: tf.Tensor
+  q_value_loss: tf.Tensor
   eta: tf.Tensor
   alpha: tf.Tensor
   eta_kl: tf.Tensor
@@ -157,11 +158,11 @@ class SpoAgent(tf_agent.TFAgent):
       return tf.reshape(x, tf.concat([outer_shape, tf.shape(x)[1:]], axis=0))
 
     observation = tf.nest.map_structure(merge_outer, experience.observation)
-    (logits, values), _ = self._network(observation, training=True)
-    (target_logits, target_values), _ = self._target_network(observation)
-    logits, values = split_outer(logits), split_outer(values)
-    target_logits = split_outer(target_logits)
-    target_values = split_outer(target_values)
+    outputs, _ = self._network(observation, training=True)
+    target_outputs, _ = self._target_network(observation)
+    logits, values = split_outer(outputs[0]), split_outer(outputs[1])
+    target_logits = split_outer(target_outputs[0])
+    target_values = split_outer(target_outputs[1])
 
     # A trajectory whose step is LAST is an episode boundary: its action was
     # never executed and its next observation starts a new episode.
@@ -180,24 +181,37 @@ class SpoAgent(tf_agent.TFAgent):
 
     eta = tf.convert_to_tensor(self._eta)
     eta_loss = losses.eta_dual(eta, info['eta_advantages'], config.epsilon_eta,
-                               valid)
+                               valid, info['eta_log_ratios'])
     eta_kl = losses.masked_mean(
-        losses.weighted_kl(info['eta_advantages'], tf.stop_gradient(eta)),
-        valid)
+        losses.weighted_kl(info['eta_advantages'], tf.stop_gradient(eta),
+                           info['eta_log_ratios']), valid)
 
+    # TD(lambda) targets bootstrap from the target critic, mixed with the
+    # search's Retrace value by sigma (paper 001, sec. 3.4).
+    sigma = config.search_value_weight
+    bootstrap = ((1.0 - sigma) * target_values +
+                 sigma * info['retrace_value'])
     advantages = losses.gae_advantages(
         experience.reward, config.discount * experience.discount,
-        target_values, valid, config.gae_lambda)
-    value_targets = tf.stop_gradient(target_values[:, :-1] + advantages)
+        bootstrap, valid, config.gae_lambda)
+    value_targets = tf.stop_gradient(bootstrap[:, :-1] + advantages)
     value_loss = 0.5 * losses.masked_mean(
         tf.square(values[:, :-1] - value_targets), valid[:, :-1])
+    q_value_loss = tf.zeros([])
+    if len(outputs) > 2:
+      # Q(s_t, a_t) regresses on the same lambda-return (paper 001, eq. 9).
+      taken_q = tf.gather(split_outer(outputs[2]), experience.action,
+                          batch_dims=2)
+      q_value_loss = 0.5 * losses.masked_mean(
+          tf.square(taken_q[:, :-1] - value_targets), valid[:, :-1])
 
-    total = (policy_loss + kl_loss + config.value_loss_coef * value_loss +
+    total = (policy_loss + kl_loss +
+             config.value_loss_coef * (value_loss + q_value_loss) +
              alpha_loss + eta_loss)
     extra = SpoLossInfo(
         policy_loss=policy_loss, kl=kl, kl_loss=kl_loss,
         alpha_loss=alpha_loss, eta_loss=eta_loss, value_loss=value_loss,
-        eta=eta, alpha=alpha, eta_kl=eta_kl)
+        q_value_loss=q_value_loss, eta=eta, alpha=alpha, eta_kl=eta_kl)
     return tf_agent.LossInfo(total, extra)
 
   def _loss_and_gradients(self, experience, weights):
@@ -240,7 +254,7 @@ class SpoAgent(tf_agent.TFAgent):
     for name, value in loss_info.extra._asdict().items():
       tf.compat.v2.summary.scalar(f'loss/{name}', value, step=step)
     if self.debug_summaries:
-      for key in ('ess', 'weight_entropy', 'search_value'):
+      for key in policy_lib.SCALAR_INFO:
         tf.compat.v2.summary.scalar(
             f'search/{key}', tf.reduce_mean(experience.policy_info[key]),
             step=step)

@@ -13,6 +13,9 @@ def check(condition: bool, name: str, allowed: str, value) -> None:
     raise ValueError(f'--{name} must be {allowed}, got {value!r}.')
 
 
+POLICY_INFERENCE = ('dirac', 'message_passing')
+
+
 @dataclasses.dataclass(frozen=True)
 class SearchConfig:
   """Static configuration of the SMC search (paper 000, algorithm 1).
@@ -26,6 +29,15 @@ class SearchConfig:
     discount: gamma used by the one-step advantages, in [0, 1].
     root_dirichlet_alpha: concentration of the Dirichlet root noise (> 0).
     root_exploration_fraction: weight of the root noise in [0, 1].
+    proposal_alpha: TRT-SMC greediness alpha in [0, 1] of the trust-region
+      twisted proposal (paper 001, eq. 7); 0 samples from pi (SPO).
+    proposal_atoms: B >= 1; action sets of at most B actions are twisted
+      exactly, larger ones over B atoms bootstrapped from pi.
+    revived_resampling: resample terminated particles from their last
+      non-terminal state (paper 001, sec. 3.2).
+    policy_inference: 'dirac' (SPO's weighted root actions) or
+      'message_passing' (paper 001, sec. 3.3).
+    retrace_lambda: lambda in [0, 1] of the Retrace search value.
   """
 
   num_particles: int = 16
@@ -34,18 +46,32 @@ class SearchConfig:
   discount: float = 0.99
   root_dirichlet_alpha: float = 0.03
   root_exploration_fraction: float = 0.25
+  proposal_alpha: float = 0.0
+  proposal_atoms: int = 30
+  revived_resampling: bool = False
+  policy_inference: str = 'dirac'
+  retrace_lambda: float = 0.95
 
   def __post_init__(self):
     check(self.num_particles >= 1, 'num_particles', '>= 1', self.num_particles)
     check(self.depth >= 1, 'depth', '>= 1', self.depth)
     check(1 <= self.resample_period <= self.depth, 'resample_period',
-           f'in [1, depth={self.depth}]', self.resample_period)
+          f'in [1, depth={self.depth}]', self.resample_period)
     check(0.0 <= self.discount <= 1.0, 'discount', 'in [0, 1]', self.discount)
     check(self.root_dirichlet_alpha > 0.0, 'root_dirichlet_alpha', '> 0',
-           self.root_dirichlet_alpha)
+          self.root_dirichlet_alpha)
     check(0.0 <= self.root_exploration_fraction <= 1.0,
-           'root_exploration_fraction', 'in [0, 1]',
-           self.root_exploration_fraction)
+          'root_exploration_fraction', 'in [0, 1]',
+          self.root_exploration_fraction)
+    check(0.0 <= self.proposal_alpha <= 1.0, 'proposal_alpha', 'in [0, 1]',
+          self.proposal_alpha)
+    check(self.proposal_atoms >= 1, 'proposal_atoms', '>= 1',
+          self.proposal_atoms)
+    check(self.policy_inference in POLICY_INFERENCE, 'policy_inference',
+          f'one of {list(POLICY_INFERENCE)}', self.policy_inference)
+    check(0.0 <= self.retrace_lambda <= 1.0, 'retrace_lambda', 'in [0, 1]',
+          self.retrace_lambda)
+
 
 
 @dataclasses.dataclass(frozen=True)
@@ -60,8 +86,11 @@ class SpoConfig:
     epsilon_alpha: KL bound of the M-step trust region (> 0).
     initial_eta: initial temperature (> 0).
     initial_alpha: initial KL multiplier (> 0).
-    value_loss_coef: weight of the value loss (>= 0).
+    value_loss_coef: weight of the value (and Q-value) losses (>= 0).
     max_grad_norm: global-norm gradient clipping of the network (> 0).
+    search_value_weight: sigma in [0, 1]: the TD(lambda) targets bootstrap
+      from (1 - sigma) * V_target + sigma * (Retrace search value) (paper
+      001, sec. 3.4); 0 is SPO.
   """
 
   discount: float = 0.99
@@ -73,16 +102,19 @@ class SpoConfig:
   initial_alpha: float = 0.5
   value_loss_coef: float = 0.5
   max_grad_norm: float = 0.5
+  search_value_weight: float = 0.0
 
   def __post_init__(self):
     check(0.0 <= self.discount <= 1.0, 'discount', 'in [0, 1]', self.discount)
     check(0.0 <= self.gae_lambda <= 1.0, 'gae_lambda', 'in [0, 1]',
-           self.gae_lambda)
+          self.gae_lambda)
     check(0.0 < self.target_update_tau <= 1.0, 'target_update_tau',
-           'in (0, 1]', self.target_update_tau)
+          'in (0, 1]', self.target_update_tau)
     for name in ('epsilon_eta', 'epsilon_alpha', 'initial_eta',
                  'initial_alpha', 'max_grad_norm'):
       value = getattr(self, name)
       check(value > 0.0, name, '> 0', value)
     check(self.value_loss_coef >= 0.0, 'value_loss_coef', '>= 0',
-           self.value_loss_coef)
+          self.value_loss_coef)
+    check(0.0 <= self.search_value_weight <= 1.0, 'search_value_weight',
+          'in [0, 1]', self.search_value_weight)

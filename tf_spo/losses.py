@@ -5,6 +5,7 @@ mean is a masked mean.
 """
 
 import math
+from typing import Optional
 
 import tensorflow as tf
 
@@ -53,42 +54,61 @@ def gae_advantages(rewards: tf.Tensor, discounts: tf.Tensor,
 
 
 def eta_dual(eta: tf.Tensor, advantages: tf.Tensor, epsilon: float,
-             mask: tf.Tensor) -> tf.Tensor:
+             mask: tf.Tensor, log_ratios: Optional[tf.Tensor] = None
+             ) -> tf.Tensor:
   """Sample estimate of the temperature dual g(eta) (paper 000, eq. 7).
 
-  g(eta) = eta * epsilon + eta * E_s[log mean_n exp(A_n / eta)], with A_n the
-  advantages of N particles sampled from pi at state s. Its minimiser makes
-  KL(q || pi) = epsilon for q proportional to pi * exp(A / eta).
+  g(eta) = eta * epsilon + eta * E_s[log mean_n w_n exp(A_n / eta)], with A_n
+  the advantages of N particles sampled at state s from a proposal and w_n
+  their importance ratios pi / proposal (1 when sampled from pi). Its
+  minimiser makes KL(q || pi) = epsilon for q proportional to
+  pi * exp(A / eta).
 
   Args:
     eta: scalar temperature, > 0.
     advantages: [..., N] particle advantages per state.
     epsilon: the KL bound.
     mask: [...] float32, 1 for the states to average over.
+    log_ratios: optional [..., N] log importance ratios log w_n.
 
   Returns:
     Scalar g(eta).
   """
   num_particles = tf.cast(tf.shape(advantages)[-1], tf.float32)
-  log_mean_exp = (tf.reduce_logsumexp(advantages / eta, axis=-1)
+  log_mean_exp = (tf.reduce_logsumexp(
+      _log_target(advantages, eta, log_ratios), axis=-1)
                   - tf.math.log(num_particles))
   return eta * epsilon + eta * masked_mean(log_mean_exp, mask)
 
 
-def weighted_kl(advantages: tf.Tensor, eta: tf.Tensor) -> tf.Tensor:
-  """KL(q || pi) of the particle reweighting q proportional to exp(A / eta).
+def weighted_kl(advantages: tf.Tensor, eta: tf.Tensor,
+                log_ratios: Optional[tf.Tensor] = None) -> tf.Tensor:
+  """Sample estimate of KL(q || pi) for q proportional to pi * exp(A / eta).
+
+  From N particles with importance ratios w_n = pi / proposal (1 when
+  sampled from pi): KL = E_q[A / eta] - log Z with self-normalised weights
+  proportional to w exp(A / eta) and Z = mean_n w_n exp(A_n / eta). This is
+  the KL that the eta dual holds at epsilon.
 
   Args:
-    advantages: [..., N] advantages of N particles sampled from pi.
+    advantages: [..., N] advantages of N particles.
     eta: scalar temperature.
+    log_ratios: optional [..., N] log importance ratios of the particles.
 
   Returns:
-    [...] KL between the normalised weights and the uniform weights 1 / N.
+    [...] the KL estimate.
   """
   num_particles = advantages.shape[-1]
-  log_q = tf.nn.log_softmax(advantages / eta, axis=-1)
-  return tf.reduce_sum(
-      tf.exp(log_q) * (log_q + math.log(num_particles)), axis=-1)
+  log_target = _log_target(advantages, eta, log_ratios)
+  weights = tf.nn.softmax(log_target, axis=-1)
+  log_z = tf.reduce_logsumexp(log_target, axis=-1) - math.log(num_particles)
+  return tf.reduce_sum(weights * advantages / eta, axis=-1) - log_z
+
+
+def _log_target(advantages, eta, log_ratios):
+  """A / eta (+ log importance ratios): unnormalised log target weights."""
+  scaled = advantages / eta
+  return scaled if log_ratios is None else scaled + log_ratios
 
 
 def categorical_kl(p_logits: tf.Tensor, q_logits: tf.Tensor) -> tf.Tensor:

@@ -1,9 +1,9 @@
-"""Policy/value network of SPO for discrete actions.
+"""Policy/value network of SPO and TRT-SMC for discrete actions.
 
-A shared torso with a policy head and a value head (paper 000, appendix A.2.2):
-integer (categorical) observations such as cube stickers are embedded, float
-observations are flattened, then a residual MLP torso feeds two one-layer
-heads.
+A shared torso with a policy head, a value head (paper 000, appendix A.2.2)
+and optionally a Q-value head (paper 001, eq. 9): integer (categorical)
+observations such as cube stickers are embedded, float observations are
+flattened, then a residual MLP torso feeds one-layer heads.
 """
 
 
@@ -25,7 +25,7 @@ class _ResidualBlock(tf.keras.layers.Layer):
 
 
 class PolicyValueNetwork(network.Network):
-  """Maps observations to (policy logits [B, A], values [B]).
+  """Maps observations to (logits [B, A], values [B][, Q-values [B, A]]).
 
   Integer observations with a bounded spec are treated as categorical
   features and embedded; others are cast to float and flattened.
@@ -38,6 +38,7 @@ class PolicyValueNetwork(network.Network):
                num_residual_blocks: int = 2,
                head_units: int = 256,
                embedding_dim: int = 4,
+               q_head: bool = False,
                name: str = 'PolicyValueNetwork'):
     """Creates the network.
 
@@ -48,6 +49,7 @@ class PolicyValueNetwork(network.Network):
       num_residual_blocks: residual blocks in the torso (>= 0).
       head_units: width of the hidden layer of each head (>= 1).
       embedding_dim: embedding size of categorical observation entries.
+      q_head: also output Q-values (needed by the twisted proposal).
       name: network name.
 
     Raises:
@@ -82,10 +84,17 @@ class PolicyValueNetwork(network.Network):
     self._value_head = tf.keras.Sequential([
         tf.keras.layers.Dense(head_units, activation='relu'),
         tf.keras.layers.Dense(1)])
+    self._q_head = tf.keras.Sequential([
+        tf.keras.layers.Dense(head_units, activation='relu'),
+        tf.keras.layers.Dense(num_actions)]) if q_head else None
+
+  @property
+  def has_q_head(self) -> bool:
+    return self._q_head is not None
 
   def call(self, observation, step_type=None, network_state=(),
            training=False):
-    """Returns ((logits [B, A], values [B]), network_state)."""
+    """Returns ((logits, values[, q_values]), network_state)."""
     del step_type, training
     if self._categorical:
       x = self._embedding(tf.cast(observation, tf.int32) - self._obs_minimum)
@@ -96,4 +105,6 @@ class PolicyValueNetwork(network.Network):
       x = block(x)
     logits = self._policy_head(x)
     value = tf.squeeze(self._value_head(x), axis=-1)
-    return (logits, value), network_state
+    if self._q_head is None:
+      return (logits, value), network_state
+    return (logits, value, self._q_head(x)), network_state

@@ -55,18 +55,30 @@ def check_discrete_specs(time_step_spec, action_spec, model) -> int:
   return int(action_spec.maximum) + 1
 
 
+# Scalar search outputs carried in the policy info: training targets and
+# diagnostics that the agent summarises.
+SCALAR_INFO = ('search_value', 'retrace_value', 'ess', 'weight_entropy',
+               'alive_fraction', 'proposal_kl', 'proposal_beta')
+
+
 def search_info_spec(num_actions: int, num_particles: int) -> dict:
-  """Spec of the policy info of `SmcPolicy`: the search's training targets."""
-  return {
+  """Spec of the policy info of `SmcPolicy`: the search's training targets.
+
+  `search_policy` is q-hat [A]; `eta_advantages` and `eta_log_ratios` [N]
+  feed the eta dual; the scalars are `SearchOutput` fields of the same names
+  (`search_value` is `SearchOutput.value`).
+  """
+  spec = {
       'search_policy': tensor_spec.TensorSpec([num_actions], tf.float32,
                                               'search_policy'),
       'eta_advantages': tensor_spec.TensorSpec([num_particles], tf.float32,
                                                'eta_advantages'),
-      'search_value': tensor_spec.TensorSpec((), tf.float32, 'search_value'),
-      'ess': tensor_spec.TensorSpec((), tf.float32, 'ess'),
-      'weight_entropy': tensor_spec.TensorSpec((), tf.float32,
-                                               'weight_entropy'),
+      'eta_log_ratios': tensor_spec.TensorSpec([num_particles], tf.float32,
+                                               'eta_log_ratios'),
   }
+  spec.update({name: tensor_spec.TensorSpec((), tf.float32, name)
+               for name in SCALAR_INFO})
+  return spec
 
 
 class SmcPolicy(tf_policy.TFPolicy):
@@ -105,6 +117,10 @@ class SmcPolicy(tf_policy.TFPolicy):
       name: policy name.
     """
     num_actions = check_discrete_specs(time_step_spec, action_spec, model)
+    if (search_config.proposal_alpha > 0 and
+        not getattr(network, 'has_q_head', False)):
+      raise ValueError('--proposal_alpha > 0 needs Q-values: use a '
+                       'PolicyValueNetwork(q_head=True).')
     super().__init__(
         time_step_spec, action_spec,
         info_spec=search_info_spec(num_actions, search_config.num_particles),
@@ -119,8 +135,8 @@ class SmcPolicy(tf_policy.TFPolicy):
     self._compiled_search = tf.function(self._search, jit_compile=True)
 
   def _network_fn(self, observation):
-    (logits, values), _ = self._network(observation)
-    return logits, values
+    outputs, _ = self._network(observation)
+    return outputs
 
   def _search(self, observation, seed):
     return search_lib.smc_search(
@@ -150,10 +166,11 @@ class SmcPolicy(tf_policy.TFPolicy):
     info = {
         'search_policy': output.action_weights,
         'eta_advantages': output.eta_advantages,
+        'eta_log_ratios': output.eta_log_ratios,
         'search_value': output.value,
-        'ess': output.ess,
-        'weight_entropy': output.weight_entropy,
     }
+    info.update({name: getattr(output, name) for name in SCALAR_INFO
+                 if name != 'search_value'})
     return distribution, sample_seed, policy_step.PolicyStep(
         distribution, policy_state, info)
 
@@ -184,7 +201,8 @@ class NetworkPolicy(tf_policy.TFPolicy):
     self._greedy = greedy
 
   def _distribution(self, time_step, policy_state):
-    (logits, _), _ = self._network(time_step.observation)
+    outputs, _ = self._network(time_step.observation)
+    logits = outputs[0]
     if self._greedy:
       distribution = tfd.Deterministic(
           tf.argmax(logits, axis=-1, output_type=self.action_spec.dtype))
