@@ -107,7 +107,8 @@ class SmcPolicy(tf_policy.TFPolicy):
     Args:
       time_step_spec: `TimeStep` spec; its observation must match the model.
       action_spec: scalar discrete `BoundedTensorSpec` matching the model.
-      network: a `PolicyValueNetwork` (observation -> (logits, values)).
+      network: a `PolicyValueNetwork`; with `proposal_alpha > 0` it needs a
+        Q head.
       model: the planning `EnvironmentModel`, pure TF.
       search_config: static `SearchConfig`.
       temperature: eta, a scalar tensor-like (e.g. a `TransformedVariable`).
@@ -171,15 +172,14 @@ class SmcPolicy(tf_policy.TFPolicy):
     }
     info.update({name: getattr(output, name) for name in SCALAR_INFO
                  if name != 'search_value'})
-    return distribution, sample_seed, policy_step.PolicyStep(
-        distribution, policy_state, info)
+    return policy_step.PolicyStep(distribution, policy_state, info), sample_seed
 
   def _distribution(self, time_step, policy_state):
-    return self._step(time_step, policy_state, seed=None)[2]
+    return self._step(time_step, policy_state, seed=None)[0]
 
   def _action(self, time_step, policy_state, seed=None):
-    distribution, sample_seed, step = self._step(time_step, policy_state, seed)
-    return step._replace(action=distribution.sample(seed=sample_seed))
+    step, sample_seed = self._step(time_step, policy_state, seed)
+    return step._replace(action=step.action.sample(seed=sample_seed))
 
 
 class NetworkPolicy(tf_policy.TFPolicy):

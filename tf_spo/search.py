@@ -456,16 +456,14 @@ def smc_search(root_observation: Any, model, network_fn: NetworkFn,
     action_weights = tf.einsum(
         'bn,bna->ba', weights,
         tf.one_hot(surviving_root_actions, num_actions))
-  # Particles still running after `depth` steps bootstrap with V at the leaf.
-  leaf_returns = _per_root(
-      particles['search_return'] +
-      gamma**config.depth * particles['alive'] * particles['value'], n)
   weighted = lambda x: tf.reduce_sum(weights * _per_root(x, n), axis=-1)
   return SearchOutput(
       action_weights=action_weights,
       root_actions=surviving_root_actions,
       particle_weights=weights,
-      value=tf.reduce_sum(weights * leaf_returns, axis=-1),
+      # Particles still running after `depth` steps bootstrap with V.
+      value=weighted(particles['search_return'] + gamma**config.depth *
+                     particles['alive'] * particles['value']),
       retrace_value=weighted(particles['retrace']),
       root_value=root_value,
       prior_logits=root_logits,
