@@ -42,7 +42,12 @@ def _positive_dual(initial_value: float, name: str):
 
 
 class SpoAgent(tf_agent.TFAgent):
-  """Sequential Monte Carlo Policy Optimisation for discrete actions."""
+  """SPO for discrete actions, with the TRT-SMC search switches.
+
+  With `search_config.proposal_alpha > 0` the network needs a Q head, which
+  is then trained on the value targets; `config.search_value_weight` mixes
+  the search's Retrace values into those targets.
+  """
 
   def __init__(self,
                time_step_spec,
@@ -83,7 +88,6 @@ class SpoAgent(tf_agent.TFAgent):
     """
     tf.Module.__init__(self, name=name)
     policy_lib.check_discrete_specs(time_step_spec, action_spec, model)
-    self._search_config = search_config
     self._config = config
     self._network = network
     self._network.create_variables()
@@ -94,9 +98,9 @@ class SpoAgent(tf_agent.TFAgent):
     self._eta = _positive_dual(config.initial_eta, 'eta')
     self._alpha = _positive_dual(config.initial_alpha, 'alpha')
     self._optimizer = optimizer or tf.keras.optimizers.Adam(3e-4)
+    self._dual_optimizer = dual_optimizer or tf.keras.optimizers.Adam(3e-4)
     self._compiled_loss_and_gradients = tf.function(
         self._loss_and_gradients, jit_compile=True)
-    self._dual_optimizer = dual_optimizer or tf.keras.optimizers.Adam(3e-4)
 
     make_policy = lambda **kwargs: policy_lib.SmcPolicy(
         time_step_spec, action_spec, network, model, search_config,
