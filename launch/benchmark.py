@@ -109,18 +109,8 @@ def benchmark(batch_size: int = 64, num_particles: int = 16, depth: int = 4,
               seed: int = 0) -> Dict[str, Any]:
   """Times the compiled SMC search and its network evaluations alone.
 
-  Args:
-    batch_size: B, root states per search (>= 1).
-    num_particles: N, particles per root (>= 1).
-    depth: planning steps per search (>= 1).
-    resample_period: resampling period, in [1, depth].
-    torso_units: width of the network torso (>= 1).
-    num_residual_blocks: residual blocks of the torso (>= 0).
-    head_units: width of the network heads (>= 1).
-    repeats: timed calls of each function (>= 1).
-    warmup: untimed calls of each function before timing (>= 0), the first
-      of which compiles.
-    seed: seed of the network initialisation, the cubes and the searches.
+  Args: as `check_settings` (the first warmup call compiles), and `seed`, the
+  seed of the network initialisation, the cubes and the searches.
 
   Returns:
     A dict with the settings, `num_network_evals` (B + depth * B * N), the
