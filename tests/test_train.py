@@ -1,6 +1,7 @@
 """End-to-end tests of launch/train.py."""
 
 import csv
+import glob
 import os
 
 import numpy as np
@@ -36,6 +37,20 @@ def test_main_job_leaves_checkpoint_policies_and_summary(tiny_run):
   assert [int(r['env_steps']) for r in rows] == [0, 512, 1024]
   assert '[train] env_steps=512/1024' in stdout and 'steps/s=' in stdout
   assert '[summary]' in stdout
+
+
+def test_losses_and_search_diagnostics_reach_tensorboard(tiny_run):
+  root_dir, _, _ = tiny_run
+  tags = set()
+  for path in glob.glob(os.path.join(root_dir, 'train', 'events.*')):
+    for event in tf.compat.v1.train.summary_iterator(path):
+      tags.update(value.tag for value in event.summary.value)
+  expected = {'loss/total', 'loss/eta', 'loss/alpha', 'loss/kl',
+              'loss/q_value_loss', 'loss/grad_norm', 'search/ess',
+              'search/weight_entropy', 'search/proposal_kl',
+              'search/proposal_beta', 'search/alive_fraction',
+              'search/retrace_value', 'eval/search_solve_rate'}
+  assert expected <= tags, expected - tags
 
 
 def test_killed_run_resumes_from_its_checkpoint(tmp_path):
