@@ -4,8 +4,8 @@ Runs `launch.train` once per (variant, particle budget, seed), one run after
 the other in subprocesses (each run owns the machine), skipping runs that
 already finished, so an interrupted ablation resumes. Then writes
 `<root_dir>/ablation.md`: the mean and spread over seeds of the final solve
-rate of the greedy search policy on held-out 7-scramble cubes, and the solve
-rate at fractions of training, with env steps and training wall-clock.
+rate of the greedy search policy on held-out 7-scramble cubes, its mean at
+every evaluation (solve rate vs env steps) and the training wall-clock.
 
   python -m launch.ablation --root_dir=runs/ablation --seeds=0,1 \
       --budgets=4x4,8x8 --total_env_steps=300000
@@ -68,10 +68,12 @@ def read_eval(path: str) -> List[Dict[str, float]]:
 
 def summarise(root_dir: str, variants: Sequence[str], budgets: Sequence[str],
               seeds: Sequence[int]) -> str:
-  """Markdown table of the finished runs."""
-  lines = ['| variant | budget | seeds | final solve rate (mean ± sd) | '
-           'at 1/2 of training | at 1/4 | env steps | wall-clock s |',
-           '|---|---|---|---|---|---|---|---|']
+  """Markdown table of the finished runs.
+
+  The curve column is the mean over seeds of the search solve rate at each
+  evaluation (the env steps of the header row, which all runs share).
+  """
+  lines = []
   for budget in budgets:
     for variant in variants:
       curves = [read_eval(run_dir(root_dir, variant, budget, seed))
@@ -80,17 +82,20 @@ def summarise(root_dir: str, variants: Sequence[str], budgets: Sequence[str],
                     run_dir(root_dir, variant, budget, seed), 'summary.json'))]
       if not curves:
         continue
-
-      def at(fraction, curves=curves):
-        values = [c[round(fraction * (len(c) - 1))]['search_solve_rate']
-                  for c in curves]
-        spread = statistics.stdev(values) if len(values) > 1 else 0.0
-        return f'{statistics.mean(values):.3f} ± {spread:.3f}'
-
-      steps = int(statistics.mean(c[-1]['env_steps'] for c in curves))
+      if not lines:
+        steps = ' / '.join(f'{int(row["env_steps"]):,}' for row in curves[0])
+        lines = [f'| variant | budget | seeds | final solve rate (mean ± sd) | '
+                 f'curve at {steps} env steps | wall-clock s |',
+                 '|---|---|---|---|---|---|']
+      finals = [c[-1]['search_solve_rate'] for c in curves]
+      spread = statistics.stdev(finals) if len(finals) > 1 else 0.0
+      curve = ' / '.join(
+          f'{statistics.mean(c[i]["search_solve_rate"] for c in curves):.3f}'
+          for i in range(min(len(c) for c in curves)))
       clock = statistics.mean(c[-1]['wall_clock_s'] for c in curves)
-      lines.append(f'| {variant} | {budget} | {len(curves)} | {at(1.0)} | '
-                   f'{at(0.5)} | {at(0.25)} | {steps} | {clock:.0f} |')
+      lines.append(f'| {variant} | {budget} | {len(curves)} | '
+                   f'{statistics.mean(finals):.3f} ± {spread:.3f} | {curve} | '
+                   f'{clock:.0f} |')
   return '\n'.join(lines) + '\n'
 
 

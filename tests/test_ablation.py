@@ -43,8 +43,10 @@ def test_summary_table_averages_seeds(tmp_path):
   table = ablation.summarise(str(tmp_path), ['spo', 'trt_smc'], ['4x4'],
                              [0, 1])
   rows = table.strip().splitlines()
-  assert rows[2] == ('| spo | 4x4 | 2 | 0.500 ± 0.141 | 0.200 ± 0.000 | '
-                     '0.100 ± 0.000 | 4000 | 40 |')
+  assert rows[0].endswith('curve at 0 / 1,000 / 2,000 / 3,000 / 4,000 env '
+                          'steps | wall-clock s |')
+  assert rows[2] == ('| spo | 4x4 | 2 | 0.500 ± 0.141 | '
+                     '0.000 / 0.100 / 0.200 / 0.300 / 0.500 | 40 |')
   assert rows[3].startswith('| trt_smc | 4x4 | 1 | 0.800 ± 0.000 |')
 
 
