@@ -139,7 +139,7 @@ def validate_settings(settings: Dict[str, Any]) -> None:
     check(settings[name] > 0, name, '> 0', settings[name])
   search_config(settings)
   spo_config(settings)
-  train_model(settings)
+  cube_model(settings)
 
 
 def search_config(settings) -> config_lib.SearchConfig:
@@ -154,16 +154,12 @@ def spo_config(settings) -> config_lib.SpoConfig:
       for field in config_lib.SpoConfig.__dataclass_fields__})
 
 
-def train_model(settings) -> model_lib.EnvironmentModel:
-  return rubiks_cube.RubiksCube(settings['min_scramble'],
-                                settings['max_scramble'],
-                                time_limit=settings['time_limit'])
-
-
-def eval_model(settings) -> model_lib.EnvironmentModel:
-  return rubiks_cube.RubiksCube(settings['eval_scramble'],
-                                settings['eval_scramble'],
-                                time_limit=settings['time_limit'])
+def cube_model(settings, evaluation: bool = False
+               ) -> rubiks_cube.RubiksCube:
+  """The run's cube: training scramble range, or exactly `eval_scramble`."""
+  low, high = ((settings['eval_scramble'],) * 2 if evaluation else
+               (settings['min_scramble'], settings['max_scramble']))
+  return rubiks_cube.RubiksCube(low, high, time_limit=settings['time_limit'])
 
 
 class Run(NamedTuple):
@@ -185,7 +181,7 @@ def build_run(settings: Dict[str, Any], root_dir: str) -> Run:
   """
   validate_settings(settings)
   tf.random.set_seed(settings['seed'])
-  model = train_model(settings)
+  model = cube_model(settings)
   env = model_lib.ModelEnvironment(model, settings['num_envs'],
                                    seed=settings['seed'])
   network = networks.PolicyValueNetwork(

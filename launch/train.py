@@ -79,7 +79,7 @@ class _EvalLog:
 def evaluate(run: common.Run) -> Dict[str, float]:
   """Evaluates the search and network policies on the held-out cubes."""
   settings = run.settings
-  model = common.eval_model(settings)
+  model = common.cube_model(settings, evaluation=True)
   seed = settings['seed'] + common.EVAL_SEED_OFFSET
   search = common.evaluate_policy(run.agent.policy, model,
                                   settings['eval_episodes'], seed)
