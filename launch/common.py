@@ -139,7 +139,7 @@ def validate_settings(settings: Dict[str, Any]) -> None:
     check(settings[name] > 0, name, '> 0', settings[name])
   search_config(settings)
   spo_config(settings)
-  cube_model(settings)
+  network(settings, cube_model(settings))
 
 
 def search_config(settings) -> config_lib.SearchConfig:
@@ -160,6 +160,16 @@ def cube_model(settings, evaluation: bool = False
   low, high = ((settings['eval_scramble'],) * 2 if evaluation else
                (settings['min_scramble'], settings['max_scramble']))
   return rubiks_cube.RubiksCube(low, high, time_limit=settings['time_limit'])
+
+
+def network(settings, model) -> networks.PolicyValueNetwork:
+  """The run's network; a Q head when the proposal is twisted."""
+  return networks.PolicyValueNetwork(
+      model.observation_spec(), model.action_spec(),
+      torso_units=settings['torso_units'],
+      num_residual_blocks=settings['num_residual_blocks'],
+      head_units=settings['head_units'],
+      q_head=settings['proposal_alpha'] > 0)
 
 
 class Run(NamedTuple):
@@ -184,14 +194,8 @@ def build_run(settings: Dict[str, Any], root_dir: str) -> Run:
   model = cube_model(settings)
   env = model_lib.ModelEnvironment(model, settings['num_envs'],
                                    seed=settings['seed'])
-  network = networks.PolicyValueNetwork(
-      model.observation_spec(), model.action_spec(),
-      torso_units=settings['torso_units'],
-      num_residual_blocks=settings['num_residual_blocks'],
-      head_units=settings['head_units'],
-      q_head=settings['proposal_alpha'] > 0)
   agent = agent_lib.SpoAgent(
-      env.time_step_spec(), env.action_spec(), network, model,
+      env.time_step_spec(), env.action_spec(), network(settings, model), model,
       search_config=search_config(settings), config=spo_config(settings),
       optimizer=tf.keras.optimizers.Adam(settings['learning_rate']),
       dual_optimizer=tf.keras.optimizers.Adam(settings['dual_learning_rate']),

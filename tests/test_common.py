@@ -20,6 +20,7 @@ def test_presets_only_name_known_settings():
     (dict(num_particles=0), '--num_particles must be >= 1'),
     (dict(epsilon_eta=0.0), '--epsilon_eta must be > 0'),
     (dict(learning_rate=0.0), '--learning_rate must be > 0'),
+    (dict(torso_units=0), '--torso_units must be >= 1'),
     (dict(min_scramble=5, max_scramble=3), 'max_scramble'),
     (dict(bogus=1), 'Unknown settings'),
     (dict(proposal_alpha=2.0), '--proposal_alpha must be in [0, 1]'),
