@@ -34,14 +34,55 @@ class ModelStep(NamedTuple):
   done: tf.Tensor
 
 
+class PlanningObservation(NamedTuple):
+  """An observation that carries the true planning state beside what the
+  network sees.
+
+  Models whose observation does not determine their state (a time limit, a
+  simulator's full state) observe this: networks and exported network
+  policies read only `network_input`; the search plans from
+  `planning_state`, the model's state nest.
+
+  Attributes:
+    network_input: nest of tensors [B, ...], the network's input.
+    planning_state: the model's state, nest of tensors [B, ...].
+  """
+  network_input: Any
+  planning_state: Any
+
+
+def network_input(observation):
+  """The part of an observation (or observation spec) a network reads."""
+  if isinstance(observation, PlanningObservation):
+    return observation.network_input
+  return observation
+
+
+def planning_state(model, observation):
+  """The state the search plans from: carried, or rebuilt by the model."""
+  if isinstance(observation, PlanningObservation):
+    return observation.planning_state
+  return model.state_from_observation(observation)
+
+
 class EnvironmentModel(tf.Module, metaclass=abc.ABCMeta):
   """Abstract base class for batched, stateless environment models.
 
   All methods are pure functions of their inputs: a model holds no variables
   and no random state (randomness comes from explicit stateless seeds). Every
-  method must run under `tf.function(jit_compile=True)` with a batch size that
-  is unknown at trace time; all other dimensions are static.
+  method must run with a batch size that is unknown at trace time; all other
+  dimensions are static. Pure-TF models also run under
+  `tf.function(jit_compile=True)`; a model that cannot (a simulator behind
+  `tf.numpy_function`) sets `xla_compatible = False`, and the search then
+  runs as a plain `tf.function`.
+
+  The observation is either the network input itself, from which
+  `state_from_observation` rebuilds the state, or a `PlanningObservation`
+  carrying the state beside the network input.
   """
+
+  # Whether every method compiles with XLA; the search is compiled if so.
+  xla_compatible = True
 
   @abc.abstractmethod
   def observation_spec(self):
@@ -49,7 +90,15 @@ class EnvironmentModel(tf.Module, metaclass=abc.ABCMeta):
 
   @abc.abstractmethod
   def action_spec(self):
-    """Returns the `BoundedTensorSpec` of one action, without batch dim."""
+    """Returns the spec of one action, without batch dim.
+
+    A scalar integer `BoundedTensorSpec` with minimum 0 (discrete actions)
+    or a float `BoundedTensorSpec` of rank 1 (continuous actions).
+    """
+
+  def network_input_spec(self):
+    """The spec of the part of an observation that networks read."""
+    return network_input(self.observation_spec())
 
   @abc.abstractmethod
   def reset(self, batch_size, seed):
@@ -69,7 +118,7 @@ class EnvironmentModel(tf.Module, metaclass=abc.ABCMeta):
 
     Args:
       state: Nest of tensors with leading dimension [B].
-      action: int32 [B], the actions.
+      action: [B, ...] actions of `action_spec()`.
 
     Returns:
       A `ModelStep` with the next state, reward, discount and done flag.
@@ -86,11 +135,11 @@ class EnvironmentModel(tf.Module, metaclass=abc.ABCMeta):
       Nest of tensors [B, ...] matching `observation_spec()`.
     """
 
-  @abc.abstractmethod
   def state_from_observation(self, observation):
     """Rebuilds a planning state from an observation.
 
-    Used by planners, which only see observations. The result must satisfy
+    Used by planners, which only see observations, for models whose
+    observation is not a `PlanningObservation`. The result must satisfy
     `observe(state_from_observation(observation)) == observation`.
 
     Args:
@@ -99,6 +148,9 @@ class EnvironmentModel(tf.Module, metaclass=abc.ABCMeta):
     Returns:
       The state: nest of tensors with leading dimension [B].
     """
+    raise NotImplementedError(
+        f'{type(self).__name__} must implement state_from_observation or '
+        'observe a PlanningObservation.')
 
 
 def select(condition, x, y):

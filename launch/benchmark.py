@@ -1,14 +1,15 @@
-r"""Benchmarks the SMC search on the Rubik's Cube against its network calls.
+r"""Benchmarks the SMC search on a registry task against its network calls.
 
-Times the XLA-compiled SMC search (`tf_spo/search.py`) with a randomly
-initialised `PolicyValueNetwork`, and the same network evaluations alone (one
-call on the B roots and `depth` calls on the B * N particles, compiled the same
-way). Their ratio is the search's overhead over the network evaluations it
-needs: the cube model, sampling, weighting and resampling. Timed calls of the
-two alternate so that background load affects both alike, and medians are
-reported.
+Times the SMC search (`tf_spo/search.py`, XLA-compiled for pure-TF models)
+with a randomly initialised `PolicyValueNetwork`, and the same network
+evaluations alone (one call on the B roots and `depth` calls on the B * N
+particles, compiled the same way). Their ratio is the search's overhead over
+the network evaluations it needs: the model, sampling, weighting and
+resampling. Timed calls of the two alternate so that background load affects
+both alike, and medians are reported.
 
-  python -m launch.benchmark
+  python -m launch.benchmark                  # the Rubik's Cube
+  python -m launch.benchmark --env=pendulum   # continuous actions
   python -m launch.benchmark --batch_size=256 --num_particles=32 \
       --depth=8 --resample_period=4 --output=/tmp/benchmark.json
 """
@@ -22,7 +23,9 @@ from absl import app
 from absl import flags
 import tensorflow as tf
 
-from environments import rubiks_cube
+from environments import model as model_lib
+from environments import registry
+from launch import common
 from tf_spo import config as config_lib
 from tf_spo import networks
 from tf_spo import search
@@ -31,9 +34,9 @@ FLAGS = flags.FLAGS
 
 # Fixed temperature of the benchmarked search; it does not affect the cost.
 ETA = 0.5
-# Seed offset of the random moves making the particle observations of the
+# Seed offset of the random actions making the particle observations of the
 # network-only benchmark.
-_PARTICLE_MOVES_SEED = 1
+_PARTICLE_ACTIONS_SEED = 1
 
 
 def check_settings(batch_size: int, num_particles: int, depth: int,
@@ -69,43 +72,58 @@ def check_settings(batch_size: int, num_particles: int, depth: int,
 def _time_call(fn: Callable[[], Any]) -> float:
   """Seconds taken by `fn()`, with all its outputs copied to the host."""
   start = time.perf_counter()
-  tf.nest.map_structure(lambda t: t.numpy(), fn())
+  for tensor in tf.nest.flatten(fn()):
+    if tensor is not None:
+      tensor.numpy()
   return time.perf_counter() - start
 
 
-def _particle_observations(model: rubiks_cube.RubiksCube, root_state: Any,
-                           num_particles: int, depth: int,
-                           seed: int) -> tf.Tensor:
-  """Realistic particle observations for the network-only benchmark.
+def random_actions(action_spec, batch_size: int, seed) -> tf.Tensor:
+  """Uniform random actions [batch_size, ...] of a bounded action spec."""
+  shape = [batch_size] + action_spec.shape.as_list()
+  if action_spec.dtype.is_integer:
+    return tf.random.stateless_uniform(
+        shape, seed, minval=int(action_spec.minimum),
+        maxval=int(action_spec.maximum) + 1, dtype=action_spec.dtype)
+  return tf.random.stateless_uniform(
+      shape, seed, minval=action_spec.minimum, maxval=action_spec.maximum,
+      dtype=action_spec.dtype)
 
-  The root cubes tiled N times, as in the search, then moved by a random
-  move at each of the `depth` steps, so that every network call sees distinct
-  inputs (identical calls could be merged by the compiler).
+
+def _particle_inputs(model, root_state: Any, num_particles: int, depth: int,
+                     seed: int) -> Any:
+  """Realistic particle network inputs for the network-only benchmark.
+
+  The root states tiled N times, as in the search, then stepped by a random
+  action at each of the `depth` steps, so that every network call sees
+  distinct inputs (identical calls could be merged by the compiler).
 
   Returns:
-    int32 [depth, B * N, 6, 3, 3].
+    Nest of network inputs [depth, B * N, ...].
   """
-  stickers = tf.repeat(root_state['stickers'], num_particles, axis=0)
-  moves = tf.random.stateless_uniform(
-      [depth, stickers.shape[0]], [seed, _PARTICLE_MOVES_SEED], minval=0,
-      maxval=int(model.action_spec().maximum) + 1, dtype=tf.int32)
-  observations = []
+  state = tf.nest.map_structure(
+      lambda x: tf.repeat(x, num_particles, axis=0), root_state)
+  size = tf.shape(tf.nest.flatten(state)[0])[0]
+  inputs = []
   for step in range(depth):
-    stickers = model.apply_move(stickers, moves[step])
-    observations.append(model.observe({'stickers': stickers}))
-  return tf.stack(observations)
+    actions = random_actions(model.action_spec(), size,
+                             [seed, _PARTICLE_ACTIONS_SEED + step])
+    state = model.step(state, actions).state
+    inputs.append(model_lib.network_input(model.observe(state)))
+  return tf.nest.map_structure(lambda *x: tf.stack(x), *inputs)
 
 
 def benchmark(batch_size: int = 64, num_particles: int = 16, depth: int = 4,
               resample_period: int = 4, torso_units: int = 256,
               num_residual_blocks: int = 2, head_units: int = 256,
-              repeats: int = 20, warmup: int = 3,
-              seed: int = 0) -> Dict[str, Any]:
+              repeats: int = 20, warmup: int = 3, seed: int = 0,
+              env: str = 'rubiks_cube') -> Dict[str, Any]:
   """Times the compiled SMC search and its network evaluations alone.
 
   Args: as `check_settings` (the first warmup call compiles), the network
-  sizes of `PolicyValueNetwork`, and `seed`, the seed of the network
-  initialisation, the cubes and the searches.
+  sizes of `PolicyValueNetwork`, `seed`, the seed of the network
+  initialisation, the root states and the searches, and `env`, the registry
+  name of the task (its default model).
 
   Returns:
     A dict with the settings, `num_network_evals` (B + depth * B * N), the
@@ -120,32 +138,34 @@ def benchmark(batch_size: int = 64, num_particles: int = 16, depth: int = 4,
   config = check_settings(batch_size, num_particles, depth, resample_period,
                           repeats, warmup)
   tf.random.set_seed(seed)
-  model = rubiks_cube.RubiksCube()
+  model = common.make_model(common.resolve_settings(env, 'cpu', {}))
   net = networks.PolicyValueNetwork(
-      model.observation_spec(), model.action_spec(), torso_units=torso_units,
-      num_residual_blocks=num_residual_blocks, head_units=head_units)
+      model.network_input_spec(), model.action_spec(),
+      torso_units=torso_units, num_residual_blocks=num_residual_blocks,
+      head_units=head_units)
   root_state = model.reset(batch_size, tf.constant([seed, 0], tf.int32))
   root_observation = model.observe(root_state)
-  particle_observations = _particle_observations(
-      model, root_state, num_particles, depth, seed)
+  particle_inputs = _particle_inputs(model, root_state, num_particles, depth,
+                                     seed)
 
-  def network_fn(observation):
-    (logits, values), _ = net(observation)
-    return logits, values
+  def network_fn(network_input):
+    return net(network_input)[0]
 
-  @tf.function(jit_compile=True)
+  def output_sum(output):
+    # Sums every output so that the compiler cannot drop any evaluation.
+    return tf.add_n([tf.reduce_sum(x) for x in tf.nest.flatten(output)])
+
+  @tf.function(jit_compile=model.xla_compatible)
   def search_fn(observation, search_seed):
     return search.smc_search(observation, model, network_fn, ETA, config,
                              search_seed)
 
-  @tf.function(jit_compile=True)
-  def network_evals_fn(observation, observations):
-    # Sums every output so that the compiler cannot drop any evaluation.
-    logits, values = network_fn(observation)
-    total = tf.reduce_sum(logits) + tf.reduce_sum(values)
+  @tf.function(jit_compile=model.xla_compatible)
+  def network_evals_fn(observation, inputs):
+    total = output_sum(network_fn(model_lib.network_input(observation)))
     for step in range(depth):
-      logits, values = network_fn(observations[step])
-      total += tf.reduce_sum(logits) + tf.reduce_sum(values)
+      total += output_sum(network_fn(
+          tf.nest.map_structure(lambda x, i=step: x[i], inputs)))
     return total
 
   calls = 0
@@ -156,7 +176,7 @@ def benchmark(batch_size: int = 64, num_particles: int = 16, depth: int = 4,
     return search_fn(root_observation, tf.constant([seed, calls], tf.int32))
 
   def run_network():
-    return network_evals_fn(root_observation, particle_observations)
+    return network_evals_fn(root_observation, particle_inputs)
 
   search_times: List[float] = []
   network_times: List[float] = []
@@ -170,6 +190,7 @@ def benchmark(batch_size: int = 64, num_particles: int = 16, depth: int = 4,
   search_s = statistics.median(search_times)
   network_s = statistics.median(network_times)
   return dict(
+      env=env,
       batch_size=batch_size,
       num_particles=num_particles,
       depth=depth,
@@ -192,6 +213,7 @@ def benchmark(batch_size: int = 64, num_particles: int = 16, depth: int = 4,
 def format_table(result: Dict[str, Any]) -> str:
   """A small human-readable table of a `benchmark` result."""
   rows = [
+      ('env', result['env']),
       ('settings', f'B={result["batch_size"]} N={result["num_particles"]} '
                    f'depth={result["depth"]} '
                    f'resample_period={result["resample_period"]}'),
@@ -210,6 +232,9 @@ def format_table(result: Dict[str, Any]) -> str:
 
 
 def run():
+  """Defines the flags and runs `main`."""
+  flags.DEFINE_enum('env', 'rubiks_cube', sorted(registry.ENVS),
+                    'Task of the registry (its default model).')
   flags.DEFINE_integer('batch_size', 64, 'B, root states per search.')
   flags.DEFINE_integer('num_particles', 16, 'N, particles per root.')
   flags.DEFINE_integer('depth', 4, 'Planning steps per search.')
@@ -221,12 +246,13 @@ def run():
   flags.DEFINE_integer('head_units', 256, 'Width of the network heads.')
   flags.DEFINE_integer('repeats', 20, 'Timed calls of each function.')
   flags.DEFINE_integer('warmup', 3, 'Untimed calls of each function first.')
-  flags.DEFINE_integer('seed', 0, 'Seed of the network, cubes and searches.')
+  flags.DEFINE_integer('seed', 0, 'Seed of the network, root states and searches.')
   flags.DEFINE_string('output', '', 'Optional JSON file for the results.')
   app.run(main)
 
 
 def main(argv):
+  """Runs the benchmark with the flags' settings and prints the result."""
   del argv
   settings = dict(
       batch_size=FLAGS.batch_size, num_particles=FLAGS.num_particles,
@@ -235,7 +261,7 @@ def main(argv):
       num_residual_blocks=FLAGS.num_residual_blocks,
       head_units=FLAGS.head_units, repeats=FLAGS.repeats, warmup=FLAGS.warmup)
   try:
-    result = benchmark(seed=FLAGS.seed, **settings)
+    result = benchmark(seed=FLAGS.seed, env=FLAGS.env, **settings)
   except ValueError as e:
     raise app.UsageError(str(e)) from e
   print(format_table(result))

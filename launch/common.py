@@ -20,15 +20,16 @@ from tf_agents.trajectories import time_step as ts
 from tf_agents.utils import common
 
 from environments import model as model_lib
-from environments import rubiks_cube
+from environments import registry
 from tf_spo import agent as agent_lib
 from tf_spo import config as config_lib
 from tf_spo import networks
 
 # (name, default, help). Defaults are the CPU preset: a run that finishes in
-# minutes on a 2-core laptop CPU.
+# minutes on a 2-core laptop CPU. Each env of the registry overrides some
+# (environments/registry.py), and the presets go on top.
 SETTINGS = (
-    ('env', 'rubiks_cube', 'Environment (only rubiks_cube for now).'),
+    ('env', 'rubiks_cube', f'Task, one of {sorted(registry.ENVS)}.'),
     ('seed', 0, 'Seed of the network, environments and search.'),
     ('num_envs', 64, 'Environments stepped in parallel.'),
     ('rollout_length', 8, 'Environment steps per environment per iteration.'),
@@ -36,6 +37,9 @@ SETTINGS = (
     ('num_particles', 16, 'SMC particles per root state (N).'),
     ('depth', 4, 'SMC search depth (h).'),
     ('resample_period', 4, 'Resample every this many search steps (p).'),
+    ('ess_threshold', 0.0, 'ESS-adaptive resampling: every resample_period '
+     'steps, resample only roots whose ESS < ess_threshold * num_particles; '
+     '0 resamples every root.'),
     ('root_dirichlet_alpha', 0.03, 'Dirichlet root-noise concentration.'),
     ('root_exploration_fraction', 0.25, 'Weight of the root noise.'),
     ('proposal_alpha', 0.0, 'TRT-SMC: greediness in [0, 1] of the '
@@ -52,26 +56,39 @@ SETTINGS = (
     ('torso_units', 256, 'Width of the residual torso.'),
     ('num_residual_blocks', 2, 'Residual blocks in the torso.'),
     ('head_units', 256, 'Width of the hidden layer of each head.'),
+    ('initial_scale', 1.0, 'Continuous actions: initial standard deviation '
+     'of the pre-squash Gaussian policy.'),
     ('learning_rate', 1e-3, 'Adam learning rate of the network.'),
     ('dual_learning_rate', 3e-4, 'Adam learning rate of eta and alpha.'),
     ('discount', 0.99, 'Discount gamma (search and GAE).'),
     ('gae_lambda', 0.95, 'GAE lambda of the value targets.'),
     ('target_update_tau', 5e-3, 'Polyak rate of the target network.'),
     ('epsilon_eta', 0.5, 'E-step KL bound enforced by eta.'),
-    ('epsilon_alpha', 1e-3, 'M-step KL trust-region bound.'),
+    ('epsilon_alpha', 1e-3, 'M-step KL trust-region bound (discrete).'),
+    ('epsilon_alpha_mean', 5e-2, 'M-step KL bound of the Gaussian mean.'),
+    ('epsilon_alpha_cov', 5e-4, 'M-step KL bound of the Gaussian '
+     'covariance.'),
     ('initial_eta', 0.5, 'Initial temperature eta.'),
-    ('initial_alpha', 0.5, 'Initial trust-region multiplier alpha.'),
+    ('initial_alpha', 0.5, 'Initial trust-region multiplier alpha '
+     '(discrete).'),
+    ('initial_alpha_mean', 10.0, 'Initial multiplier alpha_mu of the '
+     'Gaussian mean.'),
+    ('initial_alpha_cov', 500.0, 'Initial multiplier alpha_Sigma of the '
+     'Gaussian covariance.'),
     ('value_loss_coef', 0.5, 'Weight of the value loss.'),
     ('max_grad_norm', 0.5, 'Global-norm gradient clipping.'),
     ('batch_size', 64, 'Sequences per gradient step.'),
     ('sequence_length', 17, 'Steps per replayed sequence (>= 2).'),
     ('num_epochs', 8, 'Gradient steps per iteration.'),
     ('replay_capacity', 65_536, 'Replay buffer capacity in steps.'),
-    ('min_scramble', 1, 'Fewest scramble moves of training cubes.'),
-    ('max_scramble', 7, 'Most scramble moves of training cubes.'),
-    ('time_limit', 20, 'Episode step limit.'),
-    ('eval_scramble', 7, 'Scramble moves of the held-out evaluation cubes.'),
-    ('eval_episodes', 200, 'Held-out cubes per evaluation.'),
+    ('min_scramble', 1, 'rubiks_cube: fewest scramble moves of training '
+     'cubes.'),
+    ('max_scramble', 7, 'rubiks_cube: most scramble moves of training '
+     'cubes.'),
+    ('time_limit', 20, 'Episode step limit (per env default).'),
+    ('eval_scramble', 7, 'rubiks_cube: scramble moves of the held-out '
+     'evaluation cubes.'),
+    ('eval_episodes', 200, 'Held-out episodes per evaluation.'),
     ('eval_interval', 10_000, 'Evaluate every this many environment steps.'),
     ('checkpoint_interval', 10_000,
      'Checkpoint every this many environment steps.'),
@@ -80,28 +97,7 @@ SETTINGS = (
 
 DEFAULTS = {name: default for name, default, _ in SETTINGS}
 
-# Paper 000, appendix D.3, table 3, discrete column, with its Rubik's Cube
-# network (appendix A.2.2) and training scrambles [3, 7].
-PRESETS = {
-    'cpu': {},
-    'paper': dict(
-        num_envs=768, rollout_length=21, num_particles=16, depth=4,
-        resample_period=4, torso_units=512, head_units=512,
-        learning_rate=3e-4, dual_learning_rate=3e-4, discount=0.99,
-        gae_lambda=0.95, target_update_tau=5e-3, epsilon_eta=0.5,
-        epsilon_alpha=1e-3, initial_eta=0.5, initial_alpha=0.5,
-        max_grad_norm=0.5, batch_size=64, sequence_length=17, num_epochs=16,
-        replay_capacity=65_536, root_dirichlet_alpha=0.03,
-        root_exploration_fraction=0.25, min_scramble=3, max_scramble=7),
-    # Paper 001, tables 6 and 7 (Jumanji column) on top of the CPU preset:
-    # K = m = 4, alpha = 0.1, message passing, revived resampling,
-    # Retrace(0.95) search values mixed in with sigma = 0.5.
-    'trt_smc': dict(
-        num_particles=4, depth=4, resample_period=1, proposal_alpha=0.1,
-        proposal_atoms=30, revived_resampling=True,
-        policy_inference='message_passing', retrace_lambda=0.95,
-        search_value_weight=0.5),
-}
+PRESETS = ('cpu', 'paper', 'trt_smc')
 
 # Settings that only say how long or how often: they may change on resume.
 SCHEDULE_SETTINGS = ('total_env_steps', 'eval_interval', 'eval_episodes',
@@ -109,6 +105,31 @@ SCHEDULE_SETTINGS = ('total_env_steps', 'eval_interval', 'eval_episodes',
 
 CONFIG_FILE = 'config.json'
 EVAL_SEED_OFFSET = 1_000_003
+
+
+def resolve_settings(env: str, preset: str,
+                     explicit: Dict[str, Any]) -> Dict[str, Any]:
+  """Settings of a run: defaults, then the env's, its preset, then flags.
+
+  Args:
+    env: registry name of the task.
+    preset: one of `PRESETS`; 'cpu' is the env's own defaults.
+    explicit: settings given explicitly (flags), which override the rest.
+
+  Returns:
+    The full settings dict.
+
+  Raises:
+    ValueError: naming --env or --preset if unknown.
+  """
+  entry = registry.entry(env)
+  config_lib.check(preset in PRESETS, 'preset', f'one of {list(PRESETS)}',
+                   preset)
+  settings = dict(DEFAULTS, **entry.defaults)
+  settings.update(entry.presets.get(preset, {}))
+  settings.update(explicit)
+  settings['env'] = env
+  return settings
 
 
 def validate_settings(settings: Dict[str, Any]) -> None:
@@ -121,9 +142,7 @@ def validate_settings(settings: Dict[str, Any]) -> None:
   if unknown:
     raise ValueError(f'Unknown settings: {unknown}.')
   check = config_lib.check
-  if settings['env'] != 'rubiks_cube':
-    raise ValueError(f"--env must be one of ['rubiks_cube'], got "
-                     f"{settings['env']!r}.")
+  registry.entry(settings['env'])
   for name in ('num_envs', 'rollout_length', 'total_env_steps', 'batch_size',
                'num_epochs', 'eval_episodes', 'eval_interval',
                'checkpoint_interval', 'log_interval', 'time_limit'):
@@ -139,37 +158,48 @@ def validate_settings(settings: Dict[str, Any]) -> None:
     check(settings[name] > 0, name, '> 0', settings[name])
   search_config(settings)
   spo_config(settings)
-  network(settings, cube_model(settings))
+  network(settings, make_model(settings))
 
 
 def search_config(settings) -> config_lib.SearchConfig:
+  """The run's `SearchConfig`."""
   return config_lib.SearchConfig(**{
       field: settings[field]
       for field in config_lib.SearchConfig.__dataclass_fields__})
 
 
 def spo_config(settings) -> config_lib.SpoConfig:
+  """The run's `SpoConfig`."""
   return config_lib.SpoConfig(**{
       field: settings[field]
       for field in config_lib.SpoConfig.__dataclass_fields__})
 
 
-def cube_model(settings, evaluation: bool = False
-               ) -> rubiks_cube.RubiksCube:
-  """The run's cube: training scramble range, or exactly `eval_scramble`."""
-  low, high = ((settings['eval_scramble'],) * 2 if evaluation else
-               (settings['min_scramble'], settings['max_scramble']))
-  return rubiks_cube.RubiksCube(low, high, time_limit=settings['time_limit'])
+def make_model(settings, evaluation: bool = False
+               ) -> model_lib.EnvironmentModel:
+  """The run's model; with `evaluation`, that of the held-out episodes."""
+  return registry.entry(settings['env']).make_model(settings, evaluation)
+
+
+def metrics(settings) -> tuple:
+  """The evaluation metrics of the run's env, headline first."""
+  return registry.entry(settings['env']).metrics
+
+
+def eval_settings(settings) -> tuple:
+  """Names of the settings that define the env's evaluation episodes."""
+  return registry.entry(settings['env']).eval_settings
 
 
 def network(settings, model) -> networks.PolicyValueNetwork:
   """The run's network; a Q head when the proposal is twisted."""
   return networks.PolicyValueNetwork(
-      model.observation_spec(), model.action_spec(),
+      model.network_input_spec(), model.action_spec(),
       torso_units=settings['torso_units'],
       num_residual_blocks=settings['num_residual_blocks'],
       head_units=settings['head_units'],
-      q_head=settings['proposal_alpha'] > 0)
+      q_head=settings['proposal_alpha'] > 0,
+      initial_scale=settings['initial_scale'])
 
 
 class Run(NamedTuple):
@@ -191,7 +221,7 @@ def build_run(settings: Dict[str, Any], root_dir: str) -> Run:
   """
   validate_settings(settings)
   tf.random.set_seed(settings['seed'])
-  model = cube_model(settings)
+  model = make_model(settings)
   env = model_lib.ModelEnvironment(model, settings['num_envs'],
                                    seed=settings['seed'])
   agent = agent_lib.SpoAgent(
@@ -260,7 +290,8 @@ def restore_run(root_dir: str) -> Run:
 
 
 def evaluate_policy(policy: Any, model, num_episodes: int, seed: int,
-                    max_steps: int = 1000) -> Dict[str, float]:
+                    max_steps: int = 1000,
+                    network_input_only: bool = False) -> Dict[str, float]:
   """Plays one episode in each of `num_episodes` environments of `model`.
 
   Episodes start from `model.reset(num_episodes, [seed, 0])`, so the same seed
@@ -273,13 +304,18 @@ def evaluate_policy(policy: Any, model, num_episodes: int, seed: int,
     num_episodes: number of episodes, played as one batch.
     seed: seed of the start states.
     max_steps: safety cap on episode length.
+    network_input_only: give the policy only the network input of the
+      observations (an exported network policy).
 
   Returns:
     Dict with `solve_rate` (fraction of episodes with a positive return: for
     the cube, the fraction solved), `mean_return` and `mean_length`.
   """
+  observe = model.observe
+  if network_input_only:
+    observe = lambda state: model_lib.network_input(model.observe(state))
   state = model.reset(num_episodes, tf.constant([seed, 0], tf.int64))
-  time_step = ts.restart(model.observe(state), num_episodes)
+  time_step = ts.restart(observe(state), num_episodes)
   finished = np.zeros([num_episodes], bool)
   returns = np.zeros([num_episodes], np.float64)
   lengths = np.zeros([num_episodes], np.int64)
@@ -291,7 +327,7 @@ def evaluate_policy(policy: Any, model, num_episodes: int, seed: int,
     lengths += active
     finished |= model_step.done.numpy()
     state = model_step.state
-    time_step = ts.transition(model.observe(state), model_step.reward,
+    time_step = ts.transition(observe(state), model_step.reward,
                               model_step.discount)
     if finished.all():
       break
@@ -340,7 +376,7 @@ def export_policies(run: Run, export_dir: str) -> Dict[str, str]:
   logging.set_verbosity(logging.ERROR)
   try:
     for kind, policy in (('search', run.agent.policy),
-                         ('network', run.agent.network_policy)):
+                         ('network', run.agent.export_network_policy())):
       path = os.path.join(export_dir, kind)
       policy_saver.PolicySaver(
           ActionOnlyPolicy(policy),

@@ -1,16 +1,17 @@
-r"""Trains SPO on the Rubik's Cube.
+r"""Trains SPO on a task of the registry (`--env`, default rubiks_cube).
 
 Collects with the SMC search policy into a TF-Agents replay buffer, trains on
-replayed sequences, evaluates the greedy search policy on held-out cubes,
+replayed sequences, evaluates the greedy search policy on held-out episodes,
 checkpoints (a killed run resumes from its last checkpoint when started again
 with the same --root_dir), and finally exports the search policy and the
 network policy as SavedModels and writes a result summary.
 
   python -m launch.train --root_dir=runs/cube
+  python -m launch.train --env=pendulum --root_dir=runs/pendulum
   python -m launch.train --root_dir=runs/paper --preset=paper
 
 Outputs in --root_dir: config.json, checkpoints/, train/ (TensorBoard),
-eval.csv (solve rate vs env steps and wall-clock), policy/search and
+eval.csv (the env's metrics vs env steps and wall-clock), policy/search and
 policy/network (SavedModels), summary.json.
 """
 
@@ -33,10 +34,12 @@ FLAGS = flags.FLAGS
 
 def define_flags() -> None:
   flags.DEFINE_string('root_dir', 'runs/cube', 'Directory of the run.')
-  flags.DEFINE_enum('preset', 'cpu', sorted(common.PRESETS),
-                    'Defaults to start from: "cpu" finishes in minutes on a '
-                    'laptop CPU, "paper" is table 3 of the SPO paper. Flags '
-                    'given explicitly override the preset.')
+  flags.DEFINE_enum('preset', 'cpu', list(common.PRESETS),
+                    'Defaults to start from, per env: "cpu" finishes in '
+                    'minutes on a laptop CPU, "paper" is table 3 of the SPO '
+                    'paper (discrete or continuous column), "trt_smc" adds '
+                    'the TRT-SMC switches. Flags given explicitly override '
+                    'the preset.')
   for name, default, help_text in common.SETTINGS:
     if isinstance(default, str):
       flags.DEFINE_string(name, default, help_text)
@@ -49,50 +52,55 @@ def define_flags() -> None:
 
 
 def settings_from_flags() -> Dict[str, Any]:
-  """Flag values on top of the preset on top of the defaults."""
-  settings = dict(common.DEFAULTS)
-  settings.update(common.PRESETS[FLAGS.preset])
-  for name in common.DEFAULTS:
-    if FLAGS[name].present:
-      settings[name] = FLAGS[name].value
-  return settings
+  """Flag values on top of the preset on top of the env's defaults."""
+  explicit = {name: FLAGS[name].value for name in common.DEFAULTS
+              if FLAGS[name].present}
+  return common.resolve_settings(FLAGS.env, FLAGS.preset, explicit)
+
+
+def eval_columns(settings) -> tuple:
+  """Columns of eval.csv: the env's metrics for both policies."""
+  return (('env_steps', 'wall_clock_s', 'train_steps') +
+          tuple(f'{kind}_{metric}' for metric in common.metrics(settings)
+                for kind in ('search', 'network')) +
+          ('search_mean_length',))
 
 
 class _EvalLog:
   """Appends evaluation results to <root_dir>/eval.csv."""
 
-  COLUMNS = ('env_steps', 'wall_clock_s', 'train_steps', 'search_solve_rate',
-             'network_solve_rate', 'search_mean_length')
-
-  def __init__(self, root_dir):
+  def __init__(self, root_dir, columns):
     self._path = os.path.join(root_dir, 'eval.csv')
+    self._columns = columns
     if not tf.io.gfile.exists(self._path):
       with tf.io.gfile.GFile(self._path, 'w') as f:
-        f.write(','.join(self.COLUMNS) + '\n')
+        f.write(','.join(columns) + '\n')
 
   def append(self, row: Dict[str, float]) -> None:
     with tf.io.gfile.GFile(self._path, 'a') as f:
       f.write(','.join(str(row[c]) if isinstance(row[c], int) else
-                       f'{row[c]:.4f}' for c in self.COLUMNS) + '\n')
+                       f'{row[c]:.4f}' for c in self._columns) + '\n')
 
 
 def evaluate(run: common.Run) -> Dict[str, float]:
-  """Evaluates the search and network policies on the held-out cubes."""
+  """Evaluates the search and network policies on held-out episodes."""
   settings = run.settings
-  model = common.cube_model(settings, evaluation=True)
+  model = common.make_model(settings, evaluation=True)
   seed = settings['seed'] + common.EVAL_SEED_OFFSET
-  search = common.evaluate_policy(run.agent.policy, model,
-                                  settings['eval_episodes'], seed)
-  network = common.evaluate_policy(run.agent.network_policy, model,
-                                   settings['eval_episodes'], seed)
-  return {
+  result = {
       'env_steps': int(run.env_steps.numpy()),
       'wall_clock_s': float(run.wall_clock.numpy()),
       'train_steps': int(run.agent.train_step_counter.numpy()),
-      'search_solve_rate': search['solve_rate'],
-      'network_solve_rate': network['solve_rate'],
-      'search_mean_length': search['mean_length'],
   }
+  for kind, policy in (('search', run.agent.policy),
+                       ('network', run.agent.network_policy)):
+    scores = common.evaluate_policy(policy, model, settings['eval_episodes'],
+                                    seed)
+    result.update({f'{kind}_{metric}': scores[metric]
+                   for metric in common.metrics(settings)})
+    if kind == 'search':
+      result['search_mean_length'] = scores['mean_length']
+  return result
 
 
 def train(settings: Dict[str, Any], root_dir: str,
@@ -132,7 +140,7 @@ def train(settings: Dict[str, Any], root_dir: str,
       num_steps=settings['sequence_length'],
       num_parallel_calls=2).prefetch(2)
   iterator = iter(dataset)
-  eval_log = _EvalLog(root_dir)
+  eval_log = _EvalLog(root_dir, eval_columns(settings))
   writer = tf.summary.create_file_writer(os.path.join(root_dir, 'train'))
   writer.set_as_default()
 
@@ -142,15 +150,14 @@ def train(settings: Dict[str, Any], root_dir: str,
     result = evaluate(run)
     evaluations.append(result)
     eval_log.append(result)
+    scores = {column: result[column] for column in eval_columns(settings)[3:]}
     with writer.as_default(step=result['env_steps']):
-      tf.summary.scalar('eval/search_solve_rate', result['search_solve_rate'])
-      tf.summary.scalar('eval/network_solve_rate',
-                        result['network_solve_rate'])
+      for column, value in scores.items():
+        tf.summary.scalar(f'eval/{column}', value)
     print(f"[eval] env_steps={result['env_steps']} "
-          f"wall_clock={result['wall_clock_s']:.0f}s "
-          f"search_solve_rate={result['search_solve_rate']:.3f} "
-          f"network_solve_rate={result['network_solve_rate']:.3f}",
-          flush=True)
+          f"wall_clock={result['wall_clock_s']:.0f}s " +
+          ' '.join(f'{column}={value:.3f}' for column, value in
+                   scores.items()), flush=True)
     return result
 
   if run.checkpointer.checkpoint_exists:
@@ -178,7 +185,7 @@ def train(settings: Dict[str, Any], root_dir: str,
     run.wall_clock.assign_add(time.time() - start)
     after = int(run.env_steps.numpy())
 
-    def crossed(interval):
+    def crossed(interval, before=before, after=after):
       return after // interval > before // interval or after >= total
 
     if crossed(settings['log_interval']) and loss_info is not None:
@@ -190,8 +197,10 @@ def train(settings: Dict[str, Any], root_dir: str,
             f'steps/s={rate:.0f} loss={float(loss_info.loss):.4f} '
             f'policy_loss={float(extra.policy_loss):.4f} '
             f'value_loss={float(extra.value_loss):.4f} '
-            f'eta={float(extra.eta):.3f} alpha={float(extra.alpha):.3f} '
-            f'kl={float(extra.kl):.5f}', flush=True)
+            f'eta={float(extra.eta):.3f} ' +
+            ' '.join(f'{name}={float(value):.3f}' for name, value in
+                     agent.alphas.items()) +
+            f' kl={float(extra.kl):.5f}', flush=True)
       last_log, last_log_steps = now, after
     if crossed(settings['eval_interval']):
       log_eval()
@@ -205,13 +214,13 @@ def train(settings: Dict[str, Any], root_dir: str,
       'env_steps': final['env_steps'],
       'train_steps': final['train_steps'],
       'wall_clock_s': round(final['wall_clock_s'], 1),
-      'eval_scramble': settings['eval_scramble'],
       'eval_episodes': settings['eval_episodes'],
-      'search_solve_rate': final['search_solve_rate'],
-      'network_solve_rate': final['network_solve_rate'],
+      **{column: final[column] for column in eval_columns(settings)[3:]},
       'checkpoint': run.checkpointer.manager.latest_checkpoint,
       'saved_models': paths,
   }
+  summary.update({name: settings[name]
+                  for name in common.eval_settings(settings)})
   with tf.io.gfile.GFile(os.path.join(root_dir, 'summary.json'), 'w') as f:
     json.dump(summary, f, indent=2)
   print('[summary] ' + json.dumps(summary, indent=2), flush=True)

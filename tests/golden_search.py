@@ -12,6 +12,7 @@ import tensorflow as tf
 
 from environments import rubiks_cube
 from tf_spo import config as config_lib
+from tf_spo import networks
 from tf_spo import search
 
 GOLDEN_PATH = os.path.join(os.path.dirname(__file__), 'data',
@@ -30,7 +31,8 @@ def inputs():
 
   def network_fn(obs):
     x = tf.reshape(tf.one_hot(obs, 6), [-1, 324])
-    return tf.matmul(x, w_logits), tf.linalg.matvec(x, w_value)
+    return networks.NetworkOutput(tf.matmul(x, w_logits),
+                                  tf.linalg.matvec(x, w_value))
 
   return cube, observation, network_fn
 
@@ -45,13 +47,21 @@ def run(config=CONFIG, add_root_noise=False):
 
 
 def outputs(config=CONFIG):
-  """The SPO outputs compared bit for bit, keyed `<noise>/<field>`."""
+  """The SPO outputs compared bit for bit, keyed `<noise>/<golden key>`.
+
+  The golden keys are the output field names of when the file was written:
+  `root_actions` and `particle_weights` are now the Dirac q-hat's `atoms`
+  and `atom_weights`.
+  """
+  fields = {'action_weights': 'action_weights', 'root_actions': 'atoms',
+            'particle_weights': 'atom_weights', 'value': 'value',
+            'eta_advantages': 'eta_advantages', 'ess': 'ess',
+            'weight_entropy': 'weight_entropy'}
   result = {}
   for noise in (False, True):
     out = run(config, add_root_noise=noise)
-    for field in ('action_weights', 'root_actions', 'particle_weights',
-                  'value', 'eta_advantages', 'ess', 'weight_entropy'):
-      result[f'{noise}/{field}'] = getattr(out, field).numpy()
+    for key, field in fields.items():
+      result[f'{noise}/{key}'] = getattr(out, field).numpy()
   return result
 
 

@@ -110,15 +110,15 @@ def test_target_network_moves_by_tau():
 
 def test_duals_move_towards_their_constraints():
   agent = make_agent()
-  eta, alpha = float(agent.eta), float(agent.alpha)
+  eta, alpha = float(agent.eta), float(agent.alphas['alpha'])
   # Large advantages: KL(q || pi) at eta = 0.5 is far above epsilon_eta, so
   # eta must grow; online == target gives KL 0 < epsilon_alpha, so alpha
   # must shrink.
   loss_info = agent.train(fabricated_experience(agent, advantage_scale=10.0))
   assert float(loss_info.extra.eta_kl) > agent._config.epsilon_eta  # pylint: disable=protected-access
   assert float(agent.eta) > eta
-  assert float(agent.alpha) < alpha
-  assert float(agent.eta) > 0 and float(agent.alpha) > 0
+  assert float(agent.alphas['alpha']) < alpha
+  assert float(agent.eta) > 0 and float(agent.alphas['alpha']) > 0
 
 
 def test_episode_boundaries_do_not_leak_into_the_loss():
@@ -151,7 +151,7 @@ def test_policies_and_specs():
   assert 'search_policy' in agent.collect_data_spec.policy_info
   time_step = ts.restart(CUBE.observe(CUBE.reset(2, tf.constant([0, 0]))), 2)
   assert agent.network_policy.action(time_step).action.shape == (2,)
-  with pytest.raises(ValueError, match='scalar discrete'):
+  with pytest.raises(ValueError, match='action_spec: continuous actions'):
     agent_lib.SpoAgent(
         ts.time_step_spec(CUBE.observation_spec()),
         tensor_spec.BoundedTensorSpec((), tf.float32, -1.0, 1.0),

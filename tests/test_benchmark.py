@@ -11,7 +11,7 @@ TINY = dict(batch_size=3, num_particles=4, depth=3, resample_period=2,
             torso_units=8, num_residual_blocks=1, head_units=8, repeats=2,
             warmup=1, seed=7)
 
-KEYS = {'batch_size', 'num_particles', 'depth', 'resample_period',
+KEYS = {'env', 'batch_size', 'num_particles', 'depth', 'resample_period',
         'torso_units', 'num_residual_blocks', 'head_units', 'repeats',
         'warmup', 'seed', 'num_network_evals', 'search_ms', 'network_ms',
         'overhead_ratio', 'env_steps_per_s', 'particle_steps_per_s'}
@@ -26,6 +26,13 @@ def test_keys_and_settings(result):
   assert set(result) == KEYS
   for name, value in TINY.items():
     assert result[name] == value
+  assert result['env'] == 'rubiks_cube'
+
+
+def test_continuous_env():
+  result = benchmark.benchmark(env='pendulum', **TINY)
+  assert result['env'] == 'pendulum'
+  assert math.isfinite(result['overhead_ratio']) and result['search_ms'] > 0
 
 
 def test_times_are_positive_and_finite(result):

@@ -2,18 +2,37 @@
 
 import pytest
 
+from environments import registry
 from launch import common
 
 
-def test_presets_only_name_known_settings():
-  for preset in common.PRESETS.values():
-    assert set(preset) <= set(common.DEFAULTS)
-  for preset in common.PRESETS.values():
-    common.validate_settings(dict(common.DEFAULTS, **preset))
+def test_every_env_and_preset_resolves_to_valid_settings():
+  for env, entry in registry.ENVS.items():
+    assert set(entry.defaults) <= set(common.DEFAULTS), env
+    for preset in entry.presets.values():
+      assert set(preset) <= set(common.DEFAULTS), env
+    for preset in common.PRESETS:
+      common.validate_settings(common.resolve_settings(env, preset, {}))
+
+
+def test_settings_resolve_defaults_env_preset_then_flags():
+  settings = common.resolve_settings('pendulum', 'paper', {'num_epochs': 3})
+  assert settings['env'] == 'pendulum'
+  assert settings['time_limit'] == 200  # the env's default
+  assert settings['epsilon_eta'] == 0.2 and settings['initial_eta'] == 10.0
+  assert settings['num_envs'] == 1024  # paper table 3, continuous column
+  assert settings['num_epochs'] == 3  # the flag wins
+  cube = common.resolve_settings('rubiks_cube', 'paper', {})
+  assert cube['num_envs'] == 768 and cube['epsilon_eta'] == 0.5
+  with pytest.raises(ValueError, match='--preset must be one of'):
+    common.resolve_settings('pendulum', 'fast', {})
 
 
 @pytest.mark.parametrize('overrides,message', [
-    (dict(env='atari'), "--env must be one of ['rubiks_cube']"),
+    (dict(env='atari'), "--env must be one of ['pendulum', 'rubiks_cube']"),
+    (dict(ess_threshold=1.5), '--ess_threshold must be in [0, 1]'),
+    (dict(epsilon_alpha_cov=0.0), '--epsilon_alpha_cov must be > 0'),
+    (dict(initial_scale=0.0), '--initial_scale must be >'),
     (dict(num_envs=0), '--num_envs must be >= 1'),
     (dict(sequence_length=1), '--sequence_length must be >= 2'),
     (dict(replay_capacity=10), '--replay_capacity must be >= num_envs'),

@@ -9,23 +9,25 @@ import numpy as np
 import tensorflow as tf
 from tf_agents.trajectories import time_step as ts
 
+from environments import pendulum
 from environments import rubiks_cube
 from launch import common
 from tests import conftest
 
-# Runs in a fresh interpreter that imports TensorFlow only.
+# Runs in a fresh interpreter that imports TensorFlow only. The .npz holds
+# the observation's tensors keyed by their input names in the signature.
 LOAD_AND_ACT = r'''
 import json, sys
 import numpy as np
 import tensorflow as tf
-observation = np.load(sys.argv[2])
+observation = dict(np.load(sys.argv[2]))
 policy = tf.saved_model.load(sys.argv[1])
-n = observation.shape[0]
-outputs = policy.signatures['action'](**{
-    '0/step_type': tf.zeros([n], tf.int32),
-    '0/reward': tf.zeros([n], tf.float32),
-    '0/discount': tf.ones([n], tf.float32),
-    '0/observation': tf.constant(observation)})
+n = next(iter(observation.values())).shape[0]
+outputs = policy.signatures['action'](
+    **{'0/step_type': tf.zeros([n], tf.int32),
+       '0/reward': tf.zeros([n], tf.float32),
+       '0/discount': tf.ones([n], tf.float32)},
+    **{name: tf.constant(value) for name, value in observation.items()})
 project = [m for m in sys.modules if m.split('.')[0] in
            ('tf_spo', 'environments', 'launch', 'tf_agents')]
 print(json.dumps({'action': outputs['action'].numpy().tolist(),
@@ -33,10 +35,22 @@ print(json.dumps({'action': outputs['action'].numpy().tolist(),
 '''
 
 
+def save_observation(path, observation):
+  """Saves an observation nest keyed by its signature input names."""
+  def named(prefix, nest):
+    if isinstance(nest, tuple) and hasattr(nest, '_fields'):
+      nest = nest._asdict()
+    if isinstance(nest, dict):
+      return {k: v for key, value in nest.items()
+              for k, v in named(f'{prefix}/{key}', value).items()}
+    return {prefix: np.asarray(nest)}
+  np.savez(path, **named('0/observation', observation))
+
+
 def cube_observations(path, batch=12):
   cube = rubiks_cube.RubiksCube(1, 7)
   observation = cube.observe(cube.reset(batch, tf.constant([99, 0]))).numpy()
-  np.save(path, observation)
+  save_observation(path, observation)
   return observation
 
 
@@ -51,7 +65,7 @@ def load_and_act(saved_model, observation_path):
 
 def test_saved_models_act_in_a_fresh_process(tiny_run, tmp_path):
   root_dir, summary, _ = tiny_run
-  observation_path = str(tmp_path / 'observation.npy')
+  observation_path = str(tmp_path / 'observation.npz')
   observation = cube_observations(observation_path)
 
   search = load_and_act(summary['saved_models']['search'], observation_path)
@@ -68,8 +82,8 @@ def test_saved_models_act_in_a_fresh_process(tiny_run, tmp_path):
   time_step = ts.restart(tf.constant(observation), 12)
   np.testing.assert_array_equal(run.agent.policy.action(time_step).action,
                                 search['action'])
-  (logits, _), _ = run.agent._network(observation)  # pylint: disable=protected-access
-  np.testing.assert_array_equal(np.argmax(logits.numpy(), -1),
+  output, _ = run.agent._network(observation)  # pylint: disable=protected-access
+  np.testing.assert_array_equal(np.argmax(output.policy.numpy(), -1),
                                 network['action'])
 
 
@@ -84,7 +98,7 @@ def test_trt_smc_run_compiles_and_exports(tmp_path):
   assert settings['proposal_alpha'] == 0.1
   assert settings['policy_inference'] == 'message_passing'
   assert settings['revived_resampling'] and settings['search_value_weight']
-  observation_path = str(tmp_path / 'observation.npy')
+  observation_path = str(tmp_path / 'observation.npz')
   cube_observations(observation_path)
   result = load_and_act(str(root_dir / 'policy' / 'search'), observation_path)
   assert all(0 <= a < 18 for a in result['action'])
@@ -104,3 +118,41 @@ def test_export_cli_rejects_a_dir_without_a_run(tmp_path):
   result = conftest.run_module('launch.export', f'--root_dir={tmp_path}')
   assert result.returncode != 0
   assert 'has no config.json' in result.stderr
+
+
+def test_pendulum_run_exports_continuous_policies(tmp_path):
+  """Continuous SPO trains, and both SavedModels act in bounds elsewhere."""
+  root_dir = tmp_path / 'pendulum'
+  result = conftest.run_module(
+      'launch.train', '--env=pendulum', f'--root_dir={root_dir}',
+      *conftest.TINY_FLAGS, '--time_limit=16')
+  assert result.returncode == 0, result.stderr[-3000:]
+  with open(root_dir / 'summary.json') as f:
+    summary = json.load(f)
+  assert summary['env'] == 'pendulum' and summary['env_steps'] == 1024
+  assert -16 * 16.3 <= summary['search_mean_return'] <= 0
+  assert 'search_solve_rate' not in summary
+
+  model = pendulum.Pendulum(time_limit=16)
+  observation = model.observe(model.reset(6, tf.constant([3, 0])))
+  path = str(tmp_path / 'observation.npz')
+  save_observation(path, observation)
+  search = load_and_act(summary['saved_models']['search'], path)
+  network_path = str(tmp_path / 'network_input.npz')
+  save_observation(network_path, observation.network_input)
+  network = load_and_act(summary['saved_models']['network'], network_path)
+  for acted in (search, network):
+    assert acted['project_modules'] == []
+    actions = np.array(acted['action'])
+    assert actions.shape == (6, 1) and actions.dtype == np.float64
+    assert np.all(np.abs(actions) <= 2.0)
+  # The exported greedy search acts as the checkpointed one.
+  run = common.restore_run(str(root_dir))
+  np.testing.assert_allclose(
+      run.agent.policy.action(ts.restart(observation, 6)).action,
+      search['action'], atol=1e-6)
+  # The network policy reads the network input only: its greedy action is
+  # the squashed mean.
+  output, _ = run.agent._network(observation.network_input)  # pylint: disable=protected-access
+  np.testing.assert_allclose(2.0 * np.tanh(output.policy.loc.numpy()),
+                             network['action'], atol=1e-5)

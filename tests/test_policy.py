@@ -93,9 +93,9 @@ def test_network_policy_is_greedy_over_logits():
       ts.time_step_spec(CUBE.observation_spec()), CUBE.action_spec(), network,
       greedy=True)
   time_step = cube_time_step()
-  (logits, _), _ = network(time_step.observation)
+  output, _ = network(time_step.observation)
   np.testing.assert_array_equal(policy.action(time_step).action,
-                                np.argmax(logits.numpy(), axis=-1))
+                                np.argmax(output.policy.numpy(), axis=-1))
 
 
 def test_twisted_search_policy_needs_a_q_head():
@@ -124,9 +124,20 @@ def test_rejects_continuous_or_mismatched_specs():
                                         CUBE.action_spec(), torso_units=8,
                                         head_units=8)
   continuous = tensor_spec.BoundedTensorSpec((), tf.float32, -1.0, 1.0)
-  with pytest.raises(ValueError, match='scalar discrete'):
+  with pytest.raises(ValueError, match=r'action_spec: continuous actions'):
     policy_lib.SmcPolicy(time_step_spec, continuous, network, CUBE, SEARCH,
                          0.5)
+  other_network = networks.PolicyValueNetwork(
+      CUBE.observation_spec(), tensor_spec.BoundedTensorSpec((), tf.int32, 0,
+                                                             5))
+  with pytest.raises(ValueError, match='network: it serves actions'):
+    policy_lib.SmcPolicy(time_step_spec, CUBE.action_spec(), other_network,
+                         CUBE, SEARCH, 0.5)
+  other_input = networks.PolicyValueNetwork(
+      tensor_spec.TensorSpec((54,), tf.float32), CUBE.action_spec())
+  with pytest.raises(ValueError, match='network: its input spec'):
+    policy_lib.SmcPolicy(time_step_spec, CUBE.action_spec(), other_input,
+                         CUBE, SEARCH, 0.5)
   wrong_actions = tensor_spec.BoundedTensorSpec((), tf.int32, 0, 5)
   with pytest.raises(ValueError, match='does not match the model'):
     policy_lib.SmcPolicy(time_step_spec, wrong_actions, network, CUBE,

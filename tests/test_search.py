@@ -6,12 +6,16 @@ import tensorflow as tf
 
 from environments import rubiks_cube
 from environments import toy
+from tf_spo import action_spaces
 from tf_spo import config as config_lib
+from tf_spo import networks
 from tf_spo import search
 
 PRIOR_LOGITS = np.array([0.5, 0.0, -0.5, 1.0], np.float32)
 REWARDS = np.array([1.0, 0.0, 0.5, -1.0], np.float32)
 ETA = 0.5
+CATEGORICAL = action_spaces.for_spec(
+    toy.ToyModel(REWARDS.tolist(), [True] * 4).action_spec())
 
 
 def fixed_network(logits=PRIOR_LOGITS, value=0.0, q_values=None):
@@ -20,8 +24,9 @@ def fixed_network(logits=PRIOR_LOGITS, value=0.0, q_values=None):
   def network_fn(observation):
     batch = tf.shape(observation)[0]
     tile = lambda x: tf.tile(tf.constant(x, tf.float32)[None], [batch, 1])
-    outputs = (tile(logits), tf.fill([batch], tf.constant(value, tf.float32)))
-    return outputs if q_values is None else outputs + (tile(q_values),)
+    return networks.NetworkOutput(
+        tile(logits), tf.fill([batch], tf.constant(value, tf.float32)),
+        () if q_values is None else tile(q_values))
 
   return network_fn
 
@@ -102,7 +107,7 @@ def test_terminated_particles_stop_accumulating():
                                    root_exploration_fraction=1.0)
   out = run_search(model, config, add_root_noise=True,
                    network_fn=fixed_network(np.array([-50.0, 0.0, 0.0])))
-  root_actions = out.root_actions.numpy()[0]
+  root_actions = out.atoms.numpy()[0]
   advantages = out.eta_advantages.numpy()[0]
   assert set(root_actions) == {0, 1, 2}
   np.testing.assert_allclose(advantages, np.where(root_actions == 0, 1.0, 4.0))
@@ -129,7 +134,7 @@ def test_one_step_advantage_uses_discounted_bootstrap():
                                    resample_period=1, discount=0.9)
   out = run_search(model, config,
                    network_fn=fixed_network(np.zeros(2), value=2.0))
-  root_actions = out.root_actions.numpy()[0]
+  root_actions = out.atoms.numpy()[0]
   expected = np.where(root_actions == 0, 0.5 + 0.9 * 2.0 - 2.0, 0.5 - 2.0)
   np.testing.assert_allclose(out.eta_advantages.numpy()[0], expected,
                              rtol=1e-6)
@@ -160,9 +165,9 @@ def test_seeds_are_explicit_and_batch_is_dynamic():
   first = compiled(tf.zeros([3, 1]), tf.constant([1, 2]))
   again = compiled(tf.zeros([3, 1]), tf.constant([1, 2]))
   other = compiled(tf.zeros([3, 1]), tf.constant([1, 3]))
-  np.testing.assert_array_equal(first.root_actions, again.root_actions)
-  assert not np.array_equal(first.root_actions, other.root_actions)
-  assert compiled(tf.zeros([5, 1]), tf.constant([1, 2])).root_actions.shape == (
+  np.testing.assert_array_equal(first.atoms, again.atoms)
+  assert not np.array_equal(first.atoms, other.atoms)
+  assert compiled(tf.zeros([5, 1]), tf.constant([1, 2])).atoms.shape == (
       5, 8)
   assert len(compiled._list_all_concrete_functions()) == 1  # pylint: disable=protected-access
 
@@ -173,16 +178,16 @@ def test_root_noise_changes_sampling_and_zero_fraction_does_not():
                                   resample_period=1)
   noisy = run_search(bandit, plain, batch=4, add_root_noise=True)
   clean = run_search(bandit, plain, batch=4)
-  assert not np.array_equal(noisy.root_actions, clean.root_actions)
+  assert not np.array_equal(noisy.atoms, clean.atoms)
   no_noise = config_lib.SearchConfig(num_particles=64, depth=1,
                                      resample_period=1,
                                      root_exploration_fraction=0.0)
   np.testing.assert_allclose(
-      search.root_prior(tf.constant([PRIOR_LOGITS]), no_noise, True,
-                        tf.constant([5, 6])).numpy(),
+      search.root_prior(tf.constant([PRIOR_LOGITS]), CATEGORICAL, no_noise,
+                        True, tf.constant([5, 6])).numpy(),
       tf.nn.log_softmax(PRIOR_LOGITS[None]).numpy(), rtol=1e-5)
-  noised = tf.exp(search.root_prior(tf.constant([PRIOR_LOGITS]), plain, True,
-                                    tf.constant([5, 6]))).numpy()
+  noised = tf.exp(search.root_prior(tf.constant([PRIOR_LOGITS]), CATEGORICAL,
+                                    plain, True, tf.constant([5, 6]))).numpy()
   np.testing.assert_allclose(noised.sum(), 1.0, rtol=1e-5)
   assert np.all(noised >= 0.75 * tf.nn.softmax(PRIOR_LOGITS).numpy() - 1e-6)
 
@@ -359,7 +364,8 @@ def test_trt_search_compiles_with_a_dynamic_batch():
 
   def network_fn(obs):
     x = tf.reshape(tf.one_hot(obs, 6), [-1, 324])
-    return tf.matmul(x, w), tf.reduce_mean(x, -1), tf.matmul(x, -w)
+    return networks.NetworkOutput(tf.matmul(x, w), tf.reduce_mean(x, -1),
+                                  tf.matmul(x, -w))
 
   compiled = tf.function(
       lambda obs, s: search.smc_search(obs, cube, network_fn, ETA, config, s,

@@ -1,10 +1,12 @@
 """SPO as a TF-Agents agent (paper 000, section 4.3 and appendix D).
 
 The collect and evaluation policies are `SmcPolicy` searches; `train` is the
-M-step on replayed sequences: cross-entropy of pi_theta to the search target
-q-hat under a KL trust region to the Polyak-averaged target policy (Lagrange
-multiplier alpha), the temperature dual g(eta), and a value loss on GAE
-targets computed with the target critic.
+M-step on replayed sequences: for categorical policies, cross-entropy of
+pi_theta to the search target q-hat under a KL trust region to the
+Polyak-averaged target policy (Lagrange multiplier alpha); for Gaussian
+policies, weighted maximum likelihood of q-hat's atoms under decoupled mean
+and covariance trust regions (alpha_mu, alpha_Sigma); the temperature dual
+g(eta), and a value loss on GAE targets computed with the target critic.
 """
 
 from typing import NamedTuple, Optional
@@ -14,6 +16,7 @@ import tensorflow_probability as tfp
 from tf_agents.agents import tf_agent
 from tf_agents.utils import common
 
+from environments import model as model_lib
 from tf_spo import config as config_lib
 from tf_spo import losses
 from tf_spo import policy as policy_lib
@@ -22,7 +25,12 @@ tfb = tfp.bijectors
 
 
 class SpoLossInfo(NamedTuple):
-  """Named extras of the SPO `LossInfo`; all scalars."""
+  """Named extras of the SPO `LossInfo`; all scalars.
+
+  `alpha` is the categorical trust-region multiplier; `alpha_mean`,
+  `alpha_cov`, `kl_mean` and `kl_cov` are the Gaussian policy's decoupled
+  multipliers and KL parts. Those a policy does not have are 0.
+  """
   policy_loss: tf.Tensor
   kl: tf.Tensor
   kl_loss: tf.Tensor
@@ -33,6 +41,10 @@ class SpoLossInfo(NamedTuple):
   eta: tf.Tensor
   alpha: tf.Tensor
   eta_kl: tf.Tensor
+  kl_mean: tf.Tensor
+  kl_cov: tf.Tensor
+  alpha_mean: tf.Tensor
+  alpha_cov: tf.Tensor
 
 
 def _positive_dual(initial_value: float, name: str):
@@ -42,7 +54,7 @@ def _positive_dual(initial_value: float, name: str):
 
 
 class SpoAgent(tf_agent.TFAgent):
-  """SPO for discrete actions, with the TRT-SMC search switches.
+  """SPO for discrete and continuous actions, with the TRT-SMC switches.
 
   With `search_config.proposal_alpha > 0` the network needs a Q head, which
   is then trained on the value targets; `config.search_value_weight` mixes
@@ -68,13 +80,15 @@ class SpoAgent(tf_agent.TFAgent):
 
     Args:
       time_step_spec: `TimeStep` spec of the environment.
-      action_spec: scalar discrete `BoundedTensorSpec` of the environment.
-      network: a `PolicyValueNetwork`; its copy becomes the target network.
-      model: the planning `EnvironmentModel` (pure TF).
+      action_spec: action spec of the environment: scalar discrete, or
+        float [D] (a tanh-squashed Gaussian policy within its bounds).
+      network: a `PolicyValueNetwork` of the network input and action spec;
+        its copy becomes the target network.
+      model: the planning `EnvironmentModel`.
       search_config: `SearchConfig` of the SMC search.
       config: `SpoConfig` of the M-step and duals.
       optimizer: optimizer of the network (default Adam 3e-4).
-      dual_optimizer: optimizer of eta and alpha (default Adam 3e-4).
+      dual_optimizer: optimizer of eta and the alphas (default Adam 3e-4).
       greedy_eval: the evaluation policy takes the mode of q-hat.
       seed: seed of the policies' random generators.
       debug_summaries: emit search diagnostics summaries.
@@ -83,11 +97,12 @@ class SpoAgent(tf_agent.TFAgent):
       name: agent name.
 
     Raises:
-      ValueError: if the specs are not scalar discrete or don't match the
-        model.
+      ValueError: naming the argument if the specs, the model and the
+        network don't fit together.
     """
     tf.Module.__init__(self, name=name)
-    policy_lib.check_discrete_specs(time_step_spec, action_spec, model)
+    self._action_space = policy_lib.check_specs(time_step_spec, action_spec,
+                                                model, network)
     self._config = config
     self._network = network
     self._network.create_variables()
@@ -96,7 +111,13 @@ class SpoAgent(tf_agent.TFAgent):
     common.soft_variables_update(self._network.variables,
                                  self._target_network.variables, tau=1.0)
     self._eta = _positive_dual(config.initial_eta, 'eta')
-    self._alpha = _positive_dual(config.initial_alpha, 'alpha')
+    if self._action_space.is_discrete:
+      self._alphas = {'alpha': _positive_dual(config.initial_alpha, 'alpha')}
+    else:
+      self._alphas = {
+          'alpha_mean': _positive_dual(config.initial_alpha_mean,
+                                       'alpha_mean'),
+          'alpha_cov': _positive_dual(config.initial_alpha_cov, 'alpha_cov')}
     self._optimizer = optimizer or tf.keras.optimizers.Adam(3e-4)
     self._dual_optimizer = dual_optimizer or tf.keras.optimizers.Adam(3e-4)
     self._compiled_loss_and_gradients = tf.function(
@@ -111,6 +132,7 @@ class SpoAgent(tf_agent.TFAgent):
     self._network_policy = policy_lib.NetworkPolicy(
         time_step_spec, action_spec, network, greedy=greedy_eval,
         name='NetworkPolicy')
+    self._greedy_eval = greedy_eval
     super().__init__(
         time_step_spec, action_spec, policy, collect_policy,
         train_sequence_length=None,
@@ -128,16 +150,43 @@ class SpoAgent(tf_agent.TFAgent):
     """The bare network policy pi_theta, without search."""
     return self._network_policy
 
+  def export_network_policy(self) -> policy_lib.NetworkPolicy:
+    """The network policy on the network input alone, for export."""
+    spec = policy_lib.network_time_step_spec(self.time_step_spec)
+    return policy_lib.NetworkPolicy(spec, self.action_spec, self._network,
+                                    greedy=self._greedy_eval,
+                                    name='NetworkPolicy')
+
   @property
   def eta(self) -> tf.Tensor:
     return tf.convert_to_tensor(self._eta)
 
   @property
-  def alpha(self) -> tf.Tensor:
-    return tf.convert_to_tensor(self._alpha)
+  def alphas(self) -> dict:
+    """The trust-region multipliers by name: `alpha`, or `alpha_mean` and
+    `alpha_cov` for Gaussian policies."""
+    return {name: tf.convert_to_tensor(value)
+            for name, value in self._alphas.items()}
 
   def _dual_variables(self):
-    return self._eta.trainable_variables + self._alpha.trainable_variables
+    variables = list(self._eta.trainable_variables)
+    for dual in self._alphas.values():
+      variables += dual.trainable_variables
+    return variables
+
+  def _policy_losses(self, info, policy, target_policy, valid):
+    """The M-step's policy terms for this action space."""
+    config = self._config
+    alphas = self.alphas
+    if self._action_space.is_discrete:
+      return losses.categorical_m_step(
+          info['search_policy'], policy, target_policy, alphas['alpha'],
+          config.epsilon_alpha, valid)
+    return losses.gaussian_m_step(
+        info['search_atoms'], info['search_weights'], policy.loc,
+        policy.scale, target_policy.loc, target_policy.scale,
+        alphas['alpha_mean'], alphas['alpha_cov'], config.epsilon_alpha_mean,
+        config.epsilon_alpha_cov, valid)
 
   def _loss(self, experience, weights=None, training=False):
     """SPO losses on a [B, T] batch of trajectories (T >= 2).
@@ -153,6 +202,10 @@ class SpoAgent(tf_agent.TFAgent):
     """
     del training
     config = self._config
+    sequence_length = experience.reward.shape[1]
+    if sequence_length is not None and sequence_length < 2:
+      raise ValueError('experience: SPO trains on sequences of T >= 2 steps '
+                       f'(GAE needs a next step), got T={sequence_length}.')
     outer_shape = tf.shape(experience.reward)
 
     def merge_outer(x):
@@ -161,12 +214,14 @@ class SpoAgent(tf_agent.TFAgent):
     def split_outer(x):
       return tf.reshape(x, tf.concat([outer_shape, tf.shape(x)[1:]], axis=0))
 
-    observation = tf.nest.map_structure(merge_outer, experience.observation)
-    outputs, _ = self._network(observation, training=True)
-    target_outputs, _ = self._target_network(observation)
-    logits, values = split_outer(outputs[0]), split_outer(outputs[1])
-    target_logits = split_outer(target_outputs[0])
-    target_values = split_outer(target_outputs[1])
+    network_input = tf.nest.map_structure(
+        merge_outer, model_lib.network_input(experience.observation))
+    output, _ = self._network(network_input, training=True)
+    target_output, _ = self._target_network(network_input)
+    values = split_outer(output.value)
+    target_values = split_outer(target_output.value)
+    policy = tf.nest.map_structure(split_outer, output.policy)
+    target_policy = tf.nest.map_structure(split_outer, target_output.policy)
 
     # A trajectory whose step is LAST is an episode boundary: its action was
     # never executed and its next observation starts a new episode.
@@ -175,13 +230,7 @@ class SpoAgent(tf_agent.TFAgent):
       valid *= tf.reshape(tf.cast(weights, tf.float32), [-1, 1])
 
     info = experience.policy_info
-    policy_loss = losses.masked_mean(
-        losses.cross_entropy(info['search_policy'], logits), valid)
-    kl = losses.masked_mean(losses.categorical_kl(target_logits, logits),
-                            valid)
-    alpha = tf.convert_to_tensor(self._alpha)
-    kl_loss, alpha_loss = losses.trust_region_losses(
-        alpha, kl, config.epsilon_alpha)
+    policy_losses = self._policy_losses(info, policy, target_policy, valid)
 
     eta = tf.convert_to_tensor(self._eta)
     eta_loss = losses.eta_dual(eta, info['eta_advantages'], config.epsilon_eta,
@@ -202,20 +251,26 @@ class SpoAgent(tf_agent.TFAgent):
     value_loss = 0.5 * losses.masked_mean(
         tf.square(values[:, :-1] - value_targets), valid[:, :-1])
     q_value_loss = tf.zeros([])
-    if len(outputs) > 2:
+    if self._network.has_q_head:
       # Q(s_t, a_t) regresses on the same lambda-return (paper 001, eq. 9).
-      taken_q = tf.gather(split_outer(outputs[2]), experience.action,
-                          batch_dims=2)
+      taken_q = split_outer(self._network.q_values(
+          output.q, merge_outer(experience.action)[:, None])[:, 0])
       q_value_loss = 0.5 * losses.masked_mean(
           tf.square(taken_q[:, :-1] - value_targets), valid[:, :-1])
 
-    total = (policy_loss + kl_loss +
+    total = (policy_losses.policy_loss + policy_losses.kl_loss +
              config.value_loss_coef * (value_loss + q_value_loss) +
-             alpha_loss + eta_loss)
+             policy_losses.alpha_loss + eta_loss)
+    alphas = self.alphas
+    zero = tf.zeros([])
     extra = SpoLossInfo(
-        policy_loss=policy_loss, kl=kl, kl_loss=kl_loss,
-        alpha_loss=alpha_loss, eta_loss=eta_loss, value_loss=value_loss,
-        q_value_loss=q_value_loss, eta=eta, alpha=alpha, eta_kl=eta_kl)
+        policy_loss=policy_losses.policy_loss, kl=policy_losses.kl,
+        kl_loss=policy_losses.kl_loss, alpha_loss=policy_losses.alpha_loss,
+        eta_loss=eta_loss, value_loss=value_loss, q_value_loss=q_value_loss,
+        eta=eta, alpha=alphas.get('alpha', zero), eta_kl=eta_kl,
+        kl_mean=policy_losses.kl_mean, kl_cov=policy_losses.kl_cov,
+        alpha_mean=alphas.get('alpha_mean', zero),
+        alpha_cov=alphas.get('alpha_cov', zero))
     return tf_agent.LossInfo(total, extra)
 
   def _loss_and_gradients(self, experience, weights):

@@ -26,6 +26,9 @@ class SearchConfig:
     resample_period: p, multinomial resampling every p steps, 1 <= p <= depth.
       The segment before the first resampling provides the eta-dual
       advantages.
+    ess_threshold: ESS-adaptive resampling in [0, 1]: every p steps, resample
+      only the roots whose effective sample size is below
+      `ess_threshold * num_particles`; 0 resamples every root every p steps.
     discount: gamma used by the one-step advantages, in [0, 1].
     root_dirichlet_alpha: concentration of the Dirichlet root noise (> 0).
     root_exploration_fraction: weight of the root noise in [0, 1].
@@ -43,6 +46,7 @@ class SearchConfig:
   num_particles: int = 16
   depth: int = 4
   resample_period: int = 4
+  ess_threshold: float = 0.0
   discount: float = 0.99
   root_dirichlet_alpha: float = 0.03
   root_exploration_fraction: float = 0.25
@@ -57,6 +61,8 @@ class SearchConfig:
     check(self.depth >= 1, 'depth', '>= 1', self.depth)
     check(1 <= self.resample_period <= self.depth, 'resample_period',
           f'in [1, depth={self.depth}]', self.resample_period)
+    check(0.0 <= self.ess_threshold <= 1.0, 'ess_threshold', 'in [0, 1]',
+          self.ess_threshold)
     check(0.0 <= self.discount <= 1.0, 'discount', 'in [0, 1]', self.discount)
     check(self.root_dirichlet_alpha > 0.0, 'root_dirichlet_alpha', '> 0',
           self.root_dirichlet_alpha)
@@ -83,9 +89,17 @@ class SpoConfig:
     gae_lambda: lambda of the GAE value targets, in [0, 1].
     target_update_tau: Polyak rate of the target network, in (0, 1].
     epsilon_eta: KL bound of the E-step enforced by the temperature eta (> 0).
-    epsilon_alpha: KL bound of the M-step trust region (> 0).
+    epsilon_alpha: KL bound of the M-step trust region (> 0), categorical
+      policies.
+    epsilon_alpha_mean: Gaussian policies: KL bound of the mean part of the
+      trust region (> 0).
+    epsilon_alpha_cov: Gaussian policies: KL bound of the covariance part
+      (> 0).
     initial_eta: initial temperature (> 0).
-    initial_alpha: initial KL multiplier (> 0).
+    initial_alpha: initial KL multiplier (> 0), categorical policies.
+    initial_alpha_mean: initial multiplier alpha_mu of the mean part (> 0).
+    initial_alpha_cov: initial multiplier alpha_Sigma of the covariance
+      part (> 0).
     value_loss_coef: weight of the value (and Q-value) losses (>= 0).
     max_grad_norm: global-norm gradient clipping of the network (> 0).
     search_value_weight: sigma in [0, 1]: the TD(lambda) targets bootstrap
@@ -98,8 +112,12 @@ class SpoConfig:
   target_update_tau: float = 5e-3
   epsilon_eta: float = 0.5
   epsilon_alpha: float = 1e-3
+  epsilon_alpha_mean: float = 5e-2
+  epsilon_alpha_cov: float = 5e-4
   initial_eta: float = 0.5
   initial_alpha: float = 0.5
+  initial_alpha_mean: float = 10.0
+  initial_alpha_cov: float = 500.0
   value_loss_coef: float = 0.5
   max_grad_norm: float = 0.5
   search_value_weight: float = 0.0
@@ -110,8 +128,9 @@ class SpoConfig:
           self.gae_lambda)
     check(0.0 < self.target_update_tau <= 1.0, 'target_update_tau',
           'in (0, 1]', self.target_update_tau)
-    for name in ('epsilon_eta', 'epsilon_alpha', 'initial_eta',
-                 'initial_alpha', 'max_grad_norm'):
+    for name in ('epsilon_eta', 'epsilon_alpha', 'epsilon_alpha_mean',
+                 'epsilon_alpha_cov', 'initial_eta', 'initial_alpha',
+                 'initial_alpha_mean', 'initial_alpha_cov', 'max_grad_norm'):
       value = getattr(self, name)
       check(value > 0.0, name, '> 0', value)
     check(self.value_loss_coef >= 0.0, 'value_loss_coef', '>= 0',

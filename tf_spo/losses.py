@@ -1,13 +1,20 @@
 """Losses of the SPO M-step and E-step duals (paper 000, section 4, app. D).
 
+The policy part of the M-step is `categorical_m_step` (cross-entropy to
+q-hat, alpha trust region) or `gaussian_m_step` (weighted maximum likelihood
+of q-hat's atoms, decoupled alpha_mu / alpha_Sigma trust regions).
+
 Pure functions over batched tensors; masks select the valid entries and every
 mean is a masked mean.
 """
 
 import math
-from typing import Optional
+from typing import NamedTuple, Optional
 
 import tensorflow as tf
+import tensorflow_probability as tfp
+
+tfd = tfp.distributions
 
 
 def masked_mean(x: tf.Tensor, mask: tf.Tensor) -> tf.Tensor:
@@ -139,3 +146,127 @@ def trust_region_losses(alpha: tf.Tensor, kl: tf.Tensor,
   kl_loss = tf.stop_gradient(alpha) * kl
   alpha_loss = alpha * (epsilon - tf.stop_gradient(kl))
   return kl_loss, alpha_loss
+
+
+class PolicyLosses(NamedTuple):
+  """The M-step's policy terms (paper 000, appendix D); all scalars.
+
+  Attributes:
+    policy_loss: cross-entropy to q-hat (weighted negative log-likelihood of
+      its atoms for Gaussian policies, summed over the decoupled mean and
+      covariance parts).
+    kl: mean KL(pi_target || pi_theta).
+    kl_mean: Gaussian: mean part of `kl` (0 for categorical).
+    kl_cov: Gaussian: covariance part of `kl` (0 for categorical).
+    kl_loss: sg[alpha] * KL, trained into the network.
+    alpha_loss: alpha * (epsilon - sg[KL]), trained into the multipliers.
+  """
+  policy_loss: tf.Tensor
+  kl: tf.Tensor
+  kl_mean: tf.Tensor
+  kl_cov: tf.Tensor
+  kl_loss: tf.Tensor
+  alpha_loss: tf.Tensor
+
+
+def categorical_m_step(target_probs: tf.Tensor, logits: tf.Tensor,
+                       target_logits: tf.Tensor, alpha: tf.Tensor,
+                       epsilon: float, mask: tf.Tensor) -> PolicyLosses:
+  """Cross-entropy to q-hat under the alpha KL trust region.
+
+  Args:
+    target_probs: [..., A] q-hat.
+    logits: [..., A] logits of pi_theta.
+    target_logits: [..., A] logits of the target policy.
+    alpha: scalar multiplier, > 0.
+    epsilon: the trust-region bound.
+    mask: [...] float32 weights of the states.
+
+  Returns:
+    `PolicyLosses`.
+  """
+  kl = masked_mean(categorical_kl(target_logits, logits), mask)
+  kl_loss, alpha_loss = trust_region_losses(alpha, kl, epsilon)
+  zero = tf.zeros([])
+  return PolicyLosses(
+      policy_loss=masked_mean(cross_entropy(target_probs, logits), mask),
+      kl=kl, kl_mean=zero, kl_cov=zero, kl_loss=kl_loss,
+      alpha_loss=alpha_loss)
+
+
+def _diagonal_gaussian(loc: tf.Tensor, scale: tf.Tensor):
+  return tfd.Independent(tfd.Normal(loc, scale), reinterpreted_batch_ndims=1)
+
+
+def decoupled_gaussian_kl(target_loc: tf.Tensor, target_scale: tf.Tensor,
+                          loc: tf.Tensor, scale: tf.Tensor
+                          ) -> tuple[tf.Tensor, tf.Tensor]:
+  """KL(target || pi) of diagonal Gaussians split into mean and covariance.
+
+  KL(N(mu_t, S_t) || N(mu, S)) = KL(N(mu_t, S_t) || N(mu_t, S))
+  + KL(N(mu_t, S) || N(mu, S)) exactly: the covariance part (mean held at the
+  target's) depends on the network only through S, and the mean part
+  1/2 (mu - mu_t)^T S^-1 (mu - mu_t) is taken with S stopped, so each
+  multiplier (alpha_mu, alpha_Sigma) constrains its own parameters
+  (decoupled KL, as in MPO).
+
+  Args:
+    target_loc, target_scale: [..., D] target policy parameters.
+    loc, scale: [..., D] network policy parameters.
+
+  Returns:
+    (kl_mean [...], kl_cov [...]), summing to the full KL.
+  """
+  kl_cov = tfd.kl_divergence(_diagonal_gaussian(target_loc, target_scale),
+                             _diagonal_gaussian(target_loc, scale))
+  fixed_scale = tf.stop_gradient(scale)
+  kl_mean = tfd.kl_divergence(_diagonal_gaussian(target_loc, fixed_scale),
+                              _diagonal_gaussian(loc, fixed_scale))
+  return kl_mean, kl_cov
+
+
+def gaussian_m_step(atoms: tf.Tensor, weights: tf.Tensor, loc: tf.Tensor,
+                    scale: tf.Tensor, target_loc: tf.Tensor,
+                    target_scale: tf.Tensor, alpha_mean: tf.Tensor,
+                    alpha_cov: tf.Tensor, epsilon_mean: float,
+                    epsilon_cov: float, mask: tf.Tensor) -> PolicyLosses:
+  """Weighted maximum likelihood of q-hat's atoms, decoupled trust regions.
+
+  Paper 000, appendix D, in the MPO form: the atoms' weighted log-likelihood
+  under N(mu_theta, S_target) trains the mean and under
+  N(mu_target, S_theta) the covariance; the KL to the target policy is split
+  into its mean and covariance parts (`decoupled_gaussian_kl`), each held
+  under its bound by its own multiplier.
+
+  Args:
+    atoms: [..., N, D] pre-squash atoms of q-hat.
+    weights: [..., N] their normalised weights.
+    loc, scale: [..., D] network policy parameters.
+    target_loc, target_scale: [..., D] target policy parameters.
+    alpha_mean, alpha_cov: scalar multipliers alpha_mu, alpha_Sigma, > 0.
+    epsilon_mean, epsilon_cov: their KL bounds.
+    mask: [...] float32 weights of the states.
+
+  Returns:
+    `PolicyLosses`.
+  """
+  target_loc = tf.stop_gradient(target_loc)
+  target_scale = tf.stop_gradient(target_scale)
+  expand = lambda x: x[..., None, :]
+  mean_part = _diagonal_gaussian(expand(loc), expand(target_scale))
+  cov_part = _diagonal_gaussian(expand(target_loc), expand(scale))
+  log_likelihood = tf.reduce_sum(
+      weights * (mean_part.log_prob(atoms) + cov_part.log_prob(atoms)),
+      axis=-1)
+  kl_mean, kl_cov = decoupled_gaussian_kl(target_loc, target_scale, loc,
+                                          scale)
+  kl_mean, kl_cov = masked_mean(kl_mean, mask), masked_mean(kl_cov, mask)
+  mean_loss, alpha_mean_loss = trust_region_losses(alpha_mean, kl_mean,
+                                                   epsilon_mean)
+  cov_loss, alpha_cov_loss = trust_region_losses(alpha_cov, kl_cov,
+                                                 epsilon_cov)
+  return PolicyLosses(
+      policy_loss=-masked_mean(log_likelihood, mask),
+      kl=kl_mean + kl_cov, kl_mean=kl_mean, kl_cov=kl_cov,
+      kl_loss=mean_loss + cov_loss,
+      alpha_loss=alpha_mean_loss + alpha_cov_loss)

@@ -1,8 +1,10 @@
 """TF-Agents policies of SPO: the SMC search policy and the bare network.
 
-`SmcPolicy` runs the XLA-compiled SMC search (`tf_spo.search`) from each
-observation and acts from its target q-hat; its `info` carries the training
-targets. `NetworkPolicy` acts from the network's prior pi alone.
+`SmcPolicy` runs the SMC search (`tf_spo.search`, XLA-compiled for pure-TF
+models) from each observation and acts from its target q-hat; its `info`
+carries the training targets. `NetworkPolicy` acts from the network's prior
+pi alone, reading only the network input of the observations. Both serve
+discrete and continuous actions (`tf_spo.action_spaces`).
 """
 
 from typing import Any, Optional
@@ -14,68 +16,85 @@ from tf_agents.specs import tensor_spec
 from tf_agents.trajectories import policy_step
 from tf_agents.utils import nest_utils
 
+from environments import model as model_lib
+from tf_spo import action_spaces
 from tf_spo import config as config_lib
 from tf_spo import search as search_lib
 
 tfd = tfp.distributions
 
 
-def check_discrete_specs(time_step_spec, action_spec, model) -> int:
-  """Checks that specs match the model and actions are scalar discrete.
+def check_specs(time_step_spec, action_spec, model,
+                network=None) -> action_spaces.ActionSpace:
+  """Checks that the specs, the model and the network fit together.
 
   Args:
     time_step_spec: the policy's `TimeStep` spec.
     action_spec: the policy's action spec.
     model: the planning `EnvironmentModel`.
+    network: optional `PolicyValueNetwork`; its input spec must be the
+      network input of the observations and its action space `action_spec`.
 
   Returns:
-    The number of actions.
+    The action space of `action_spec`.
 
   Raises:
-    ValueError: naming the mismatching spec.
+    ValueError: naming the mismatching argument.
   """
-  if not (tensor_spec.is_bounded(action_spec)
-          and tensor_spec.is_discrete(action_spec)
-          and action_spec.shape.rank == 0):
-    raise ValueError('action_spec must be a scalar discrete BoundedTensorSpec '
-                     f'for the SPO discrete search, got {action_spec}.')
-  if int(action_spec.minimum) != 0:
-    raise ValueError(f'action_spec.minimum must be 0, got {action_spec}.')
+  action_space = action_spaces.for_spec(action_spec)
   if action_spec != model.action_spec():
     raise ValueError(f'action_spec {action_spec} does not match the model '
                      f'action_spec {model.action_spec()}.')
   nest_utils.assert_same_structure(
       time_step_spec.observation, model.observation_spec(),
       message='time_step_spec.observation and the model observation_spec '
-      'differ in structure')
+      'differ in structure (a model that carries its planning state '
+      'observes a PlanningObservation)')
   if time_step_spec.observation != model.observation_spec():
     raise ValueError(
         f'time_step_spec.observation {time_step_spec.observation} does not '
         f'match the model observation_spec {model.observation_spec()}.')
-  return int(action_spec.maximum) + 1
+  if network is not None:
+    if network.input_tensor_spec != model.network_input_spec():
+      raise ValueError(
+          f'network: its input spec {network.input_tensor_spec} is not the '
+          f'network input of the observations, {model.network_input_spec()}.')
+    network_spec = network.action_space.action_spec
+    if network_spec != action_spec:
+      raise ValueError(f'network: it serves actions {network_spec}, not '
+                       f'action_spec {action_spec}.')
+  return action_space
 
 
 # Scalar search outputs carried in the policy info: training targets and
 # diagnostics that the agent summarises.
 SCALAR_INFO = ('search_value', 'retrace_value', 'ess', 'weight_entropy',
-               'alive_fraction', 'proposal_kl', 'proposal_beta')
+               'alive_fraction', 'proposal_kl', 'proposal_beta',
+               'resample_fraction')
 
 
-def search_info_spec(num_actions: int, num_particles: int) -> dict:
+def search_info_spec(action_space: action_spaces.ActionSpace,
+                     num_particles: int) -> dict:
   """Spec of the policy info of `SmcPolicy`: the search's training targets.
 
-  `search_policy` is q-hat [A]; `eta_advantages` and `eta_log_ratios` [N]
-  feed the eta dual; the scalars are `SearchOutput` fields of the same names
-  (`search_value` is `SearchOutput.value`).
+  The target q-hat is `search_policy` [A] for discrete actions, and the
+  atoms `search_atoms` [N, D] (pre-squash actions) with their weights
+  `search_weights` [N] for continuous ones; `eta_advantages` and
+  `eta_log_ratios` [N] feed the eta dual; the scalars are `SearchOutput`
+  fields of the same names (`search_value` is `SearchOutput.value`).
   """
-  spec = {
-      'search_policy': tensor_spec.TensorSpec([num_actions], tf.float32,
-                                              'search_policy'),
-      'eta_advantages': tensor_spec.TensorSpec([num_particles], tf.float32,
-                                               'eta_advantages'),
-      'eta_log_ratios': tensor_spec.TensorSpec([num_particles], tf.float32,
-                                               'eta_log_ratios'),
-  }
+  spec = {}
+  if action_space.is_discrete:
+    spec['search_policy'] = tensor_spec.TensorSpec(
+        [action_space.num_actions], tf.float32, 'search_policy')
+  else:
+    spec['search_atoms'] = tensor_spec.TensorSpec(
+        [num_particles, action_space.action_size], tf.float32,
+        'search_atoms')
+    spec['search_weights'] = tensor_spec.TensorSpec(
+        [num_particles], tf.float32, 'search_weights')
+  for name in ('eta_advantages', 'eta_log_ratios'):
+    spec[name] = tensor_spec.TensorSpec([num_particles], tf.float32, name)
   spec.update({name: tensor_spec.TensorSpec((), tf.float32, name)
                for name in SCALAR_INFO})
   return spec
@@ -84,11 +103,13 @@ def search_info_spec(num_actions: int, num_particles: int) -> dict:
 class SmcPolicy(tf_policy.TFPolicy):
   """Acts by running the SPO SMC search from the current observation.
 
-  Collect policies sample from q-hat with Dirichlet root noise; evaluation
-  policies sample from q-hat or take its mode (`greedy=True`). The search
-  itself is a `tf.function(jit_compile=True)`. Without an explicit `seed` in
-  `action`, seeds come from a `tf.random.Generator` owned by the policy, so a
-  restored or exported policy continues the same random stream.
+  Collect policies sample from q-hat with root noise; evaluation policies
+  sample from q-hat or take its mode (`greedy=True`: the most probable
+  discrete action, or the highest-weight atom). The search is a
+  `tf.function`, XLA-compiled when the model is (`model.xla_compatible`).
+  Without an explicit `seed` in `action`, seeds come from a
+  `tf.random.Generator` owned by the policy, so a restored or exported
+  policy continues the same random stream.
   """
 
   def __init__(self,
@@ -106,25 +127,30 @@ class SmcPolicy(tf_policy.TFPolicy):
 
     Args:
       time_step_spec: `TimeStep` spec; its observation must match the model.
-      action_spec: scalar discrete `BoundedTensorSpec` matching the model.
-      network: a `PolicyValueNetwork`; with `proposal_alpha > 0` it needs a
-        Q head.
-      model: the planning `EnvironmentModel`, pure TF.
+      action_spec: the model's action spec (scalar discrete, or float [D]).
+      network: a `PolicyValueNetwork` of the network input and action spec;
+        with `proposal_alpha > 0` it needs a Q head.
+      model: the planning `EnvironmentModel`.
       search_config: static `SearchConfig`.
       temperature: eta, a scalar tensor-like (e.g. a `TransformedVariable`).
       greedy: take the mode of q-hat instead of sampling it.
-      add_root_noise: Dirichlet noise at the root (collect policy).
+      add_root_noise: root noise (collect policy).
       seed: seed of the policy's random generator.
       name: policy name.
+
+    Raises:
+      ValueError: naming the argument that does not fit.
     """
-    num_actions = check_discrete_specs(time_step_spec, action_spec, model)
+    self._action_space = check_specs(time_step_spec, action_spec, model,
+                                     network)
     if (search_config.proposal_alpha > 0 and
         not getattr(network, 'has_q_head', False)):
       raise ValueError('--proposal_alpha > 0 needs Q-values: use a '
                        'PolicyValueNetwork(q_head=True).')
     super().__init__(
         time_step_spec, action_spec,
-        info_spec=search_info_spec(num_actions, search_config.num_particles),
+        info_spec=search_info_spec(self._action_space,
+                                   search_config.num_particles),
         name=name)
     self._network = network
     self._model = model
@@ -133,21 +159,40 @@ class SmcPolicy(tf_policy.TFPolicy):
     self._greedy = greedy
     self._add_root_noise = add_root_noise
     self._rng = tf.random.Generator.from_seed(seed)
-    self._compiled_search = tf.function(self._search, jit_compile=True)
+    self._compiled_search = tf.function(
+        self._search, jit_compile=model.xla_compatible)
 
-  def _network_fn(self, observation):
-    outputs, _ = self._network(observation)
-    return outputs
+  def _network_fn(self, network_input):
+    output, _ = self._network(network_input)
+    return output
 
   def _search(self, observation, seed):
     return search_lib.smc_search(
         observation, self._model, self._network_fn,
         tf.convert_to_tensor(self._temperature), self._search_config, seed,
-        add_root_noise=self._add_root_noise)
+        add_root_noise=self._add_root_noise,
+        q_fn=(self._network.q_values if self._network.has_q_head else None))
 
   def search(self, observation, seed: tf.Tensor) -> search_lib.SearchOutput:
     """Runs the compiled search on observations [B, ...] with a seed [2]."""
     return self._compiled_search(observation, seed)
+
+  def _q_hat(self, output: search_lib.SearchOutput) -> tfd.Distribution:
+    """q-hat as a distribution over environment actions."""
+    dtype = self.action_spec.dtype
+    if self._action_space.is_discrete:
+      if self._greedy:
+        return tfd.Deterministic(tf.argmax(output.action_weights, axis=-1,
+                                           output_type=dtype))
+      return tfd.Categorical(probs=output.action_weights, dtype=dtype)
+    env_atoms = self._action_space.env_action(output.atoms)
+    if self._greedy:
+      best = tf.argmax(output.atom_weights, axis=-1, output_type=tf.int32)
+      return tfd.Independent(tfd.Deterministic(
+          tf.gather(env_atoms, best, batch_dims=1)), 1)
+    return tfd.MixtureSameFamily(
+        tfd.Categorical(probs=output.atom_weights),
+        tfd.Independent(tfd.Deterministic(env_atoms), 1))
 
   def _step(self, time_step, policy_state, seed):
     if seed is None:
@@ -157,22 +202,18 @@ class SmcPolicy(tf_policy.TFPolicy):
     search_seed, sample_seed = tf.unstack(
         tf.random.experimental.stateless_split(seed, num=2))
     output = self.search(time_step.observation, search_seed)
-    if self._greedy:
-      distribution = tfd.Deterministic(
-          tf.argmax(output.action_weights, axis=-1,
-                    output_type=self.action_spec.dtype))
+    if self._action_space.is_discrete:
+      info = {'search_policy': output.action_weights}
     else:
-      distribution = tfd.Categorical(probs=output.action_weights,
-                                     dtype=self.action_spec.dtype)
-    info = {
-        'search_policy': output.action_weights,
-        'eta_advantages': output.eta_advantages,
-        'eta_log_ratios': output.eta_log_ratios,
-        'search_value': output.value,
-    }
+      info = {'search_atoms': output.atoms,
+              'search_weights': output.atom_weights}
+    info.update(eta_advantages=output.eta_advantages,
+                eta_log_ratios=output.eta_log_ratios,
+                search_value=output.value)
     info.update({name: getattr(output, name) for name in SCALAR_INFO
                  if name != 'search_value'})
-    return policy_step.PolicyStep(distribution, policy_state, info), sample_seed
+    return (policy_step.PolicyStep(self._q_hat(output), policy_state, info),
+            sample_seed)
 
   def _distribution(self, time_step, policy_state):
     return self._step(time_step, policy_state, seed=None)[0]
@@ -183,17 +224,24 @@ class SmcPolicy(tf_policy.TFPolicy):
 
 
 class NetworkPolicy(tf_policy.TFPolicy):
-  """Acts from the network's prior pi(a|s) alone (no search)."""
+  """Acts from the network's prior pi(a|s) alone (no search).
+
+  Reads only the network input of the observations, so it runs on the
+  environment's time steps and, built with `network_time_step_spec`, on the
+  network input alone (as exported).
+  """
 
   def __init__(self, time_step_spec, action_spec, network,
                greedy: bool = False, name: Optional[str] = None):
     """Creates the policy.
 
     Args:
-      time_step_spec: `TimeStep` spec.
-      action_spec: scalar discrete `BoundedTensorSpec`.
+      time_step_spec: `TimeStep` spec, with full observations or the network
+        input only.
+      action_spec: the action spec the network serves.
       network: a `PolicyValueNetwork`.
-      greedy: take the most likely action instead of sampling.
+      greedy: take the most likely action (the Gaussian's squashed mean)
+        instead of sampling.
       name: policy name.
     """
     super().__init__(time_step_spec, action_spec, name=name)
@@ -201,12 +249,18 @@ class NetworkPolicy(tf_policy.TFPolicy):
     self._greedy = greedy
 
   def _distribution(self, time_step, policy_state):
-    outputs, _ = self._network(time_step.observation)
-    logits = outputs[0]
+    output, _ = self._network(model_lib.network_input(time_step.observation))
+    action_space = self._network.action_space
     if self._greedy:
-      distribution = tfd.Deterministic(
-          tf.argmax(logits, axis=-1, output_type=self.action_spec.dtype))
+      mode = action_space.mode(output.policy)
+      distribution = (tfd.Deterministic(mode) if action_space.is_discrete
+                      else tfd.Independent(tfd.Deterministic(mode), 1))
     else:
-      distribution = tfd.Categorical(logits=logits,
-                                     dtype=self.action_spec.dtype)
+      distribution = action_space.distribution(output.policy)
     return policy_step.PolicyStep(distribution, policy_state)
+
+
+def network_time_step_spec(time_step_spec):
+  """`time_step_spec` with only the network input as observation."""
+  return time_step_spec._replace(
+      observation=model_lib.network_input(time_step_spec.observation))

@@ -4,7 +4,15 @@ The search is a pure function of its inputs in the style of mctx: the root
 observations, the environment model used for planning, a function evaluating
 the network, the temperature eta, a static `SearchConfig` and an explicit
 stateless seed. It is static-shaped apart from the batch dimension, and
-compiles with `tf.function(jit_compile=True)`.
+compiles with `tf.function(jit_compile=True)` for pure-TF models.
+
+It is written once for every action space (`tf_spo.action_spaces`, chosen by
+the model's action spec): particles carry search actions of any shape, and
+q-hat is the weighted set of N root actions (atoms [B, N, ...] and weights
+[B, N]); for discrete actions also the per-action probabilities [B, A]. The
+search plans from the model's true state: the `PlanningObservation`'s
+planning state, or `model.state_from_observation` for models whose
+observation is their state.
 
 With the TRT-SMC switches of `SearchConfig` off it is the SPO search. The
 switches are: a trust-region twisted proposal (`proposal_alpha > 0`), revived
@@ -18,19 +26,21 @@ model sees particles as a bigger batch and resampling is one `tf.gather` over
 the particle nest.
 """
 
-from typing import Any, Callable, NamedTuple, Optional, Sequence
+from typing import Any, Callable, NamedTuple, Optional
 
 import tensorflow as tf
-import tensorflow_probability as tfp
 
 from environments import model as model_lib
+from tf_spo import action_spaces
 from tf_spo import config as config_lib
+from tf_spo import networks
 
-tfd = tfp.distributions
-
-# Maps observations [M, ...] to (policy logits [M, A], values [M]) or, for a
-# twisted proposal, (policy logits, values, Q-values [M, A]).
-NetworkFn = Callable[[Any], Sequence[tf.Tensor]]
+# Maps network inputs [M, ...] to a `networks.NetworkOutput`; for a twisted
+# proposal its `q` must be set.
+NetworkFn = Callable[[Any], networks.NetworkOutput]
+# Maps (`NetworkOutput.q` of M states, environment actions [M, K, ...]) to
+# Q-values [M, K]. Discrete Q-values [M, A] are gathered by default.
+QFn = Callable[[Any, tf.Tensor], tf.Tensor]
 
 # Bisection on log(beta * spread of Q) for the twisted proposal: from
 # e^-20 (q = pi to float32 precision) to e^25 (greedy unless Q-values tie to
@@ -46,20 +56,23 @@ class SearchOutput(NamedTuple):
   """What one search returns for a batch of B roots with N particles.
 
   Attributes:
-    action_weights: q-hat, [B, A] float32. Dirac: the normalised particle
-      weights summed over root actions. Message passing: proportional to
-      pi(a) * exp(Q-hat(a)).
-    root_actions: [B, N] int32, root action of each surviving particle.
+    atoms: [B, N, ...] search actions of q-hat's atoms (the root actions of
+      the surviving particles; with message passing, the N root actions
+      sampled at the root). Pre-squash actions for Gaussian policies.
+    atom_weights: [B, N] float32 normalised weights of the atoms.
+    action_weights: discrete actions: q-hat as probabilities [B, A] float32
+      (Dirac: the atom weights summed per action; message passing:
+      proportional to pi(a) * exp(Q-hat(a))). None for continuous actions.
     particle_weights: [B, N] float32, normalised final particle weights.
     value: [B] float32, weighted mean over particles of the discounted search
       return bootstrapped with V at the leaves.
     retrace_value: [B] float32, weighted mean over particles of the
       Retrace(lambda) estimate of V at the root along each particle's path.
     root_value: [B] float32, V of the root.
-    prior_logits: [B, A] float32, policy logits at the root.
+    prior: policy parameters at the root (`NetworkOutput.policy`).
     eta_advantages: [B, N] float32, per particle the sum of the one-step
-      advantages before the first resampling, where particles are still
-      i.i.d. rollouts of the proposal (paper 000, appendix D.1).
+      advantages before its root's first resampling, where particles are
+      still i.i.d. rollouts of the proposal (paper 000, appendix D.1).
     eta_log_ratios: [B, N] float32, per particle the summed log pi/proposal
       of the same segment (0 without a twisted proposal).
     ess: [B] float32, effective sample size of the final weights, in [1, N].
@@ -70,15 +83,18 @@ class SearchOutput(NamedTuple):
       steps (0 without a twisted proposal).
     proposal_beta: [B] float32, mean inverse temperature beta of the twisted
       proposal over particles and steps (0 without one).
+    resample_fraction: [B] float32, resamplings of the root per resampling
+      opportunity (1 with a fixed period, 0 if the search never resamples).
   """
 
-  action_weights: tf.Tensor
-  root_actions: tf.Tensor
+  atoms: tf.Tensor
+  atom_weights: tf.Tensor
+  action_weights: Optional[tf.Tensor]
   particle_weights: tf.Tensor
   value: tf.Tensor
   retrace_value: tf.Tensor
   root_value: tf.Tensor
-  prior_logits: tf.Tensor
+  prior: Any
   eta_advantages: tf.Tensor
   eta_log_ratios: tf.Tensor
   ess: tf.Tensor
@@ -86,13 +102,14 @@ class SearchOutput(NamedTuple):
   alive_fraction: tf.Tensor
   proposal_kl: tf.Tensor
   proposal_beta: tf.Tensor
+  resample_fraction: tf.Tensor
 
 
 class Proposal(NamedTuple):
   """Actions drawn from a proposal, with their importance log-ratios.
 
   Attributes:
-    action: [M] int32 sampled actions.
+    action: [M, ...] sampled search actions.
     log_ratio: [M] float32, log pi(action) - log proposal(action), the
       importance correction of the particle weights.
     kl: [M] float32, KL(proposal || pi).
@@ -104,26 +121,27 @@ class Proposal(NamedTuple):
   beta: tf.Tensor
 
 
-def root_prior(logits: tf.Tensor, config: config_lib.SearchConfig,
-               add_noise: bool, seed: tf.Tensor) -> tf.Tensor:
-  """Root sampling distribution: pi, optionally mixed with Dirichlet noise.
+def root_prior(policy: Any, action_space: action_spaces.ActionSpace,
+               config: config_lib.SearchConfig, add_noise: bool,
+               seed: tf.Tensor) -> Any:
+  """Root sampling distribution: pi, optionally with exploration noise.
 
   Args:
-    logits: [B, A] policy logits at the root.
+    policy: policy parameters [B, ...] at the root.
+    action_space: the action space.
     config: the search configuration (noise alpha and fraction).
-    add_noise: Python bool, mix in Dirichlet(alpha) noise (collect policy).
+    add_noise: Python bool, add the action space's root noise (discrete:
+      Dirichlet(alpha) mixed in; collect policy).
     seed: stateless seed, shape [2].
 
   Returns:
-    [B, A] log-probabilities to sample root actions from.
+    Policy parameters to sample root actions from (discrete: [B, A]
+    log-probabilities).
   """
   if not add_noise:
-    return tf.nn.log_softmax(logits)
-  concentration = tf.fill(tf.shape(logits), config.root_dirichlet_alpha)
-  noise = tfd.Dirichlet(concentration).sample(seed=seed)
-  fraction = config.root_exploration_fraction
-  probs = (1.0 - fraction) * tf.nn.softmax(logits) + fraction * noise
-  return tf.math.log(probs)
+    return tf.nn.log_softmax(policy) if action_space.is_discrete else policy
+  return action_space.root_noise(policy, config.root_dirichlet_alpha,
+                                 config.root_exploration_fraction, seed)
 
 
 def twisted_proposal(base_log_probs: tf.Tensor, q_values: tf.Tensor,
@@ -172,43 +190,46 @@ def twisted_proposal(base_log_probs: tf.Tensor, q_values: tf.Tensor,
   return log_q, kl, scaled_beta / spread
 
 
-def sample_proposal(logits: tf.Tensor, q_values: Optional[tf.Tensor],
+def sample_proposal(policy: Any, q: Any, q_fn: Optional[QFn],
+                    action_space: action_spaces.ActionSpace,
                     config: config_lib.SearchConfig,
                     seed: tf.Tensor) -> Proposal:
   """Samples one action per row from pi or from the twisted proposal.
 
   Without twisting (`config.proposal_alpha == 0`) actions come from pi and the
   log-ratios are 0. With twisting, the atoms are the whole action set when it
-  has at most `config.proposal_atoms` actions (base = pi), else that many
-  atoms drawn from pi (base = uniform over the atoms).
+  can be enumerated and has at most `config.proposal_atoms` actions (base =
+  pi), else that many atoms drawn from pi (base = uniform over the atoms),
+  and the proposal is pi twisted by Q over the atoms.
 
   Args:
-    logits: [M, A] log-probabilities (up to a constant) of pi.
-    q_values: [M, A] Q-values, or None without twisting.
+    policy: policy parameters [M, ...] of pi.
+    q: `NetworkOutput.q` of the M states, or None without twisting.
+    q_fn: maps (q, environment actions [M, K, ...]) to Q-values [M, K].
+    action_space: the action space.
     config: the search configuration.
     seed: stateless seed, shape [2].
 
   Returns:
-    A `Proposal` of [M] tensors.
+    A `Proposal` of [M, ...] tensors.
   """
   if config.proposal_alpha == 0.0:
-    action = tf.reshape(
-        tf.random.stateless_categorical(logits, 1, seed, dtype=tf.int32), [-1])
-    zeros = tf.zeros_like(logits[:, 0])
+    action = action_space.sample(policy, 1, seed)[:, 0]
+    zeros = tf.zeros(tf.shape(action)[:1], tf.float32)
     return Proposal(action, zeros, zeros, zeros)
   atom_seed, sample_seed = tf.unstack(
       tf.random.experimental.stateless_split(seed, 2))
-  num_actions = logits.shape[-1]
-  if num_actions <= config.proposal_atoms:
-    atoms = tf.broadcast_to(tf.range(num_actions), tf.shape(logits))
-    base = tf.nn.log_softmax(logits)
+  all_actions = action_space.enumerate()
+  if (all_actions is not None and
+      action_space.num_actions <= config.proposal_atoms):
+    atoms = tf.broadcast_to(all_actions, tf.shape(policy))
+    base = tf.nn.log_softmax(policy)
   else:
-    atoms = tf.random.stateless_categorical(
-        logits, config.proposal_atoms, atom_seed, dtype=tf.int32)
-    base = tf.fill(tf.shape(atoms), -tf.math.log(
+    atoms = action_space.sample(policy, config.proposal_atoms, atom_seed)
+    base = tf.fill(tf.shape(atoms)[:2], -tf.math.log(
         float(config.proposal_atoms)))
   log_q, kl, beta = twisted_proposal(
-      base, tf.gather(q_values, atoms, batch_dims=1), config.proposal_alpha)
+      base, q_fn(q, action_space.env_action(atoms)), config.proposal_alpha)
   index = tf.reshape(
       tf.random.stateless_categorical(log_q, 1, sample_seed, dtype=tf.int32),
       [-1])
@@ -217,14 +238,16 @@ def sample_proposal(logits: tf.Tensor, q_values: Optional[tf.Tensor],
   return Proposal(tf.gather(atoms, index, batch_dims=1), log_ratio, kl, beta)
 
 
-def resample(log_weights: tf.Tensor, particles: Any,
-             seed: tf.Tensor) -> Any:
+def resample(log_weights: tf.Tensor, particles: Any, seed: tf.Tensor,
+             roots: Optional[tf.Tensor] = None) -> Any:
   """Multinomial resampling of each root's particles.
 
   Args:
     log_weights: [B, N] unnormalised log-weights.
     particles: nest of tensors with leading dimension B * N (batch-major).
     seed: stateless seed, shape [2].
+    roots: optional bool [B]: resample only these roots, keep the others'
+      particles in place.
 
   Returns:
     `particles` gathered at N ancestors per root drawn with probabilities
@@ -233,6 +256,9 @@ def resample(log_weights: tf.Tensor, particles: Any,
   num_particles = log_weights.shape[1]
   ancestors = tf.random.stateless_categorical(
       log_weights, num_particles, seed, dtype=tf.int32)
+  if roots is not None:
+    ancestors = tf.where(roots[:, None], ancestors,
+                         tf.range(num_particles)[None])
   offsets = tf.range(tf.shape(log_weights)[0], dtype=tf.int32)[:, None]
   flat = tf.reshape(ancestors + offsets * num_particles, [-1])
   return tf.nest.map_structure(lambda x: tf.gather(x, flat), particles)
@@ -296,96 +322,126 @@ def update_references(particles: dict) -> dict:
       particles['alive'] > 0, current, reference))
 
 
-def revive(particles: dict) -> dict:
-  """Revived resampling: restarts every particle from its reference.
+def revive(particles: dict, where: Optional[tf.Tensor] = None) -> dict:
+  """Revived resampling: restarts particles from their references.
 
   Called right after resampling: particles drawn from a terminated ancestor
   continue from that ancestor's last non-terminal state (paper 001, sec. 3.2,
   algorithm 2 line 13); living ones are unchanged, since their reference is
   their current state.
+
+  Args:
+    particles: particle nest with `alive` [M] and `reference`.
+    where: optional bool [M], the particles that were resampled (all if
+      None).
+
+  Returns:
+    The particle nest.
   """
-  particles = dict(particles, **particles['reference'])
-  particles['alive'] = tf.ones_like(particles['alive'])
-  return particles
+  revived = dict(particles, **particles['reference'])
+  revived['alive'] = tf.ones_like(particles['alive'])
+  if where is None:
+    return revived
+  return model_lib.select(where, revived, particles)
 
 
 def _per_root(x: tf.Tensor, num_particles: int) -> tf.Tensor:
-  """Reshapes a [B * N] particle tensor to [B, N]."""
-  return tf.reshape(x, [-1, num_particles])
+  """Reshapes a [B * N, ...] particle tensor to [B, N, ...]."""
+  return tf.reshape(x, [-1, num_particles] + x.shape[1:].as_list())
 
 
 def _evaluate(network_fn: NetworkFn, observation,
-              config: config_lib.SearchConfig):
-  """(logits, values, Q-values or None) of the network at observations."""
-  outputs = network_fn(observation)
-  if config.proposal_alpha == 0.0:
-    return outputs[0], outputs[1], None
-  if len(outputs) < 3:
+              config: config_lib.SearchConfig) -> networks.NetworkOutput:
+  """The network at observations; checks Q is there for a twisted proposal."""
+  output = network_fn(model_lib.network_input(observation))
+  if config.proposal_alpha > 0.0 and not tf.nest.flatten(output.q):
     raise ValueError('--proposal_alpha > 0 needs Q-values: network_fn must '
-                     'return (logits, values, q_values), e.g. a '
+                     'return a NetworkOutput with q, e.g. from a '
                      'PolicyValueNetwork(q_head=True).')
-  return outputs[0], outputs[1], outputs[2]
+  return output
+
+
+def _gather_q(q: tf.Tensor, actions: tf.Tensor) -> tf.Tensor:
+  """Q-values [M, A] at discrete actions [M, K]."""
+  return tf.gather(q, actions, batch_dims=1)
 
 
 def smc_search(root_observation: Any, model, network_fn: NetworkFn,
                eta: tf.Tensor, config: config_lib.SearchConfig,
-               seed: tf.Tensor, add_root_noise: bool = False) -> SearchOutput:
+               seed: tf.Tensor, add_root_noise: bool = False,
+               q_fn: Optional[QFn] = None) -> SearchOutput:
   """Runs the SMC search from a batch of root observations.
 
   Each of N particles per root samples its actions from the proposal (pi, or
   with `proposal_alpha > 0` the trust-region twisted proposal; at the root,
-  pi optionally mixed with Dirichlet noise). For `depth` steps, it steps the
-  model, evaluates the network at the new state and adds
+  pi optionally with root noise). For `depth` steps, it steps the model,
+  evaluates the network at the new state and adds
   A / eta + log pi(a) / proposal(a), with the one-step advantage
   A = r + gamma * discount * V(s') - V(s), to its log-weight; a particle whose
   episode ended stops accumulating. Every `resample_period` steps, except
   after the last step, the particles are resampled multinomially with their
-  root actions and their weights reset; with revived resampling, a particle
-  drawn from a terminated ancestor restarts from that ancestor's last
-  non-terminal state. q-hat is either the final normalised weights summed over
-  root actions (Dirac; skipping the last resampling, which would only add
-  variance) or the message-passing estimate.
+  root actions and their weights reset; with `ess_threshold > 0` only the
+  roots whose ESS fell below `ess_threshold * N` are. With revived
+  resampling, a particle drawn from a terminated ancestor restarts from that
+  ancestor's last non-terminal state. q-hat is either the surviving root
+  actions with the final normalised weights (Dirac; skipping the last
+  resampling, which would only add variance) or the message-passing
+  estimate.
 
   Args:
-    root_observation: nest of [B, ...] observations matching the model.
+    root_observation: nest of [B, ...] observations of the model (a
+      `PlanningObservation` for models that carry their state).
     model: an `environments.EnvironmentModel` used for planning.
-    network_fn: maps observations [M, ...] to (logits, values[, Q-values]).
+    network_fn: maps network inputs [M, ...] to a `NetworkOutput`.
     eta: scalar temperature, > 0.
     config: static `SearchConfig`.
     seed: stateless seed, int32/int64 tensor of shape [2].
-    add_root_noise: Python bool, Dirichlet noise at the root.
+    add_root_noise: Python bool, root noise (collect policy).
+    q_fn: maps (`NetworkOutput.q`, environment actions [M, K, ...]) to
+      Q-values [M, K] for the twisted proposal; discrete Q-values [M, A] are
+      gathered by default, continuous actions need it (e.g.
+      `PolicyValueNetwork.q_values`).
 
   Returns:
     A `SearchOutput`.
+
+  Raises:
+    ValueError: if the model's action spec has no action space, or the
+      twisted proposal has no Q-values.
   """
+  action_space = action_spaces.for_spec(model.action_spec())
+  if config.proposal_alpha > 0.0 and q_fn is None:
+    if not action_space.is_discrete:
+      raise ValueError('--proposal_alpha > 0 with continuous actions needs '
+                       'q_fn, e.g. PolicyValueNetwork.q_values.')
+    q_fn = _gather_q
   n = config.num_particles
   gamma = config.discount
+  adaptive = config.ess_threshold > 0.0
   eta = tf.convert_to_tensor(eta, tf.float32)
   # XLA's stateless multinomial takes int32 seeds only.
   seeds = tf.random.experimental.stateless_split(
       tf.cast(seed, tf.int32), num=2 * config.depth + 1)
 
-  root_logits, root_value, root_q = _evaluate(network_fn, root_observation,
-                                              config)
-  num_actions = root_logits.shape[-1]
+  root = _evaluate(network_fn, root_observation, config)
   repeat = lambda x: tf.repeat(x, n, axis=0)
-  batch = tf.shape(root_value)[0]
+  batch = tf.shape(root.value)[0]
   particles = dict(
       state=tf.nest.map_structure(
-          repeat, model.state_from_observation(root_observation)),
+          repeat, model_lib.planning_state(model, root_observation)),
       # Proposal base at the current state: the (noised) prior at the root.
-      logits=repeat(root_prior(root_logits, config, add_root_noise,
-                               seeds[0])),
-      value=repeat(root_value),
-      alive=tf.ones_like(repeat(root_value)),
+      policy=tf.nest.map_structure(repeat, root_prior(
+          root.policy, action_space, config, add_root_noise, seeds[0])),
+      value=repeat(root.value),
+      alive=tf.ones_like(repeat(root.value)),
       root_index=tf.tile(tf.range(n), [batch]),
-      search_return=tf.zeros_like(repeat(root_value)),
-      retrace=repeat(root_value),
-      trace=tf.ones_like(repeat(root_value)),
+      search_return=tf.zeros_like(repeat(root.value)),
+      retrace=repeat(root.value),
+      trace=tf.ones_like(repeat(root.value)),
   )
-  if root_q is not None:
-    particles['q_values'] = repeat(root_q)
-  reference_keys = ('state', 'logits', 'value', 'q_values')
+  if config.proposal_alpha > 0.0:
+    particles['q'] = tf.nest.map_structure(repeat, root.q)
+  reference_keys = ('state', 'policy', 'value', 'q')
   if config.revived_resampling:
     particles['reference'] = {
         k: particles[k] for k in reference_keys if k in particles}
@@ -394,35 +450,42 @@ def smc_search(root_observation: Any, model, network_fn: NetworkFn,
   log_weights, eta_advantages, eta_log_ratios = zeros, zeros, zeros
   ancestor_q = zeros
   proposal_kl, proposal_beta = zeros, zeros
-  root_actions = None
+  # 1 while a root has not resampled yet: its eta segment is still open.
+  first_segment = tf.ones_like(zeros[:, :1])
+  resamplings = zeros[:, 0]
+  root_atoms = root_log_ratio = None
 
   for step in range(config.depth):
-    proposal = sample_proposal(particles['logits'],
-                               particles.get('q_values'), config,
-                               seeds[2 * step + 1])
+    proposal = sample_proposal(particles['policy'], particles.get('q'), q_fn,
+                               action_space, config, seeds[2 * step + 1])
     if step == 0:
-      root_actions = proposal.action
-      particles['root_action'] = root_actions
+      root_atoms, root_log_ratio = proposal.action, proposal.log_ratio
+      particles['root_action'] = root_atoms
     proposal_kl += _per_root(proposal.kl, n) / config.depth
     proposal_beta += _per_root(proposal.beta, n) / config.depth
 
-    model_step = model.step(particles['state'], proposal.action)
-    logits, value, q_values = _evaluate(
-        network_fn, model.observe(model_step.state), config)
+    model_step = model.step(particles['state'],
+                            action_space.env_action(proposal.action))
+    output = _evaluate(network_fn, model.observe(model_step.state), config)
     alive = particles['alive']
-    advantage = alive * (model_step.reward + gamma * model_step.discount * value
-                         - particles['value'])
+    advantage = alive * (model_step.reward + gamma * model_step.discount *
+                         output.value - particles['value'])
     log_ratio = alive * proposal.log_ratio
     increment = _per_root(advantage / eta + log_ratio, n)
     log_weights += increment
-    if step < config.resample_period:
+    if adaptive:
+      eta_advantages += first_segment * _per_root(advantage, n)
+      eta_log_ratios += first_segment * _per_root(log_ratio, n)
+    elif step < config.resample_period:
       eta_advantages += _per_root(advantage, n)
       eta_log_ratios += _per_root(log_ratio, n)
     if config.policy_inference == 'message_passing':
-      # The root atoms' own proposal correction is left out: q-hat applies
-      # pi(a) explicitly.
+      # Discrete q-hat applies pi(a) explicitly, so the root atoms' own
+      # proposal correction is left out there.
+      root_increment = (_per_root(advantage / eta, n)
+                        if action_space.is_discrete else increment)
       ancestor_q += group_log_mean_exp(
-          increment if step else _per_root(advantage / eta, n),
+          increment if step else root_increment,
           _per_root(particles['root_index'], n), n)
     # Retrace(lambda): V(s0) + sum_k gamma^k prod_{i<=k} c_i delta_k, with
     # c_0 = min(1, rho_0) and c_i = lambda min(1, rho_i).
@@ -433,47 +496,68 @@ def smc_search(root_observation: Any, model, network_fn: NetworkFn,
     particles['retrace'] += particles['trace'] * advantage
     particles['search_return'] += alive * gamma**step * model_step.reward
     particles.update(
-        state=model_step.state, logits=logits, value=value,
+        state=model_step.state, policy=output.policy, value=output.value,
         alive=alive * (1.0 - tf.cast(model_step.done, tf.float32)))
-    if q_values is not None:
-      particles['q_values'] = q_values
+    if 'q' in particles:
+      particles['q'] = output.q
     if config.revived_resampling:
       particles = update_references(particles)
     if step + 1 == config.depth:
       break
     if (step + 1) % config.resample_period == 0:
-      particles = resample(log_weights, particles, seeds[2 * step + 2])
-      log_weights = tf.zeros_like(log_weights)
-      if config.revived_resampling:
-        particles = revive(particles)
+      seed = seeds[2 * step + 2]
+      if adaptive:
+        roots = _ess(tf.nn.softmax(log_weights)) < config.ess_threshold * n
+        particles = resample(log_weights, particles, seed, roots)
+        log_weights = tf.where(roots[:, None], 0.0, log_weights)
+        first_segment *= 1.0 - tf.cast(roots[:, None], tf.float32)
+        resamplings += tf.cast(roots, tf.float32)
+        if config.revived_resampling:
+          particles = revive(particles, repeat(roots))
+      else:
+        particles = resample(log_weights, particles, seed)
+        log_weights = tf.zeros_like(log_weights)
+        resamplings += 1.0
+        if config.revived_resampling:
+          particles = revive(particles)
 
   weights = tf.nn.softmax(log_weights, axis=-1)
-  surviving_root_actions = _per_root(particles['root_action'], n)
   if config.policy_inference == 'message_passing':
-    action_weights = message_passing_policy(
-        root_logits, _per_root(root_actions, n), ancestor_q)
+    atoms = _per_root(root_atoms, n)
+    atom_weights = tf.nn.softmax(
+        ancestor_q + (0.0 if action_space.is_discrete
+                      else _per_root(root_log_ratio, n)), axis=-1)
+    action_weights = (message_passing_policy(root.policy, atoms, ancestor_q)
+                      if action_space.is_discrete else None)
   else:
-    action_weights = tf.einsum(
-        'bn,bna->ba', weights,
-        tf.one_hot(surviving_root_actions, num_actions))
+    atoms = _per_root(particles['root_action'], n)
+    atom_weights = weights
+    action_weights = action_space.probabilities(atoms, weights)
   weighted = lambda x: tf.reduce_sum(weights * _per_root(x, n), axis=-1)
+  opportunities = (config.depth - 1) // config.resample_period
   return SearchOutput(
+      atoms=atoms,
+      atom_weights=atom_weights,
       action_weights=action_weights,
-      root_actions=surviving_root_actions,
       particle_weights=weights,
       # Particles still running after `depth` steps bootstrap with V.
       value=weighted(particles['search_return'] + gamma**config.depth *
                      particles['alive'] * particles['value']),
       retrace_value=weighted(particles['retrace']),
-      root_value=root_value,
-      prior_logits=root_logits,
+      root_value=root.value,
+      prior=root.policy,
       eta_advantages=eta_advantages,
       eta_log_ratios=eta_log_ratios,
-      ess=1.0 / tf.reduce_sum(tf.square(weights), axis=-1),
+      ess=_ess(weights),
       weight_entropy=-tf.reduce_sum(
           weights * tf.math.log(tf.maximum(weights, 1e-30)), axis=-1),
       alive_fraction=tf.reduce_mean(_per_root(particles['alive'], n), -1),
       proposal_kl=tf.reduce_mean(proposal_kl, -1),
       proposal_beta=tf.reduce_mean(proposal_beta, -1),
+      resample_fraction=resamplings / max(opportunities, 1),
   )
 
+
+def _ess(weights: tf.Tensor) -> tf.Tensor:
+  """Effective sample size [B] of normalised weights [B, N]."""
+  return 1.0 / tf.reduce_sum(tf.square(weights), axis=-1)

@@ -1,0 +1,117 @@
+"""The registry of tasks: one table from an env name to everything about it.
+
+Each entry gives the model (which serves as real environment and planning
+model), the settings a run of that env starts from (network sizes, episode
+limits, the CPU preset), its presets per env family, and its evaluation
+metric. Launch scripts take `--env=NAME` and never special-case an env.
+
+Settings are the flat dict of `launch/train.py` flag values; a model is
+built from them by `make_model(settings, evaluation)`.
+"""
+
+from typing import Any, Callable, Dict, NamedTuple, Tuple
+
+from environments import model as model_lib
+from environments import pendulum
+from environments import rubiks_cube
+
+
+class EnvEntry(NamedTuple):
+  """What the launch scripts need to know about one task.
+
+  Attributes:
+    make_model: (settings, evaluation) -> `EnvironmentModel`; with
+      `evaluation`, the model of the held-out evaluation episodes.
+    defaults: settings of this env on top of the global defaults (the CPU
+      preset of the env).
+    presets: named settings on top of `defaults`, e.g. the paper's
+      hyperparameters for this env family.
+    metrics: evaluation metrics reported for this env, the first being the
+      headline: `solve_rate` only where solving means something.
+    eval_settings: names of the settings that define the evaluation
+      episodes, reported with the results.
+  """
+  make_model: Callable[[Dict[str, Any], bool], model_lib.EnvironmentModel]
+  defaults: Dict[str, Any]
+  presets: Dict[str, Dict[str, Any]]
+  metrics: Tuple[str, ...]
+  eval_settings: Tuple[str, ...]
+
+
+def _cube(settings, evaluation: bool) -> rubiks_cube.RubiksCube:
+  """Training scramble range, or exactly `eval_scramble` moves."""
+  low, high = ((settings['eval_scramble'],) * 2 if evaluation else
+               (settings['min_scramble'], settings['max_scramble']))
+  return rubiks_cube.RubiksCube(low, high, time_limit=settings['time_limit'])
+
+
+def _pendulum(settings, evaluation: bool) -> pendulum.Pendulum:
+  del evaluation
+  return pendulum.Pendulum(time_limit=settings['time_limit'])
+
+
+# Paper 000, appendix D.3, table 3, discrete column.
+_PAPER_DISCRETE = dict(
+    num_envs=768, rollout_length=21, num_particles=16, depth=4,
+    resample_period=4, learning_rate=3e-4, dual_learning_rate=3e-4,
+    discount=0.99, gae_lambda=0.95, target_update_tau=5e-3, epsilon_eta=0.5,
+    epsilon_alpha=1e-3, initial_eta=0.5, initial_alpha=0.5, max_grad_norm=0.5,
+    batch_size=64, sequence_length=17, num_epochs=16, replay_capacity=65_536,
+    root_dirichlet_alpha=0.03, root_exploration_fraction=0.25)
+
+# Paper 000, appendix D.3, table 3, continuous column.
+_PAPER_CONTINUOUS = dict(
+    num_envs=1024, rollout_length=32, num_particles=16, depth=4,
+    resample_period=4, learning_rate=3e-4, dual_learning_rate=1e-3,
+    discount=0.99, gae_lambda=0.95, target_update_tau=5e-3, epsilon_eta=0.2,
+    initial_eta=10.0, initial_alpha_mean=10.0, initial_alpha_cov=500.0,
+    epsilon_alpha_mean=5e-2, epsilon_alpha_cov=5e-4, max_grad_norm=0.5,
+    batch_size=32, sequence_length=32, num_epochs=128, replay_capacity=65_536)
+
+# Paper 001, tables 6 and 7 (Jumanji column) on top of an env's CPU preset:
+# K = m = 4, alpha = 0.1, message passing, revived resampling,
+# Retrace(0.95) search values mixed in with sigma = 0.5.
+_TRT_SMC = dict(
+    num_particles=4, depth=4, resample_period=1, proposal_alpha=0.1,
+    proposal_atoms=30, revived_resampling=True,
+    policy_inference='message_passing', retrace_lambda=0.95,
+    search_value_weight=0.5)
+
+ENVS: Dict[str, EnvEntry] = {
+    'rubiks_cube': EnvEntry(
+        make_model=_cube,
+        defaults=dict(time_limit=20, min_scramble=1, max_scramble=7,
+                      eval_scramble=7),
+        # With the paper's Rubik's Cube network (appendix A.2.2) and
+        # training scrambles [3, 7].
+        presets=dict(
+            paper=dict(_PAPER_DISCRETE, torso_units=512, head_units=512,
+                       min_scramble=3, max_scramble=7),
+            trt_smc=_TRT_SMC),
+        metrics=('solve_rate', 'mean_return'),
+        eval_settings=('eval_scramble', 'time_limit')),
+    'pendulum': EnvEntry(
+        make_model=_pendulum,
+        defaults=dict(
+            time_limit=200, num_envs=32, rollout_length=16,
+            total_env_steps=100_000, torso_units=64, num_residual_blocks=1,
+            head_units=64, learning_rate=1e-3, dual_learning_rate=1e-3,
+            epsilon_eta=0.2, initial_eta=10.0, batch_size=32,
+            sequence_length=16, num_epochs=8, replay_capacity=32_768,
+            eval_episodes=100, eval_interval=25_000,
+            checkpoint_interval=25_000, log_interval=5_000),
+        presets=dict(paper=_PAPER_CONTINUOUS, trt_smc=_TRT_SMC),
+        metrics=('mean_return',),
+        eval_settings=('time_limit',)),
+}
+
+
+def entry(name: str) -> EnvEntry:
+  """The registry entry of env `name`.
+
+  Raises:
+    ValueError: naming `--env` and the registered names.
+  """
+  if name not in ENVS:
+    raise ValueError(f'--env must be one of {sorted(ENVS)}, got {name!r}.')
+  return ENVS[name]
