@@ -1,10 +1,13 @@
-"""A stateless toy model with known per-action rewards, for testing planners.
+"""Stateless toy models with known answers, for testing planners.
 
-Every step, action `a` earns `rewards[a]` and ends the episode (termination,
-discount 0) when `terminal[a]`. The observation never changes, so with a
-network of fixed logits and values the advantages of every particle are known
-in closed form: a one-step bandit when all actions are terminal, a
-zero-reward absorbing chain when none is and rewards are zero.
+`ToyModel` (discrete): every step, action `a` earns `rewards[a]` and ends the
+episode (termination, discount 0) when `terminal[a]`. The observation never
+changes, so with a network of fixed logits and values the advantages of every
+particle are known in closed form: a one-step bandit when all actions are
+terminal, a zero-reward absorbing chain when none is and rewards are zero.
+
+`QuadraticBandit` (continuous): one step with reward -k * ||a - c||^2, whose
+SPO target under a Gaussian prior is a known Gaussian.
 """
 
 from typing import Sequence
@@ -55,6 +58,59 @@ class ToyModel(model_lib.EnvironmentModel):
         reward=tf.gather(self._rewards, action),
         discount=1.0 - tf.cast(done, tf.float32),
         done=done)
+
+  def observe(self, state):
+    return tf.zeros([tf.shape(state)[0], 1], tf.float32)
+
+  def state_from_observation(self, observation):
+    return tf.zeros([tf.shape(observation)[0]], tf.int32)
+
+
+class QuadraticBandit(model_lib.EnvironmentModel):
+  """A one-step continuous bandit: reward -k * ||a - c||^2, then the end.
+
+  With a Gaussian prior N(mu, sigma^2) and V = 0 the advantage of action a is
+  its reward, so the SPO target pi * exp(A / eta) / Z is the Gaussian with
+  precision 1 / sigma^2 + 2k / eta and mean
+  (mu / sigma^2 + 2k c / eta) / precision, per action dimension.
+  Actions are unbounded (a `TensorSpec`), so the policy is not squashed.
+  """
+
+  def __init__(self, curvature: float, centre: Sequence[float],
+               name: str = 'quadratic_bandit'):
+    """Creates the model.
+
+    Args:
+      curvature: k > 0.
+      centre: c, the best action, length D >= 1.
+
+    Raises:
+      ValueError: for k <= 0 or an empty centre.
+    """
+    super().__init__(name=name)
+    if not curvature > 0 or not centre:
+      raise ValueError('curvature must be > 0 and centre non-empty, got '
+                       f'{curvature} and {centre}.')
+    self._curvature = float(curvature)
+    self._centre = tf.constant(centre, tf.float32)
+
+  def observation_spec(self):
+    return tensor_spec.TensorSpec((1,), tf.float32, name='observation')
+
+  def action_spec(self):
+    return tensor_spec.TensorSpec(self._centre.shape, tf.float32,
+                                  name='action')
+
+  def reset(self, batch_size, seed):
+    del seed
+    return tf.zeros([batch_size], tf.int32)
+
+  def step(self, state, action):
+    reward = -self._curvature * tf.reduce_sum(
+        tf.square(action - self._centre), axis=-1)
+    done = tf.ones_like(state, tf.bool)
+    return model_lib.ModelStep(state=state + 1, reward=reward,
+                               discount=tf.zeros_like(reward), done=done)
 
   def observe(self, state):
     return tf.zeros([tf.shape(state)[0], 1], tf.float32)

@@ -5,7 +5,10 @@ import pytest
 import tensorflow as tf
 from tf_agents.specs import tensor_spec
 from tf_agents.trajectories import time_step as ts
+from tf_agents.trajectories import trajectory
 
+from environments import model as model_lib
+from environments import pendulum
 from environments import rubiks_cube
 from tf_spo import agent as agent_lib
 from tf_spo import config as config_lib
@@ -157,3 +160,98 @@ def test_policies_and_specs():
         tensor_spec.BoundedTensorSpec((), tf.float32, -1.0, 1.0),
         networks.PolicyValueNetwork(CUBE.observation_spec(),
                                     CUBE.action_spec()), CUBE)
+
+
+PENDULUM = pendulum.Pendulum(time_limit=20)
+
+
+def make_pendulum_agent(config=config_lib.SpoConfig(
+    epsilon_eta=0.2, initial_eta=10.0), search_config=SEARCH):
+  tf.random.set_seed(0)
+  network = networks.PolicyValueNetwork(
+      PENDULUM.network_input_spec(), PENDULUM.action_spec(), torso_units=32,
+      num_residual_blocks=1, head_units=32,
+      q_head=search_config.proposal_alpha > 0)
+  return agent_lib.SpoAgent(
+      ts.time_step_spec(PENDULUM.observation_spec()), PENDULUM.action_spec(),
+      network, PENDULUM, search_config=search_config, config=config)
+
+
+def collected_experience(agent, batch=4, time=6):
+  """[B, T] trajectories collected by the agent's search on the pendulum."""
+  env = model_lib.ModelEnvironment(PENDULUM, batch, seed=3)
+  steps = []
+  time_step = env.current_time_step()
+  for _ in range(time):
+    action_step = agent.collect_policy.action(time_step)
+    next_time_step = env.step(action_step.action)
+    steps.append(trajectory.from_transition(time_step, action_step,
+                                            next_time_step))
+    time_step = next_time_step
+  return tf.nest.map_structure(lambda *x: tf.stack(x, axis=1), *steps)
+
+
+@pytest.mark.parametrize('proposal_alpha', [0.0, 0.1])
+def test_gaussian_m_step_trains_the_policy_and_both_multipliers(
+    proposal_alpha):
+  search_config = config_lib.SearchConfig(
+      num_particles=4, depth=2, resample_period=1,
+      proposal_alpha=proposal_alpha, proposal_atoms=8)
+  agent = make_pendulum_agent(search_config=search_config)
+  experience = collected_experience(agent)
+  assert experience.policy_info['search_atoms'].shape == (4, 6, 4, 1)
+  assert experience.action.shape == (4, 6, 1)
+  assert set(agent.alphas) == {'alpha_mean', 'alpha_cov'}
+  before = [v.numpy().copy() for v in agent._network.trainable_variables]  # pylint: disable=protected-access
+  for _ in range(3):
+    loss_info = agent.train(experience)
+  for name, value in loss_info.extra._asdict().items():
+    assert np.isfinite(value.numpy()), name
+  extra = loss_info.extra
+  np.testing.assert_allclose(extra.kl, extra.kl_mean + extra.kl_cov,
+                             rtol=1e-5)
+  assert float(extra.alpha) == 0.0 and float(extra.alpha_mean) > 0
+  after = agent._network.trainable_variables  # pylint: disable=protected-access
+  changed = [not np.allclose(b, a.numpy()) for b, a in zip(before, after)]
+  assert all(changed)
+  if proposal_alpha:
+    assert float(extra.q_value_loss) > 0
+
+
+def test_gaussian_multipliers_follow_their_constraints():
+  """Far-away bounds: both multipliers fall; tiny ones: they rise."""
+  for epsilon, direction in ((10.0, -1.0), (1e-9, 1.0)):
+    agent = make_pendulum_agent(config=config_lib.SpoConfig(
+        epsilon_alpha_mean=epsilon, epsilon_alpha_cov=epsilon,
+        target_update_tau=1e-3))
+    experience = collected_experience(agent)
+    agent.train(experience)  # The target still equals the network: KL = 0.
+    alphas = agent.alphas
+    agent.train(experience)
+    for name, value in agent.alphas.items():
+      assert direction * (float(value) - float(alphas[name])) > 0, name
+
+
+def test_agent_rejects_bad_inputs_naming_the_argument():
+  agent = make_agent()
+  with pytest.raises(ValueError, match=r'experience: .* T >= 2'):
+    agent.train(fabricated_experience(agent, time=1))
+  # A model that carries its planning state, with a spec that doesn't.
+  network = networks.PolicyValueNetwork(
+      PENDULUM.network_input_spec(), PENDULUM.action_spec())
+  with pytest.raises(ValueError, match='observation'):
+    agent_lib.SpoAgent(ts.time_step_spec(PENDULUM.network_input_spec()),
+                       PENDULUM.action_spec(), network, PENDULUM)
+  # A network of the whole observation instead of its network input.
+  cube_network = networks.PolicyValueNetwork(CUBE.observation_spec(),
+                                             PENDULUM.action_spec())
+  with pytest.raises(ValueError, match='network: its input spec'):
+    agent_lib.SpoAgent(ts.time_step_spec(PENDULUM.observation_spec()),
+                       PENDULUM.action_spec(), cube_network, PENDULUM)
+  # A network of other actions.
+  with pytest.raises(ValueError, match='network: it serves actions'):
+    agent_lib.SpoAgent(
+        ts.time_step_spec(PENDULUM.observation_spec()),
+        PENDULUM.action_spec(),
+        networks.PolicyValueNetwork(PENDULUM.network_input_spec(),
+                                    CUBE.action_spec()), PENDULUM)

@@ -3,10 +3,13 @@
 import math
 
 import numpy as np
+import pytest
 import tensorflow as tf
 import tensorflow_probability as tfp
 
 from tf_spo import losses
+
+tfd = tfp.distributions
 
 
 def synthetic_advantages(num_states=64, num_particles=16, seed=0):
@@ -172,3 +175,78 @@ def test_masked_mean():
                          tf.constant([1.0, 0.0, 1.0])), 3.5)
   np.testing.assert_allclose(
       losses.masked_mean(tf.constant([1.0]), tf.constant([0.0])), 0.0)
+
+
+def _gaussians(seed):
+  rng = np.random.default_rng(seed)
+  make = lambda: (tf.constant(rng.normal(size=[5, 3]), tf.float32),
+                  tf.constant(rng.uniform(0.3, 2.0, size=[5, 3]), tf.float32))
+  return make(), make()
+
+
+def test_decoupled_gaussian_kl_pieces_sum_to_the_full_kl():
+  (target_loc, target_scale), (loc, scale) = _gaussians(0)
+  kl_mean, kl_cov = losses.decoupled_gaussian_kl(target_loc, target_scale,
+                                                 loc, scale)
+  full = tfd.kl_divergence(
+      tfd.MultivariateNormalDiag(target_loc, target_scale),
+      tfd.MultivariateNormalDiag(loc, scale))
+  np.testing.assert_allclose(kl_mean + kl_cov, full, rtol=1e-5)
+  # The mean part is 1/2 (mu - mu_t)^T S^-1 (mu - mu_t).
+  np.testing.assert_allclose(
+      kl_mean, 0.5 * np.sum(((loc - target_loc) / scale)**2, -1), rtol=1e-5)
+  # Decoupled: each part trains only its own parameters.
+  with tf.GradientTape(persistent=True) as tape:
+    tape.watch([loc, scale])
+    kl_mean, kl_cov = losses.decoupled_gaussian_kl(target_loc, target_scale,
+                                                   loc, scale)
+  assert tape.gradient(kl_mean, scale) is None
+  assert tape.gradient(kl_cov, loc) is None
+  assert np.any(tape.gradient(kl_mean, loc).numpy() != 0)
+  assert np.any(tape.gradient(kl_cov, scale).numpy() != 0)
+
+
+def test_gaussian_m_step_is_stationary_at_the_weighted_moments():
+  """Weighted MLE: the mean goes to the weighted mean of the atoms, the
+  variance to their weighted spread around the target mean."""
+  rng = np.random.default_rng(1)
+  atoms = tf.constant(rng.normal(size=[4, 32, 2]), tf.float32)
+  weights = tf.nn.softmax(tf.constant(rng.normal(size=[4, 32]), tf.float32))
+  target_loc = tf.constant(rng.normal(size=[4, 2]) * 0.1, tf.float32)
+  target_scale = tf.constant(rng.uniform(0.5, 1.5, size=[4, 2]), tf.float32)
+  loc = tf.einsum('bn,bnd->bd', weights, atoms)
+  scale = tf.sqrt(tf.einsum('bn,bnd->bd', weights,
+                            tf.square(atoms - target_loc[:, None])))
+  with tf.GradientTape() as tape:
+    tape.watch([loc, scale])
+    result = losses.gaussian_m_step(
+        atoms, weights, loc, scale, target_loc, target_scale,
+        alpha_mean=tf.constant(0.0), alpha_cov=tf.constant(0.0),
+        epsilon_mean=0.05, epsilon_cov=5e-4, mask=tf.ones([4]))
+  grad_loc, grad_scale = tape.gradient(result.policy_loss, [loc, scale])
+  np.testing.assert_allclose(grad_loc, 0.0, atol=1e-5)
+  np.testing.assert_allclose(grad_scale, 0.0, atol=1e-5)
+  np.testing.assert_allclose(result.kl, result.kl_mean + result.kl_cov,
+                             rtol=1e-6)
+
+
+@pytest.mark.parametrize('epsilon,direction', [(1e-6, 1.0), (10.0, -1.0)])
+def test_gaussian_multipliers_rise_when_violated_and_fall_otherwise(
+    epsilon, direction):
+  (target_loc, target_scale), (loc, scale) = _gaussians(2)
+  atoms = tf.random.stateless_normal([5, 8, 3], [0, 1])
+  weights = tf.fill([5, 8], 1.0 / 8)
+  duals = [tfp.util.TransformedVariable(value, tfp.bijectors.Softplus())
+           for value in (10.0, 500.0)]
+  optimizer = tf.keras.optimizers.SGD(0.1)
+  before = [float(tf.convert_to_tensor(d)) for d in duals]
+  with tf.GradientTape() as tape:
+    result = losses.gaussian_m_step(
+        atoms, weights, loc, scale, target_loc, target_scale,
+        tf.convert_to_tensor(duals[0]), tf.convert_to_tensor(duals[1]),
+        epsilon, epsilon, tf.ones([5]))
+  variables = [d.trainable_variables[0] for d in duals]
+  optimizer.apply_gradients(zip(
+      tape.gradient(result.alpha_loss, variables), variables))
+  for value, old in zip(duals, before):
+    assert direction * (float(tf.convert_to_tensor(value)) - old) > 0

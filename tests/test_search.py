@@ -388,3 +388,158 @@ def test_twisting_needs_q_values():
   with pytest.raises(ValueError, match='proposal_alpha > 0 needs Q-values'):
     run_search(toy.ToyModel([0.0], [True]), config,
                network_fn=fixed_network(np.zeros(1)))
+
+
+# Continuous actions: prior N(MU, SIGMA^2), advantage -K (a - C)^2.
+MU, SIGMA, K, C, GAUSSIAN_ETA = 0.5, 1.0, 1.0, 1.5, 2.0
+
+
+def gaussian_network(loc=MU, scale=SIGMA, value=0.0):
+  """A network with the same Gaussian policy and value everywhere."""
+
+  def network_fn(observation):
+    batch = tf.shape(observation)[0]
+    fill = lambda x: tf.fill([batch, 1], tf.constant(x, tf.float32))
+    return networks.NetworkOutput(
+        action_spaces.GaussianParams(fill(loc), fill(scale)),
+        tf.fill([batch], tf.constant(value, tf.float32)))
+
+  return network_fn
+
+
+def test_continuous_target_converges_to_the_analytic_gaussian():
+  """Weighted atoms -> pi exp(A / eta) / Z, a Gaussian, as N grows."""
+  bandit = toy.QuadraticBandit(K, [C])
+  precision = 1.0 / SIGMA**2 + 2.0 * K / GAUSSIAN_ETA
+  mean = (MU / SIGMA**2 + 2.0 * K * C / GAUSSIAN_ETA) / precision
+  errors = []
+  for n in (8, 64, 512, 4096):
+    config = config_lib.SearchConfig(num_particles=n, depth=2,
+                                     resample_period=1, discount=1.0)
+    out = run_search(bandit, config, batch=64, network_fn=gaussian_network(),
+                     eta=GAUSSIAN_ETA)
+    atoms = out.atoms.numpy()[..., 0]
+    weights = out.atom_weights.numpy()
+    assert out.action_weights is None
+    np.testing.assert_allclose(weights.sum(-1), 1.0, rtol=1e-5)
+    weighted_mean = np.sum(weights * atoms, -1)
+    weighted_var = np.sum(weights * (atoms - weighted_mean[:, None])**2, -1)
+    errors.append((np.mean(np.abs(weighted_mean - mean)),
+                   np.mean(np.abs(weighted_var * precision - 1.0))))
+  mean_errors, var_errors = zip(*errors)
+  assert mean_errors[-1] < 0.02 and var_errors[-1] < 0.05, errors
+  assert mean_errors[-1] < mean_errors[0] / 5, errors
+  assert var_errors[-1] < var_errors[0] / 3, errors
+
+
+def test_continuous_message_passing_and_twisting_target_the_same_gaussian():
+  """Message passing and a Q-twisted proposal keep the target unbiased."""
+  bandit = toy.QuadraticBandit(K, [C])
+  precision = 1.0 / SIGMA**2 + 2.0 * K / GAUSSIAN_ETA
+  mean = (MU / SIGMA**2 + 2.0 * K * C / GAUSSIAN_ETA) / precision
+
+  def q_fn(q, actions):  # Q twisting towards a = 3, away from the target.
+    del q
+    return -tf.square(actions[..., 0] - 3.0)
+
+  for overrides in (dict(policy_inference='message_passing'),
+                    dict(proposal_alpha=0.2, proposal_atoms=30),
+                    dict(proposal_alpha=0.2, proposal_atoms=30,
+                         policy_inference='message_passing')):
+    config = config_lib.SearchConfig(num_particles=2048, depth=1,
+                                     resample_period=1, discount=1.0,
+                                     **overrides)
+    network_fn = gaussian_network()
+    if config.proposal_alpha:
+      plain = network_fn
+      network_fn = lambda obs, plain=plain: plain(obs)._replace(
+          q=tf.zeros([tf.shape(obs)[0], 1]))
+    compiled = tf.function(
+        lambda obs, s, config=config, network_fn=network_fn:
+        search.smc_search(obs, bandit, network_fn, GAUSSIAN_ETA, config, s,
+                          q_fn=q_fn),
+        jit_compile=True)
+    out = compiled(tf.zeros([16, 1]), tf.constant([3, 4]))
+    atoms = out.atoms.numpy()[..., 0]
+    weighted_mean = np.sum(out.atom_weights.numpy() * atoms, -1)
+    np.testing.assert_allclose(np.mean(weighted_mean), mean, atol=0.03,
+                               err_msg=str(overrides))
+    if config.proposal_alpha:
+      assert np.all(out.proposal_kl.numpy() > 0)
+
+
+def test_continuous_twisting_needs_q_fn():
+  config = config_lib.SearchConfig(num_particles=4, depth=1,
+                                   resample_period=1, proposal_alpha=0.1)
+  with pytest.raises(ValueError, match='needs q_fn'):
+    run_search(toy.QuadraticBandit(K, [C]), config,
+               network_fn=gaussian_network())
+
+
+def test_ess_threshold_zero_or_one_is_the_fixed_period():
+  """Threshold 1 resamples whenever weights are unequal: the fixed period."""
+  model = toy.ToyModel([1.0, 0.0, 0.5, -1.0], [False] * 4)
+  fixed = config_lib.SearchConfig(num_particles=16, depth=4,
+                                  resample_period=1)
+  adaptive = config_lib.SearchConfig(num_particles=16, depth=4,
+                                     resample_period=1, ess_threshold=1.0)
+  a = run_search(model, fixed, batch=8)
+  b = run_search(model, adaptive, batch=8)
+  for field in ('atoms', 'atom_weights', 'eta_advantages', 'value'):
+    np.testing.assert_allclose(getattr(a, field), getattr(b, field),
+                               rtol=1e-6, err_msg=field)
+  np.testing.assert_array_equal(b.resample_fraction, 1.0)
+
+
+def test_ess_threshold_below_every_ess_never_resamples():
+  """Never resampling: as a period of `depth`, with the whole depth as the
+  eta segment."""
+  model = toy.ToyModel([1.0, 0.0, 0.5, -1.0], [False] * 4)
+  adaptive = config_lib.SearchConfig(num_particles=16, depth=4,
+                                     resample_period=1, ess_threshold=1e-3)
+  never = config_lib.SearchConfig(num_particles=16, depth=4,
+                                  resample_period=4)
+  a = run_search(model, adaptive, batch=8)
+  b = run_search(model, never, batch=8)
+  for field in ('atoms', 'atom_weights', 'eta_advantages', 'value'):
+    np.testing.assert_allclose(getattr(a, field), getattr(b, field),
+                               rtol=1e-6, err_msg=field)
+  np.testing.assert_array_equal(a.resample_fraction, 0.0)
+  # Rewards 1, 0, 0.5, -1 summed over 4 steps with V = 0.
+  assert np.all(np.isin(np.round(a.eta_advantages.numpy() * 2), np.arange(
+      -8, 9)))
+  assert np.abs(a.eta_advantages.numpy()).max() > 1.0
+
+
+def test_ess_adaptive_resamples_only_roots_with_low_ess():
+  """Equal rewards keep ESS = N (no resampling); unequal ones resample."""
+  config = config_lib.SearchConfig(num_particles=32, depth=4,
+                                   resample_period=1, ess_threshold=0.9)
+  flat = run_search(toy.ToyModel([0.5] * 4, [False] * 4), config, batch=4)
+  np.testing.assert_array_equal(flat.resample_fraction, 0.0)
+  np.testing.assert_allclose(flat.ess, 32.0, rtol=1e-5)
+  steep = run_search(toy.ToyModel([3.0, 0.0, 0.0, -3.0], [False] * 4),
+                     config, batch=4)
+  assert np.all(steep.resample_fraction.numpy() > 0)
+
+
+def test_search_plans_from_the_carried_planning_state():
+  """A PlanningObservation's state, not the network input, is planned from."""
+  from environments import pendulum  # pylint: disable=g-import-not-at-top
+  model = pendulum.Pendulum(time_limit=10)
+  state = model.reset(3, tf.constant([0, 1]))
+  config = config_lib.SearchConfig(num_particles=4, depth=3,
+                                   resample_period=3)
+  network_fn = lambda x: gaussian_network(loc=0.0)(x[:, :1])
+  fresh = search.smc_search(model.observe(state), model, network_fn, 1.0,
+                            config, tf.constant([1, 2]))
+  np.testing.assert_allclose(fresh.alive_fraction, 1.0)
+  # One step from the time limit: every particle's episode ends at once,
+  # which the network input (cos, sin, speed) cannot show.
+  late = dict(state, steps=tf.fill([3], 9))
+  ending = search.smc_search(model.observe(late), model, network_fn, 1.0,
+                             config, tf.constant([1, 2]))
+  np.testing.assert_allclose(ending.alive_fraction, 0.0)
+  # Only the first step's reward counts (the episode is over after it).
+  np.testing.assert_array_less(fresh.value, 0.0)
+  assert np.all(np.abs(ending.value) < np.abs(fresh.value))

@@ -24,3 +24,15 @@ def test_rewards_and_terminations_per_action():
 def test_rejects_mismatched_lengths():
   with pytest.raises(ValueError, match='same length'):
     toy.ToyModel([1.0, 2.0], [True])
+
+
+def test_quadratic_bandit_rewards_and_ends():
+  model = toy.QuadraticBandit(2.0, [1.0, -1.0])
+  assert model.action_spec().shape == (2,)
+  state = model.reset(2, tf.constant([0, 0]))
+  out = model.step(state, tf.constant([[1.0, -1.0], [0.0, 0.0]]))
+  np.testing.assert_allclose(out.reward, [0.0, -4.0])
+  np.testing.assert_array_equal(out.done, [True, True])
+  np.testing.assert_allclose(out.discount, [0.0, 0.0])
+  with pytest.raises(ValueError, match='curvature must be > 0'):
+    toy.QuadraticBandit(0.0, [1.0])

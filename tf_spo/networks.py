@@ -126,6 +126,10 @@ class PolicyValueNetwork(network.Network):
       self._q_head = tf.keras.Sequential([
           tf.keras.layers.Dense(head_units, activation='relu'),
           tf.keras.layers.Dense(self._action_space.num_actions or 1)])
+      if not discrete:
+        # Q(s, a) is called outside `call`; build it with the network.
+        self._q_head.build(
+            (None, torso_units + self._action_space.action_size))
 
   @property
   def has_q_head(self) -> bool:

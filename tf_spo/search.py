@@ -524,9 +524,11 @@ def smc_search(root_observation: Any, model, network_fn: NetworkFn,
   weights = tf.nn.softmax(log_weights, axis=-1)
   if config.policy_inference == 'message_passing':
     atoms = _per_root(root_atoms, n)
+    # Self-normalised weights of the root atoms: the root proposal's
+    # correction is in the continuous Q-hat_j already.
     atom_weights = tf.nn.softmax(
-        ancestor_q + (0.0 if action_space.is_discrete
-                      else _per_root(root_log_ratio, n)), axis=-1)
+        ancestor_q + (_per_root(root_log_ratio, n) if action_space.is_discrete
+                      else 0.0), axis=-1)
     action_weights = (message_passing_policy(root.policy, atoms, ancestor_q)
                       if action_space.is_discrete else None)
   else:
