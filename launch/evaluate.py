@@ -1,80 +1,132 @@
-r"""Evaluates a trained SPO policy: solve rate by scramble depth.
+r"""Evaluates a trained SPO policy on held-out episodes of its task.
 
 Loads either a training checkpoint (`--root_dir`, rebuilt from the run's
-`config.json`) or an exported SavedModel (`--saved_model`), and plays
-`--num_episodes` held-out cubes at each scramble depth 1..`--max_scramble`.
+`config.json`, whose env it evaluates) or an exported SavedModel
+(`--saved_model`, of the task `--env`), plays `--num_episodes` held-out
+episodes, and reports the env's metrics: `mean_return` for every env, and
+`solve_rate` where solving means something. Tasks with an evaluation sweep
+(the cube's scramble depth) are evaluated at each level 1..`--max_level`.
 
-  python -m launch.evaluate --root_dir=runs/cube
-  python -m launch.evaluate --saved_model=runs/cube/policy --max_scramble=10
+  python -m launch.evaluate --root_dir=runs/cube --max_level=10
+  python -m launch.evaluate --saved_model=runs/cube/policy/search
+  python -m launch.evaluate --env=pendulum \
+      --saved_model=runs/pendulum/policy/network --num_episodes=100
 """
 
 import json
 import time
-from typing import Any, Dict
+from typing import Any, Dict, Optional
 
 from absl import app
 from absl import flags
 import tensorflow as tf
 
-from environments import rubiks_cube
+from environments import model as model_lib
+from environments import registry
 from launch import common
 
 FLAGS = flags.FLAGS
 
 
-def evaluate_by_depth(policy: Any, max_scramble: int, num_episodes: int,
-                      seed: int, time_limit: int) -> Dict[int, Dict[str, float]]:
-  """Solve rate of `policy` on cubes scrambled by exactly 1..max_scramble."""
-  return {
-      depth: common.evaluate_policy(
-          policy,
-          rubiks_cube.RubiksCube(depth, depth, time_limit=time_limit),
-          num_episodes, seed)
-      for depth in range(1, max_scramble + 1)
-  }
+def evaluate_levels(policy: Any, settings: Dict[str, Any],
+                    max_level: Optional[int], num_episodes: int, seed: int,
+                    network_input_only: bool = False
+                    ) -> Dict[int, Dict[str, float]]:
+  """The env's metrics of `policy`, per level of its evaluation sweep.
+
+  Args:
+    policy: a `TFPolicy` or a policy loaded from a SavedModel.
+    settings: run settings; `settings['env']` picks the task.
+    max_level: evaluate the env's sweep setting at 1..max_level; None (or an
+      env without a sweep) evaluates the run's own evaluation episodes, as
+      level 0.
+    num_episodes: episodes per level.
+    seed: seed of the held-out start states.
+    network_input_only: the policy reads the network input only.
+
+  Returns:
+    {level: {'mean_return', 'mean_length'[, 'solve_rate']}}.
+  """
+  sweep = registry.entry(settings['env']).eval_sweep
+  levels = range(1, max_level + 1) if sweep and max_level else [0]
+  results = {}
+  for level in levels:
+    level_settings = dict(settings, **({sweep: level} if level else {}))
+    model = common.make_model(level_settings, evaluation=True)
+    scores = common.evaluate_policy(policy, model, num_episodes, seed,
+                                    network_input_only=network_input_only)
+    results[level] = {name: scores[name] for name in
+                      common.metrics(settings) + ('mean_length',)}
+  return results
 
 
-def load_policy(root_dir: str, saved_model: str, policy_kind: str):
-  """Loads the policy from a SavedModel or the latest checkpoint of a run."""
+def reads_network_input_only(saved_policy, settings) -> bool:
+  """Whether a loaded policy takes the network input of a planning env."""
+  model = common.make_model(settings, evaluation=True)
+  if not isinstance(model.observation_spec(), model_lib.PlanningObservation):
+    return False
+  _, inputs = saved_policy.signatures['action'].structured_input_signature
+  return not any('planning_state' in spec.name for spec in inputs.values())
+
+
+def load(root_dir: str, saved_model: str, policy_kind: str, env: str):
+  """The policy and the run settings to evaluate it with."""
   if saved_model:
-    return tf.saved_model.load(saved_model)
+    settings = common.resolve_settings(env, 'cpu', {})
+    policy = tf.saved_model.load(saved_model)
+    return policy, settings, reads_network_input_only(policy, settings)
   run = common.restore_run(root_dir)
-  return {'search': run.agent.policy,
-          'network': run.agent.network_policy}[policy_kind]
+  policy = {'search': run.agent.policy,
+            'network': run.agent.network_policy}[policy_kind]
+  return policy, run.settings, False
 
 
 def run():
+  """Defines the flags and runs `main`."""
   flags.DEFINE_string('root_dir', '', 'Run directory of launch.train to '
                       'restore the latest checkpoint from.')
   flags.DEFINE_string('saved_model', '', 'Exported SavedModel directory '
                       '(instead of --root_dir).')
+  flags.DEFINE_enum('env', 'rubiks_cube', sorted(registry.ENVS),
+                    'With --saved_model: the task of the policy.')
   flags.DEFINE_enum('policy', 'search', ['search', 'network'],
                     'With --root_dir: evaluate the SMC search policy or the '
                     'bare network policy.')
-  flags.DEFINE_integer('max_scramble', 7, 'Evaluate scramble depths '
-                       '1..max_scramble.')
-  flags.DEFINE_integer('num_episodes', 100, 'Cubes per scramble depth.')
-  flags.DEFINE_integer('time_limit', 20, 'Episode step limit.')
-  flags.DEFINE_integer('seed', 12345, 'Seed of the held-out cubes.')
+  flags.DEFINE_integer('max_level', 0, 'Envs with an evaluation sweep (the '
+                       'cube: scramble moves): evaluate levels '
+                       '1..max_level; 0 evaluates the run\'s own episodes.')
+  flags.DEFINE_integer('num_episodes', 100, 'Episodes per level.')
+  flags.DEFINE_integer('time_limit', 0, 'Episode step limit (0: the run\'s '
+                       'or the env\'s default).')
+  flags.DEFINE_integer('seed', 12345, 'Seed of the held-out episodes.')
   flags.DEFINE_string('output', '', 'Optional JSON file for the results.')
   app.run(main)
 
 
 def main(argv):
+  """Evaluates the policy given by the flags and prints a table."""
   del argv
   if bool(FLAGS.root_dir) == bool(FLAGS.saved_model):
     raise app.UsageError('Pass exactly one of --root_dir and --saved_model.')
-  for name in ('max_scramble', 'num_episodes', 'time_limit'):
-    if FLAGS[name].value < 1:
-      raise app.UsageError(f'--{name} must be >= 1, got {FLAGS[name].value}.')
-  policy = load_policy(FLAGS.root_dir, FLAGS.saved_model, FLAGS.policy)
+  for name in ('max_level', 'time_limit'):
+    if FLAGS[name].value < 0:
+      raise app.UsageError(f'--{name} must be >= 0, got {FLAGS[name].value}.')
+  if FLAGS.num_episodes < 1:
+    raise app.UsageError(
+        f'--num_episodes must be >= 1, got {FLAGS.num_episodes}.')
+  policy, settings, network_input_only = load(
+      FLAGS.root_dir, FLAGS.saved_model, FLAGS.policy, FLAGS.env)
+  if FLAGS.time_limit:
+    settings = dict(settings, time_limit=FLAGS.time_limit)
   start = time.time()
-  results = evaluate_by_depth(policy, FLAGS.max_scramble, FLAGS.num_episodes,
-                              FLAGS.seed, FLAGS.time_limit)
-  print(f'{"scramble":>8} {"solve_rate":>10} {"mean_length":>11}')
-  for depth, result in results.items():
-    print(f'{depth:>8} {result["solve_rate"]:>10.3f} '
-          f'{result["mean_length"]:>11.2f}')
+  results = evaluate_levels(policy, settings, FLAGS.max_level,
+                            FLAGS.num_episodes, FLAGS.seed,
+                            network_input_only)
+  columns = list(next(iter(results.values())))
+  print(f'env={settings["env"]}')
+  print(f'{"level":>6} ' + ' '.join(f'{c:>12}' for c in columns))
+  for level, result in results.items():
+    print(f'{level:>6} ' + ' '.join(f'{result[c]:>12.3f}' for c in columns))
   print(f'evaluated in {time.time() - start:.1f}s')
   if FLAGS.output:
     with open(FLAGS.output, 'w') as f:

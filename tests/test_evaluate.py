@@ -3,6 +3,7 @@
 import tensorflow as tf
 from tf_agents.trajectories import policy_step
 
+from environments import pendulum
 from environments import rubiks_cube
 from launch import common
 from launch import evaluate
@@ -40,26 +41,55 @@ def test_evaluate_policy_known_answers():
   assert result == {'solve_rate': 0.0, 'mean_return': 0.0, 'mean_length': 1.0}
 
 
-def test_evaluate_by_depth_covers_every_depth():
-  results = evaluate.evaluate_by_depth(
-      OneMoveOracle(rubiks_cube.RubiksCube(1, 1)), max_scramble=2,
-      num_episodes=8, seed=0, time_limit=3)
+def test_evaluate_levels_covers_every_scramble_depth():
+  settings = common.resolve_settings('rubiks_cube', 'cpu', {'time_limit': 3})
+  results = evaluate.evaluate_levels(
+      OneMoveOracle(rubiks_cube.RubiksCube(1, 1)), settings, max_level=2,
+      num_episodes=8, seed=0)
   assert sorted(results) == [1, 2]
   assert results[1]['solve_rate'] == 1.0
+  assert set(results[2]) == {'solve_rate', 'mean_return', 'mean_length'}
+
+
+class ZeroTorque:
+  """Applies no torque: the pendulum swings freely."""
+
+  def action(self, time_step):
+    return policy_step.PolicyStep(
+        tf.zeros([tf.shape(time_step.observation)[0], 1]))
+
+
+def test_pendulum_is_evaluated_by_mean_return_from_network_inputs():
+  settings = common.resolve_settings('pendulum', 'cpu', {'time_limit': 5})
+  results = evaluate.evaluate_levels(ZeroTorque(), settings, max_level=3,
+                                     num_episodes=4, seed=0,
+                                     network_input_only=True)
+  assert list(results) == [0]  # No sweep for the pendulum.
+  assert set(results[0]) == {'mean_return', 'mean_length'}
+  assert results[0]['mean_length'] == 5.0
+  # Five steps of -(theta^2 + 0.1 theta_dot^2) from held-out starts.
+  model = pendulum.Pendulum(time_limit=5)
+  state = model.reset(4, tf.constant([0, 0], tf.int64))
+  expected = 0.0
+  for _ in range(5):
+    out = model.step(state, tf.zeros([4, 1]))
+    expected += float(tf.reduce_mean(out.reward))
+    state = out.state
+  assert abs(results[0]['mean_return'] - expected) < 1e-4
 
 
 def test_cli_on_checkpoint_and_saved_model(tiny_run, tmp_path):
   root_dir, summary, _ = tiny_run
   output = tmp_path / 'results.json'
   result = conftest.run_module(
-      'launch.evaluate', f'--root_dir={root_dir}', '--max_scramble=2',
+      'launch.evaluate', f'--root_dir={root_dir}', '--max_level=2',
       '--num_episodes=8', f'--output={output}')
   assert result.returncode == 0, result.stderr[-3000:]
   assert 'solve_rate' in result.stdout and output.exists()
   result = conftest.run_module(
       'launch.evaluate', f'--saved_model={summary["saved_models"]["search"]}',
-      '--max_scramble=1', '--num_episodes=8')
+      '--max_level=1', '--num_episodes=8')
   assert result.returncode == 0, result.stderr[-3000:]
-  result = conftest.run_module('launch.evaluate', '--max_scramble=1')
+  result = conftest.run_module('launch.evaluate', '--max_level=1')
   assert result.returncode != 0
   assert 'exactly one of --root_dir and --saved_model' in result.stderr

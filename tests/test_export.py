@@ -156,3 +156,11 @@ def test_pendulum_run_exports_continuous_policies(tmp_path):
   output, _ = run.agent._network(observation.network_input)  # pylint: disable=protected-access
   np.testing.assert_allclose(2.0 * np.tanh(output.policy.loc.numpy()),
                              network['action'], atol=1e-5)
+  # launch.evaluate tells the network-input-only SavedModel from the search.
+  for kind in ('search', 'network'):
+    result = conftest.run_module(
+        'launch.evaluate', '--env=pendulum',
+        f'--saved_model={summary["saved_models"][kind]}',
+        '--num_episodes=2', '--time_limit=4')
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert 'mean_return' in result.stdout and 'solve_rate' not in result.stdout
