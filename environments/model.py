@@ -35,8 +35,7 @@ class ModelStep(NamedTuple):
 
 
 class PlanningObservation(NamedTuple):
-  """An observation that carries the true planning state beside what the
-  network sees.
+  """An observation carrying the true planning state beside the network's.
 
   Models whose observation does not determine their state (a time limit, a
   simulator's full state) observe this: networks and exported network

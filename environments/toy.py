@@ -28,6 +28,7 @@ class ToyModel(model_lib.EnvironmentModel):
     Args:
       rewards: reward of each action, length A >= 1.
       terminal: whether each action terminates the episode, length A.
+      name: name of the module.
 
     Raises:
       ValueError: if the lengths differ or are 0.
@@ -83,6 +84,7 @@ class QuadraticBandit(model_lib.EnvironmentModel):
     Args:
       curvature: k > 0.
       centre: c, the best action, length D >= 1.
+      name: name of the module.
 
     Raises:
       ValueError: for k <= 0 or an empty centre.

@@ -51,23 +51,27 @@ def parse_budget(budget: str) -> Dict[str, int]:
 
 
 def run_dir(root_dir: str, variant: str, budget: str, seed: int) -> str:
+  """The run directory of one (variant, budget, seed)."""
   return os.path.join(root_dir, f'{variant}_{budget}_seed{seed}')
 
 
 def train_flags(variant: str, budget: str, seed: int,
                 extra: Sequence[str]) -> List[str]:
+  """The launch.train flags of one run, then `extra`."""
   settings = dict(VARIANTS[variant], **parse_budget(budget), seed=seed)
   return [f'--{name}={value}' for name, value in settings.items()] + list(
       extra)
 
 
 def read_eval(path: str) -> List[Dict[str, float]]:
+  """The rows of a run's eval.csv."""
   with open(os.path.join(path, 'eval.csv')) as f:
     return [{k: float(v) for k, v in row.items()} for row in csv.DictReader(f)]
 
 
 def summarise(root_dir: str, variants: Sequence[str], budgets: Sequence[str],
               seeds: Sequence[int]) -> str:
+  """The Markdown table of the ablation's results."""
   """Markdown table of the finished runs.
 
   The curve column is the mean over seeds of the search solve rate at each
@@ -100,6 +104,7 @@ def summarise(root_dir: str, variants: Sequence[str], budgets: Sequence[str],
 
 
 def main(argv):
+  """Runs the missing runs one after the other, then summarises."""
   del argv
   variants = FLAGS.variants
   unknown = sorted(set(variants) - set(VARIANTS))
@@ -138,6 +143,7 @@ def main(argv):
 
 
 def run():
+  """Defines the flags and runs `main`."""
   flags.DEFINE_string('root_dir', 'runs/ablation', 'Directory of all runs.')
   flags.DEFINE_list('variants', list(VARIANTS), 'Variants to run.')
   flags.DEFINE_list('budgets', ['4x4', '8x8'], 'Particle budgets KxM: K '

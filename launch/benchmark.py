@@ -246,7 +246,8 @@ def run():
   flags.DEFINE_integer('head_units', 256, 'Width of the network heads.')
   flags.DEFINE_integer('repeats', 20, 'Timed calls of each function.')
   flags.DEFINE_integer('warmup', 3, 'Untimed calls of each function first.')
-  flags.DEFINE_integer('seed', 0, 'Seed of the network, root states and searches.')
+  flags.DEFINE_integer('seed', 0,
+                       'Seed of the network, root states and searches.')
   flags.DEFINE_string('output', '', 'Optional JSON file for the results.')
   app.run(main)
 

@@ -1,5 +1,7 @@
-"""What the launch scripts share: run settings, building and restoring a run,
-evaluating a policy and exporting SavedModels.
+"""What the launch scripts share: settings, runs, evaluation and export.
+
+Run settings, building and restoring a run, evaluating a policy and
+exporting SavedModels.
 
 A run is described by a flat dict of settings whose keys are the flag names of
 `launch/train.py`; it is written to `<root_dir>/config.json` so that
@@ -269,7 +271,8 @@ def write_settings(root_dir: str, settings: Dict[str, Any]) -> None:
     differing = [
         f'--{name}={previous.get(name)!r} (now {settings[name]!r})'
         for name in sorted(settings)
-        if name not in SCHEDULE_SETTINGS and previous.get(name) != settings[name]
+        if name not in SCHEDULE_SETTINGS and
+        previous.get(name) != settings[name]
     ]
     if differing:
       raise ValueError(

@@ -94,10 +94,10 @@ def run():
                     'bare network policy.')
   flags.DEFINE_integer('max_level', 0, 'Envs with an evaluation sweep (the '
                        'cube: scramble moves): evaluate levels '
-                       '1..max_level; 0 evaluates the run\'s own episodes.')
+                       "1..max_level; 0 evaluates the run's own episodes.")
   flags.DEFINE_integer('num_episodes', 100, 'Episodes per level.')
-  flags.DEFINE_integer('time_limit', 0, 'Episode step limit (0: the run\'s '
-                       'or the env\'s default).')
+  flags.DEFINE_integer('time_limit', 0, "Episode step limit (0: the run's "
+                       "or the env's default).")
   flags.DEFINE_integer('seed', 12345, 'Seed of the held-out episodes.')
   flags.DEFINE_string('output', '', 'Optional JSON file for the results.')
   app.run(main)

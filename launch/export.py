@@ -19,6 +19,7 @@ FLAGS = flags.FLAGS
 
 
 def main(argv):
+  """Restores the run of --root_dir and exports its policies."""
   del argv
   run = common.restore_run(FLAGS.root_dir)
   paths = common.export_policies(run, FLAGS.output_dir or
@@ -28,6 +29,7 @@ def main(argv):
 
 
 def run():
+  """Defines the flags and runs `main`."""
   flags.DEFINE_string('root_dir', None, 'Run directory of launch.train.')
   flags.DEFINE_string('output_dir', '', 'Where to write the SavedModels '
                       '(default <root_dir>/policy).')

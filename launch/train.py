@@ -33,6 +33,7 @@ FLAGS = flags.FLAGS
 
 
 def define_flags() -> None:
+  """Defines --root_dir, --preset and a flag per setting."""
   flags.DEFINE_string('root_dir', 'runs/cube', 'Directory of the run.')
   flags.DEFINE_enum('preset', 'cpu', list(common.PRESETS),
                     'Defaults to start from, per env: "cpu" finishes in '
@@ -228,6 +229,7 @@ def train(settings: Dict[str, Any], root_dir: str,
 
 
 def main(argv):
+  """Trains with the settings of the flags."""
   del argv
   logging.set_verbosity(logging.WARNING)
   settings = settings_from_flags()
@@ -239,6 +241,7 @@ def main(argv):
 
 
 def run():
+  """Defines the flags and runs `main`."""
   define_flags()
   app.run(main)
 

@@ -53,4 +53,4 @@ def test_summary_table_averages_seeds(tmp_path):
 def test_cli_rejects_unknown_variants():
   result = conftest.run_module('launch.ablation', '--variants=spo,magic')
   assert result.returncode != 0
-  assert "--variants must be among" in result.stderr
+  assert '--variants must be among' in result.stderr

@@ -53,7 +53,7 @@ def test_validate_settings_names_the_flag(overrides, message):
 
 
 def test_read_settings_of_a_missing_run(tmp_path):
-  with pytest.raises(FileNotFoundError, match='has no config.json'):
+  with pytest.raises(FileNotFoundError, match=r'has no config\.json'):
     common.read_settings(str(tmp_path))
 
 

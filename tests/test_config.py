@@ -8,8 +8,10 @@ from tf_spo import config as config_lib
 @pytest.mark.parametrize('kwargs,flag', [
     (dict(num_particles=0), '--num_particles must be >= 1'),
     (dict(depth=0, resample_period=1), '--depth must be >= 1'),
-    (dict(depth=4, resample_period=0), '--resample_period must be in [1, depth=4]'),
-    (dict(depth=4, resample_period=5), '--resample_period must be in [1, depth=4]'),
+    (dict(depth=4, resample_period=0),
+     '--resample_period must be in [1, depth=4]'),
+    (dict(depth=4, resample_period=5),
+     '--resample_period must be in [1, depth=4]'),
     (dict(discount=1.5), '--discount must be in [0, 1]'),
     (dict(root_dirichlet_alpha=0.0), '--root_dirichlet_alpha must be > 0'),
     (dict(root_exploration_fraction=-0.1),

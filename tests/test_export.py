@@ -16,7 +16,7 @@ from tests import conftest
 
 # Runs in a fresh interpreter that imports TensorFlow only. The .npz holds
 # the observation's tensors keyed by their input names in the signature.
-LOAD_AND_ACT = r'''
+LOAD_AND_ACT = r"""
 import json, sys
 import numpy as np
 import tensorflow as tf
@@ -32,7 +32,7 @@ project = [m for m in sys.modules if m.split('.')[0] in
            ('tf_spo', 'environments', 'launch', 'tf_agents')]
 print(json.dumps({'action': outputs['action'].numpy().tolist(),
                   'project_modules': project}))
-'''
+"""
 
 
 def save_observation(path, observation):

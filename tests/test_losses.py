@@ -207,8 +207,10 @@ def test_decoupled_gaussian_kl_pieces_sum_to_the_full_kl():
 
 
 def test_gaussian_m_step_is_stationary_at_the_weighted_moments():
-  """Weighted MLE: the mean goes to the weighted mean of the atoms, the
-  variance to their weighted spread around the target mean."""
+  """Weighted MLE: mean and variance go to the atoms' weighted moments.
+
+  The variance is their weighted spread around the target mean.
+  """
   rng = np.random.default_rng(1)
   atoms = tf.constant(rng.normal(size=[4, 32, 2]), tf.float32)
   weights = tf.nn.softmax(tf.constant(rng.normal(size=[4, 32]), tf.float32))

@@ -278,9 +278,12 @@ def degeneracy_kls(depth, batch=256):
 
 
 def test_message_passing_does_not_degenerate_with_depth(capsys):
-  """Paper 001, fig. 1: in a zero-reward absorbing model the optimal policy is
-  the uniform prior. Resampling collapses the Dirac q-hat towards one atom as
-  depth grows; the message-passing q-hat stays at the prior."""
+  """Paper 001, fig. 1: message passing does not degenerate with depth.
+
+  In a zero-reward absorbing model the optimal policy is the uniform
+  prior. Resampling collapses the Dirac q-hat towards one atom as
+  depth grows; the message-passing q-hat stays at the prior.
+  """
   shallow, deep = degeneracy_kls(1), degeneracy_kls(16)
   with capsys.disabled():
     print(f'\nKL(q-hat || uniform), 4 particles: depth 1 {shallow}, '
@@ -316,9 +319,12 @@ def test_revival_restarts_resampled_particles_from_non_terminal_states():
 
 
 def test_revived_search_keeps_particles_out_of_terminal_states():
-  """Action 0 ends the episode with reward 5; pi never takes it past the
+  """Revived particles continue from their last non-terminal state.
+
+  Action 0 ends the episode with reward 5; pi never takes it past the
   root. Without revival, resampling fills the particle set with terminated
-  copies; with it they continue from the root."""
+  copies; with it they continue from the root.
+  """
   model = toy.ToyModel([5.0, 0.0], [True, False])
   network_fn = fixed_network(np.array([-50.0, 0.0]))
   alive = {}
@@ -492,8 +498,10 @@ def test_ess_threshold_zero_or_one_is_the_fixed_period():
 
 
 def test_ess_threshold_below_every_ess_never_resamples():
-  """Never resampling: as a period of `depth`, with the whole depth as the
-  eta segment."""
+  """Never resampling: as a period of `depth`.
+
+  The whole depth is then the eta segment.
+  """
   model = toy.ToyModel([1.0, 0.0, 0.5, -1.0], [False] * 4)
   adaptive = config_lib.SearchConfig(num_particles=16, depth=4,
                                      resample_period=1, ess_threshold=1e-3)

@@ -172,7 +172,7 @@ class GaussianActions:
   def probabilities(self, atoms, weights) -> None:
     """None: continuous q-hat is its weighted atoms."""
     del atoms, weights
-    return None
+    return
 
 
 ActionSpace = DiscreteActions | GaussianActions

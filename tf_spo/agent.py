@@ -66,7 +66,8 @@ class SpoAgent(tf_agent.TFAgent):
                action_spec,
                network,
                model,
-               search_config: config_lib.SearchConfig = config_lib.SearchConfig(),
+               search_config: config_lib.SearchConfig = (
+                   config_lib.SearchConfig()),
                config: config_lib.SpoConfig = config_lib.SpoConfig(),
                optimizer: Optional[tf.keras.optimizers.Optimizer] = None,
                dual_optimizer: Optional[tf.keras.optimizers.Optimizer] = None,
@@ -163,8 +164,11 @@ class SpoAgent(tf_agent.TFAgent):
 
   @property
   def alphas(self) -> dict:
-    """The trust-region multipliers by name: `alpha`, or `alpha_mean` and
-    `alpha_cov` for Gaussian policies."""
+    """The trust-region multipliers by name.
+
+    `alpha` for categorical policies, `alpha_mean` and `alpha_cov` for
+    Gaussian ones.
+    """
     return {name: tf.convert_to_tensor(value)
             for name, value in self._alphas.items()}
 

@@ -211,8 +211,10 @@ def decoupled_gaussian_kl(target_loc: tf.Tensor, target_scale: tf.Tensor,
   (decoupled KL, as in MPO).
 
   Args:
-    target_loc, target_scale: [..., D] target policy parameters.
-    loc, scale: [..., D] network policy parameters.
+    target_loc: [..., D] target policy means.
+    target_scale: [..., D] target policy standard deviations.
+    loc: [..., D] network policy means.
+    scale: [..., D] network policy standard deviations.
 
   Returns:
     (kl_mean [...], kl_cov [...]), summing to the full KL.
@@ -241,10 +243,14 @@ def gaussian_m_step(atoms: tf.Tensor, weights: tf.Tensor, loc: tf.Tensor,
   Args:
     atoms: [..., N, D] pre-squash atoms of q-hat.
     weights: [..., N] their normalised weights.
-    loc, scale: [..., D] network policy parameters.
-    target_loc, target_scale: [..., D] target policy parameters.
-    alpha_mean, alpha_cov: scalar multipliers alpha_mu, alpha_Sigma, > 0.
-    epsilon_mean, epsilon_cov: their KL bounds.
+    loc: [..., D] network policy means.
+    scale: [..., D] network policy standard deviations.
+    target_loc: [..., D] target policy means.
+    target_scale: [..., D] target policy standard deviations.
+    alpha_mean: scalar multiplier alpha_mu of the mean part, > 0.
+    alpha_cov: scalar multiplier alpha_Sigma of the covariance part, > 0.
+    epsilon_mean: KL bound of the mean part.
+    epsilon_cov: KL bound of the covariance part.
     mask: [...] float32 weights of the states.
 
   Returns:

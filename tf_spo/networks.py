@@ -48,7 +48,8 @@ class _ResidualBlock(tf.keras.layers.Layer):
     self._output = tf.keras.layers.Dense(units)
 
   def call(self, inputs):
-    return tf.keras.activations.relu(inputs + self._output(self._hidden(inputs)))
+    return tf.keras.activations.relu(
+        inputs + self._output(self._hidden(inputs)))
 
 
 class PolicyValueNetwork(network.Network):
