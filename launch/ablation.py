@@ -24,9 +24,11 @@ from absl import flags
 
 FLAGS = flags.FLAGS
 
-# Settings each variant adds to SPO (paper 001, tables 6 and 7).
+# Settings each variant adds to SPO (paper 001, tables 6 and 7), and
+# ESS-adaptive resampling (resample a root only when its ESS < N / 2).
 VARIANTS = {
     'spo': {},
+    'ess_adaptive': {'ess_threshold': 0.5},
     'twisted_proposal': {'proposal_alpha': 0.1},
     'revived_resampling': {'revived_resampling': True},
     'message_passing': {'policy_inference': 'message_passing'},

@@ -147,3 +147,59 @@ def test_rejects_continuous_or_mismatched_specs():
   with pytest.raises(ValueError, match='observation'):
     policy_lib.SmcPolicy(wrong_observations, CUBE.action_spec(), network,
                          CUBE, SEARCH, 0.5)
+
+
+class _HostRewardToy(toy.ToyModel):
+  """A toy whose rewards come from the host (`tf.numpy_function`)."""
+
+  xla_compatible = False
+
+  def step(self, state, action):
+    out = super().step(state, action)
+    reward = tf.numpy_function(lambda r: r * 2.0, [out.reward], tf.float32)
+    return out._replace(reward=tf.reshape(reward, tf.shape(out.reward)))
+
+
+def test_a_model_that_cannot_compile_runs_the_search_uncompiled():
+  model = _HostRewardToy([1.0, 0.0, 2.0], [True] * 3)
+  policy, network = make_policy(model)
+  step = policy.action(ts.restart(tf.zeros([5, 1]), 5))
+  assert step.action.shape == (5,)
+  # It searches as the compiled search of the same toy with doubled rewards.
+  doubled = toy.ToyModel([2.0, 0.0, 4.0], [True] * 3)
+  compiled = policy_lib.SmcPolicy(
+      ts.time_step_spec(doubled.observation_spec()), doubled.action_spec(),
+      network, doubled, SEARCH, tf.constant(0.5))
+  same = compiled.action(ts.restart(tf.zeros([5, 1]), 5))
+  np.testing.assert_allclose(step.info['search_value'],
+                             same.info['search_value'], rtol=1e-6)
+  np.testing.assert_array_equal(step.action, same.action)
+  # XLA could not compile this model's step.
+  with pytest.raises(Exception, match='PyFunc|numpy_function|EagerPyFunc'):
+    tf.function(lambda s, a: model.step(s, a).reward, jit_compile=True)(
+        tf.zeros([2], tf.int32), tf.zeros([2], tf.int32))
+
+
+def test_continuous_search_policy_acts_in_bounds_and_greedy_takes_the_best():
+  bandit = toy.QuadraticBandit(1.0, [1.5])
+  network = networks.PolicyValueNetwork(
+      bandit.observation_spec(), bandit.action_spec(), torso_units=8,
+      num_residual_blocks=0, head_units=8)
+  time_step_spec = ts.time_step_spec(bandit.observation_spec())
+  config = config_lib.SearchConfig(num_particles=64, depth=1,
+                                   resample_period=1)
+  greedy = policy_lib.SmcPolicy(time_step_spec, bandit.action_spec(), network,
+                                bandit, config, 0.1, greedy=True)
+  step = greedy.action(ts.restart(tf.zeros([6, 1]), 6))
+  atoms = step.info['search_atoms'].numpy()[..., 0]
+  best = atoms[np.arange(6), np.argmax(step.info['search_weights'], -1)]
+  np.testing.assert_allclose(step.action.numpy()[:, 0], best)
+  # The best of 64 atoms is near the bandit's optimum 1.5.
+  assert np.all(np.abs(best - 1.5) < np.abs(atoms - 1.5).mean(-1))
+  sampled = policy_lib.SmcPolicy(time_step_spec, bandit.action_spec(),
+                                 network, bandit, config, 0.1)
+  step = sampled.action(ts.restart(tf.zeros([6, 1]), 6))
+  assert step.action.shape == (6, 1)
+  assert all(a in row for a, row in zip(step.action.numpy()[:, 0],
+                                        step.info['search_atoms'].numpy()[
+                                            ..., 0]))

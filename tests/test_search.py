@@ -551,3 +551,36 @@ def test_search_plans_from_the_carried_planning_state():
   # Only the first step's reward counts (the episode is over after it).
   np.testing.assert_array_less(fresh.value, 0.0)
   assert np.all(np.abs(ending.value) < np.abs(fresh.value))
+
+
+def test_continuous_search_with_every_switch_compiles_with_a_dynamic_batch():
+  from environments import pendulum  # pylint: disable=g-import-not-at-top
+  model = pendulum.Pendulum(time_limit=3)
+  network = networks.PolicyValueNetwork(
+      model.network_input_spec(), model.action_spec(), torso_units=16,
+      num_residual_blocks=1, head_units=16, q_head=True)
+  config = config_lib.SearchConfig(
+      num_particles=8, depth=4, resample_period=1, ess_threshold=0.8,
+      proposal_alpha=0.1, proposal_atoms=6, revived_resampling=True,
+      policy_inference='message_passing')
+  spec = model.observation_spec()
+  signature = tf.nest.map_structure(
+      lambda s: tf.TensorSpec([None] + s.shape.as_list(), s.dtype), spec)
+  compiled = tf.function(
+      lambda obs, s: search.smc_search(
+          obs, model, lambda x: network(x)[0], ETA, config, s,
+          q_fn=network.q_values),
+      jit_compile=True, input_signature=[signature,
+                                         tf.TensorSpec([2], tf.int32)])
+  for batch in (2, 5):
+    state = model.reset(batch, tf.constant([0, batch]))
+    out = compiled(model.observe(dict(state, steps=tf.fill([batch], 1))),
+                   tf.constant([1, 2]))
+    assert out.atoms.shape == (batch, 8, 1)
+    np.testing.assert_allclose(out.atom_weights.numpy().sum(-1), 1.0,
+                               rtol=1e-5)
+    for field in ('value', 'retrace_value', 'eta_advantages', 'ess'):
+      assert np.all(np.isfinite(getattr(out, field).numpy())), field
+    assert np.all(out.proposal_kl.numpy() > 0)
+    # Two steps from the time limit, within the depth of 4: every path ends.
+    np.testing.assert_allclose(out.alive_fraction, 0.0)
