@@ -22,7 +22,7 @@ def make_agent(config=config_lib.SpoConfig(), model=CUBE,
                search_config=SEARCH):
   tf.random.set_seed(0)
   network = networks.PolicyValueNetwork(
-      model.observation_spec(), model.action_spec(), torso_units=32,
+      model.network_input_spec(), model.action_spec(), torso_units=32,
       num_residual_blocks=1, head_units=32,
       q_head=search_config.proposal_alpha > 0)
   return agent_lib.SpoAgent(
@@ -167,14 +167,7 @@ PENDULUM = pendulum.Pendulum(time_limit=20)
 
 def make_pendulum_agent(config=config_lib.SpoConfig(
     epsilon_eta=0.2, initial_eta=10.0), search_config=SEARCH):
-  tf.random.set_seed(0)
-  network = networks.PolicyValueNetwork(
-      PENDULUM.network_input_spec(), PENDULUM.action_spec(), torso_units=32,
-      num_residual_blocks=1, head_units=32,
-      q_head=search_config.proposal_alpha > 0)
-  return agent_lib.SpoAgent(
-      ts.time_step_spec(PENDULUM.observation_spec()), PENDULUM.action_spec(),
-      network, PENDULUM, search_config=search_config, config=config)
+  return make_agent(config, PENDULUM, search_config)
 
 
 def collected_experience(agent, batch=4, time=6):

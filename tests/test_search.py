@@ -482,41 +482,27 @@ def test_continuous_twisting_needs_q_fn():
                network_fn=gaussian_network())
 
 
-def test_ess_threshold_zero_or_one_is_the_fixed_period():
-  """Threshold 1 resamples whenever weights are unequal: the fixed period."""
+@pytest.mark.parametrize('threshold,reference_period,fraction', [
+    # Threshold 1 resamples whenever weights are unequal: the fixed period.
+    (1.0, 1, 1.0),
+    # A threshold below every ESS never resamples: a period of `depth`,
+    # whose whole depth is the eta segment.
+    (1e-3, 4, 0.0),
+])
+def test_ess_thresholds_at_the_extremes_are_fixed_periods(
+    threshold, reference_period, fraction):
   model = toy.ToyModel([1.0, 0.0, 0.5, -1.0], [False] * 4)
+  adaptive = config_lib.SearchConfig(num_particles=16, depth=4,
+                                     resample_period=1,
+                                     ess_threshold=threshold)
   fixed = config_lib.SearchConfig(num_particles=16, depth=4,
-                                  resample_period=1)
-  adaptive = config_lib.SearchConfig(num_particles=16, depth=4,
-                                     resample_period=1, ess_threshold=1.0)
-  a = run_search(model, fixed, batch=8)
-  b = run_search(model, adaptive, batch=8)
-  for field in ('atoms', 'atom_weights', 'eta_advantages', 'value'):
-    np.testing.assert_allclose(getattr(a, field), getattr(b, field),
-                               rtol=1e-6, err_msg=field)
-  np.testing.assert_array_equal(b.resample_fraction, 1.0)
-
-
-def test_ess_threshold_below_every_ess_never_resamples():
-  """Never resampling: as a period of `depth`.
-
-  The whole depth is then the eta segment.
-  """
-  model = toy.ToyModel([1.0, 0.0, 0.5, -1.0], [False] * 4)
-  adaptive = config_lib.SearchConfig(num_particles=16, depth=4,
-                                     resample_period=1, ess_threshold=1e-3)
-  never = config_lib.SearchConfig(num_particles=16, depth=4,
-                                  resample_period=4)
+                                  resample_period=reference_period)
   a = run_search(model, adaptive, batch=8)
-  b = run_search(model, never, batch=8)
+  b = run_search(model, fixed, batch=8)
   for field in ('atoms', 'atom_weights', 'eta_advantages', 'value'):
     np.testing.assert_allclose(getattr(a, field), getattr(b, field),
                                rtol=1e-6, err_msg=field)
-  np.testing.assert_array_equal(a.resample_fraction, 0.0)
-  # Rewards 1, 0, 0.5, -1 summed over 4 steps with V = 0.
-  assert np.all(np.isin(np.round(a.eta_advantages.numpy() * 2), np.arange(
-      -8, 9)))
-  assert np.abs(a.eta_advantages.numpy()).max() > 1.0
+  np.testing.assert_array_equal(a.resample_fraction, fraction)
 
 
 def test_ess_adaptive_resamples_only_roots_with_low_ess():
