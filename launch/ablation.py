@@ -73,7 +73,6 @@ def read_eval(path: str) -> List[Dict[str, float]]:
 
 def summarise(root_dir: str, variants: Sequence[str], budgets: Sequence[str],
               seeds: Sequence[int]) -> str:
-  """The Markdown table of the ablation's results."""
   """Markdown table of the finished runs.
 
   The curve column is the mean over seeds of the search solve rate at each
