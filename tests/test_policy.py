@@ -175,7 +175,7 @@ def test_a_model_that_cannot_compile_runs_the_search_uncompiled():
                              same.info['search_value'], rtol=1e-6)
   np.testing.assert_array_equal(step.action, same.action)
   # XLA could not compile this model's step.
-  with pytest.raises(Exception, match='PyFunc|numpy_function|EagerPyFunc'):
+  with pytest.raises(Exception, match=r'PyFunc|numpy_function'):
     tf.function(lambda s, a: model.step(s, a).reward, jit_compile=True)(
         tf.zeros([2], tf.int32), tf.zeros([2], tf.int32))
 
