@@ -38,6 +38,11 @@ class GaussianParams(NamedTuple):
   scale: tf.Tensor
 
 
+def diagonal_gaussian(loc: tf.Tensor, scale: tf.Tensor) -> tfd.Distribution:
+  """N(loc, diag(scale^2)): batch shape `loc.shape[:-1]`, event [D]."""
+  return tfd.Independent(tfd.Normal(loc, scale), reinterpreted_batch_ndims=1)
+
+
 class DiscreteActions:
   """A scalar discrete action set {0, ..., A - 1}; the policy is categorical.
 
@@ -50,7 +55,6 @@ class DiscreteActions:
     """Creates the action space of a scalar integer spec with minimum 0."""
     self.action_spec = action_spec
     self.num_actions = int(action_spec.maximum) + 1
-    self.atom_spec = tensor_spec.TensorSpec((), action_spec.dtype, 'atom')
 
   def distribution(self, logits: tf.Tensor) -> tfd.Distribution:
     """The policy over environment actions, `Categorical` [M]."""
@@ -60,10 +64,6 @@ class DiscreteActions:
     """Samples `num` search actions per row: [M, num] int32."""
     return tf.random.stateless_categorical(logits, num, seed,
                                            dtype=self.action_spec.dtype)
-
-  def log_prob(self, logits: tf.Tensor, atoms: tf.Tensor) -> tf.Tensor:
-    """log pi(atoms) for atoms [M, K]: [M, K]."""
-    return tf.gather(tf.nn.log_softmax(logits), atoms, batch_dims=1)
 
   def env_action(self, atoms: tf.Tensor) -> tf.Tensor:
     """Environment actions of search actions (the identity here)."""
@@ -111,8 +111,6 @@ class GaussianActions:
     """Creates the action space of a float spec of rank 1."""
     self.action_spec = action_spec
     self.action_size = int(action_spec.shape[0])
-    self.atom_spec = tensor_spec.TensorSpec((self.action_size,), tf.float32,
-                                            'atom')
     if tensor_spec.is_bounded(action_spec):
       low = np.broadcast_to(action_spec.minimum, action_spec.shape)
       high = np.broadcast_to(action_spec.maximum, action_spec.shape)
@@ -123,15 +121,9 @@ class GaussianActions:
     else:
       self._squash = tfb.Identity()
 
-  @property
-  def squash(self) -> tfb.Bijector:
-    """The bijector from pre-squash u to environment actions."""
-    return self._squash
-
   def search_distribution(self, params: GaussianParams) -> tfd.Distribution:
     """The Gaussian over pre-squash actions u, batch [M], event [D]."""
-    return tfd.Independent(tfd.Normal(params.loc, params.scale),
-                           reinterpreted_batch_ndims=1)
+    return diagonal_gaussian(params.loc, params.scale)
 
   def distribution(self, params: GaussianParams) -> tfd.Distribution:
     """The policy over environment actions: the squashed Gaussian [M]."""
@@ -143,13 +135,6 @@ class GaussianActions:
     """Samples `num` pre-squash actions per row: [M, num, D]."""
     samples = self.search_distribution(params).sample(num, seed=seed)
     return tf.transpose(samples, [1, 0, 2])
-
-  def log_prob(self, params: GaussianParams, atoms: tf.Tensor) -> tf.Tensor:
-    """log N(u; loc, scale) of pre-squash atoms [M, K, D]: [M, K]."""
-    distribution = tfd.Independent(
-        tfd.Normal(params.loc[:, None], params.scale[:, None]),
-        reinterpreted_batch_ndims=1)
-    return distribution.log_prob(atoms)
 
   def env_action(self, atoms: tf.Tensor) -> tf.Tensor:
     """Environment actions [..., D] of pre-squash atoms [..., D]."""

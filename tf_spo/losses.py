@@ -14,6 +14,8 @@ from typing import NamedTuple, Optional
 import tensorflow as tf
 import tensorflow_probability as tfp
 
+from tf_spo import action_spaces
+
 tfd = tfp.distributions
 
 
@@ -194,10 +196,6 @@ def categorical_m_step(target_probs: tf.Tensor, logits: tf.Tensor,
       alpha_loss=alpha_loss)
 
 
-def _diagonal_gaussian(loc: tf.Tensor, scale: tf.Tensor):
-  return tfd.Independent(tfd.Normal(loc, scale), reinterpreted_batch_ndims=1)
-
-
 def decoupled_gaussian_kl(target_loc: tf.Tensor, target_scale: tf.Tensor,
                           loc: tf.Tensor, scale: tf.Tensor
                           ) -> tuple[tf.Tensor, tf.Tensor]:
@@ -219,11 +217,12 @@ def decoupled_gaussian_kl(target_loc: tf.Tensor, target_scale: tf.Tensor,
   Returns:
     (kl_mean [...], kl_cov [...]), summing to the full KL.
   """
-  kl_cov = tfd.kl_divergence(_diagonal_gaussian(target_loc, target_scale),
-                             _diagonal_gaussian(target_loc, scale))
+  gaussian = action_spaces.diagonal_gaussian
+  kl_cov = tfd.kl_divergence(gaussian(target_loc, target_scale),
+                             gaussian(target_loc, scale))
   fixed_scale = tf.stop_gradient(scale)
-  kl_mean = tfd.kl_divergence(_diagonal_gaussian(target_loc, fixed_scale),
-                              _diagonal_gaussian(loc, fixed_scale))
+  kl_mean = tfd.kl_divergence(gaussian(target_loc, fixed_scale),
+                              gaussian(loc, fixed_scale))
   return kl_mean, kl_cov
 
 
@@ -259,8 +258,10 @@ def gaussian_m_step(atoms: tf.Tensor, weights: tf.Tensor, loc: tf.Tensor,
   target_loc = tf.stop_gradient(target_loc)
   target_scale = tf.stop_gradient(target_scale)
   expand = lambda x: x[..., None, :]
-  mean_part = _diagonal_gaussian(expand(loc), expand(target_scale))
-  cov_part = _diagonal_gaussian(expand(target_loc), expand(scale))
+  mean_part = action_spaces.diagonal_gaussian(expand(loc),
+                                              expand(target_scale))
+  cov_part = action_spaces.diagonal_gaussian(expand(target_loc),
+                                             expand(scale))
   log_likelihood = tf.reduce_sum(
       weights * (mean_part.log_prob(atoms) + cov_part.log_prob(atoms)),
       axis=-1)
