@@ -12,23 +12,30 @@ environment's step: tests/test_mujoco_model.py checks it to 1e-6 against
 gymnasium's `env.step`, and `MujocoModel` re-checks it at construction, so a
 gymnasium or mujoco version whose task differs fails with a clear error.
 
-`ParticleSimulator` steps a numpy batch on a pool of threads, one `MjData`
-per thread (mujoco releases the GIL inside `mj_step`). `MujocoModel` bridges
+`ParticleSimulator` steps a numpy batch on threads: with `mujoco.batch`
+(C threads) for tasks that read no post-constraint forces (HalfCheetah),
+else with a per-particle loop on a pool of Python threads, one `MjData` per
+thread (mujoco releases the GIL inside `mj_step`). `MujocoModel` bridges
 it into TensorFlow with `tf.numpy_function`: it cannot be compiled with XLA
 or saved in a SavedModel, so it sets `xla_compatible = False`.
 
-A particle whose state or action is not finite, or whose simulation
-diverges (MuJoCo warns and resets such a simulation), ends: it is
+A particle whose state or action is not finite (or, for the state, beyond
+MuJoCo's `mjMAXVAL`), or whose simulation diverges during the step (MuJoCo
+then resets it, so its time does not advance by one step), ends: it is
 terminated, with reward 0 and a zero observation, and its state is zeroed
-where it was not finite, so it never poisons the search or the losses.
+where it was not finite, so it never poisons the search or the losses. (A
+divergence in the very first substep of an episode, at time 0, is not told
+apart from a step; MuJoCo's reset leaves a finite state there.)
 """
 
 import concurrent.futures
+import contextlib
 import threading
 from typing import Dict, NamedTuple, Optional
 
 import gymnasium as gym
 import mujoco
+from mujoco import batch as mujoco_batch
 import numpy as np
 import tensorflow as tf
 from tf_agents.specs import tensor_spec
@@ -37,10 +44,6 @@ from environments import model as model_lib
 from environments import mujoco_tasks
 
 STATE_SPEC = mujoco.mjtState.mjSTATE_INTEGRATION
-# MuJoCo warns, and resets the simulation, when it diverges.
-_DIVERGENCE_WARNINGS = tuple(int(w) for w in (
-    mujoco.mjtWarning.mjWARN_BADQPOS, mujoco.mjtWarning.mjWARN_BADQVEL,
-    mujoco.mjtWarning.mjWARN_BADQACC))
 # Tolerance of the start-up check against gymnasium.
 SELF_CHECK_TOLERANCE = 1e-6
 
@@ -100,6 +103,12 @@ class ParticleSimulator:
     self._pool = (concurrent.futures.ThreadPoolExecutor(num_threads)
                   if num_threads > 1 else None)
     self._lock = threading.Lock()
+    # mujoco.batch steps in C on its own threads, but cannot run
+    # mj_rnePostConstraint; tasks that need it use the per-particle loop.
+    self.engine = 'loop' if task.needs_post_constraint else 'batch'
+    self._engine = (self._loop_step if task.needs_post_constraint else
+                    self._batch_step)
+    self._batches = {}
     self.state_size = mujoco.mj_stateSize(self._model, STATE_SPEC)
     self.action_size = self._model.nu
     self.action_bounds = self._model.actuator_ctrlrange.T.astype(np.float32)
@@ -113,6 +122,10 @@ class ParticleSimulator:
   @property
   def model(self) -> mujoco.MjModel:
     return self._model
+
+  @property
+  def frame_skip(self) -> int:
+    return self._frame_skip
 
   @property
   def num_threads(self) -> int:
@@ -163,26 +176,49 @@ class ParticleSimulator:
         rows.append(self.particles_of(data))
     return Particles(*(np.concatenate(parts) for parts in zip(*rows)))
 
-  def _step_rows(self, data, physics, action, valid, outputs, rows):
+  def _step_rows(self, data, physics, action, outputs, rows):
     """Steps particles `rows` with one `MjData`, writing into `outputs`."""
     model, frame_skip = self._model, self._frame_skip
     post_constraint = self._task.needs_post_constraint
-    next_physics, fields, diverged = outputs
+    next_physics, fields = outputs
     for i in rows:
-      if not valid[i]:
-        continue
       mujoco.mj_setState(model, data, physics[i], STATE_SPEC)
       data.ctrl[:] = action[i]
-      for warning in _DIVERGENCE_WARNINGS:
-        data.warning[warning].number = 0
       mujoco.mj_step(model, data, nstep=frame_skip)
       if post_constraint:
         mujoco.mj_rnePostConstraint(model, data)
       mujoco.mj_getState(model, data, next_physics[i], STATE_SPEC)
       for name, values in fields.items():
         values[i] = getattr(data, name)
-      diverged[i] = any(data.warning[warning].number
-                        for warning in _DIVERGENCE_WARNINGS)
+
+  def _loop_step(self, physics, action, rows, outputs):
+    """The per-particle loop engine, on a pool of threads."""
+    if self._pool is None:
+      self._step_rows(self._datas[0], physics, action, outputs, rows)
+      return
+    chunks = np.array_split(rows, len(self._datas))
+    for future in [
+        self._pool.submit(self._step_rows, data, physics, action, outputs,
+                          chunk)
+        for data, chunk in zip(self._datas, chunks)]:
+      future.result()
+
+  def _batch_step(self, physics, action, rows, outputs):
+    """The `mujoco.batch` engine: the same steps on its C thread pool."""
+    next_physics, fields = outputs
+    batch = self._batches.get(len(physics))
+    if batch is None:
+      batch = mujoco_batch.Batch(self._model, len(physics),
+                                 nthread=self.num_threads)
+      self._batches[len(physics)] = batch
+    batch.state[rows] = physics[rows]
+    batch.bind('ctrl')[rows] = action[rows]
+    # Simulations that raise keep their state: their time does not advance.
+    with contextlib.suppress(mujoco_batch.SimulationError):
+      batch.step(rows, nstep=self._frame_skip)
+    next_physics[rows] = batch.state[rows]
+    for name, values in fields.items():
+      values[rows] = batch.bind(name)[rows]
 
   def step(self, particles: Particles, action: np.ndarray) -> ParticleStep:
     """Steps every particle with its action.
@@ -198,25 +234,18 @@ class ParticleSimulator:
     """
     physics = particles.physics
     batch = physics.shape[0]
-    valid = (np.isfinite(physics).all(axis=-1) &
+    valid = ((np.abs(physics) < mujoco.mjMAXVAL).all(axis=-1) &
              np.isfinite(action).all(axis=-1))
-    next_physics = np.where(valid[:, None], 0.0, np.nan_to_num(
-        physics, nan=0.0, posinf=0.0, neginf=0.0))
+    next_physics = np.nan_to_num(physics, nan=0.0, posinf=0.0, neginf=0.0)
     fields = {name: np.zeros((batch,) + getattr(self._datas[0], name).shape)
               for name in self._task.fields}
-    diverged = np.zeros([batch], bool)
-    outputs = (next_physics, fields, diverged)
     with self._lock:
-      if self._pool is None:
-        self._step_rows(self._datas[0], physics, action, valid, outputs,
-                        range(batch))
-      else:
-        chunks = np.array_split(np.arange(batch), len(self._datas))
-        for future in [
-            self._pool.submit(self._step_rows, data, physics, action, valid,
-                              outputs, chunk)
-            for data, chunk in zip(self._datas, chunks)]:
-          future.result()
+      self._engine(physics, action, np.flatnonzero(valid),
+                   (next_physics, fields))
+    # A diverging simulation is reset by MuJoCo (time back to 0), and one
+    # that raised keeps its state: either way its time is not 1 step later.
+    elapsed = next_physics[:, 0] - physics[:, 0]
+    diverged = np.abs(elapsed - self._dt) > 0.5 * self._model.opt.timestep
     task = self._task
     position = task.position(self._model.body_mass, fields)
     velocity = (position - particles.position) / self._dt
@@ -324,7 +353,8 @@ class MujocoModel(model_lib.EnvironmentModel):
     low, high = self._simulator.action_bounds
     self._action_spec = tensor_spec.BoundedTensorSpec(
         [self._simulator.action_size], tf.float32, low, high, name='action')
-    self._state_spec = _state_spec(self._simulator)
+    # Unwrapped: tf.Module would track a dict attribute as a _DictWrapper.
+    self._state_spec = self._no_dependency(_state_spec(self._simulator))
 
   @property
   def simulator(self) -> ParticleSimulator:

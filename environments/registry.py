@@ -12,6 +12,8 @@ built from them by `make_model(settings, evaluation)`.
 from typing import Any, Callable, Dict, NamedTuple, Optional, Tuple
 
 from environments import model as model_lib
+from environments import mujoco_model
+from environments import mujoco_tasks
 from environments import pendulum
 from environments import rubiks_cube
 
@@ -53,6 +55,18 @@ def _pendulum(settings, evaluation: bool) -> pendulum.Pendulum:
   return pendulum.Pendulum(time_limit=settings['time_limit'])
 
 
+def _mujoco(name: str):
+  """make_model of a MuJoCo task: the simulator, run on `num_threads`."""
+
+  def make_model(settings, evaluation: bool) -> mujoco_model.MujocoModel:
+    del evaluation
+    return mujoco_model.MujocoModel(
+        mujoco_tasks.task(name), time_limit=settings['time_limit'],
+        num_threads=settings['num_threads'])
+
+  return make_model
+
+
 # Paper 000, appendix D.3, table 3, discrete column.
 _PAPER_DISCRETE = dict(
     num_envs=768, rollout_length=21, num_particles=16, depth=4,
@@ -79,6 +93,16 @@ _TRT_SMC = dict(
     proposal_atoms=30, revived_resampling=True,
     policy_inference='message_passing', retrace_lambda=0.95,
     search_value_weight=0.5)
+
+# The MuJoCo tasks on a 2-core CPU: the simulator is the planning model, so
+# every search step costs B * N simulator steps (README: throughput).
+_MUJOCO_CPU = dict(
+    num_envs=16, rollout_length=32, num_particles=16, depth=4,
+    resample_period=4, num_threads=2, total_env_steps=1_000_000,
+    learning_rate=3e-4, dual_learning_rate=1e-2, epsilon_eta=0.2,
+    initial_eta=1.0, batch_size=32, sequence_length=32, num_epochs=16,
+    replay_capacity=262_144, eval_episodes=8, eval_interval=50_000,
+    checkpoint_interval=25_000, log_interval=5_000)
 
 ENVS: Dict[str, EnvEntry] = {
     'rubiks_cube': EnvEntry(
@@ -110,6 +134,13 @@ ENVS: Dict[str, EnvEntry] = {
         presets=dict(paper=_PAPER_CONTINUOUS, trt_smc=_TRT_SMC),
         metrics=('mean_return',),
         eval_settings=('time_limit',)),
+    **{name: EnvEntry(
+        make_model=_mujoco(name),
+        defaults=dict(_MUJOCO_CPU, time_limit=task.time_limit),
+        presets=dict(paper=_PAPER_CONTINUOUS, trt_smc=_TRT_SMC),
+        metrics=('mean_return',),
+        eval_settings=('time_limit',))
+       for name, task in mujoco_tasks.TASKS.items()},
 }
 
 

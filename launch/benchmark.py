@@ -6,14 +6,18 @@ evaluations alone (one call on the B roots and `depth` calls on the B * N
 particles, compiled the same way). Their ratio is the search's overhead over
 the network evaluations it needs: the model, sampling, weighting and
 resampling. Timed calls of the two alternate so that background load affects
-both alike, and medians are reported.
+both alike, and medians are reported. For a MuJoCo task it also reports the
+planning model's particle-steps/s against raw `mujoco.rollout` on the same
+states and actions, with 1 and 2 threads (`simulator_benchmark`).
 
   python -m launch.benchmark                  # the Rubik's Cube
   python -m launch.benchmark --env=pendulum   # continuous actions
+  python -m launch.benchmark --env=ant --batch_size=16  # the simulator
   python -m launch.benchmark --batch_size=256 --num_particles=32 \
       --depth=8 --resample_period=4 --output=/tmp/benchmark.json
 """
 
+import functools
 import json
 import statistics
 import time
@@ -21,9 +25,13 @@ from typing import Any, Callable, Dict, List
 
 from absl import app
 from absl import flags
+import mujoco
+from mujoco import rollout as mujoco_rollout
+import numpy as np
 import tensorflow as tf
 
 from environments import model as model_lib
+from environments import mujoco_model
 from environments import registry
 from launch import common
 from tf_spo import config as config_lib
@@ -189,7 +197,7 @@ def benchmark(batch_size: int = 64, num_particles: int = 16, depth: int = 4,
 
   search_s = statistics.median(search_times)
   network_s = statistics.median(network_times)
-  return dict(
+  result = dict(
       env=env,
       batch_size=batch_size,
       num_particles=num_particles,
@@ -208,6 +216,77 @@ def benchmark(batch_size: int = 64, num_particles: int = 16, depth: int = 4,
       env_steps_per_s=batch_size / search_s,
       particle_steps_per_s=batch_size * num_particles * depth / search_s,
   )
+  if hasattr(model, 'simulator'):
+    result['simulator'] = simulator_benchmark(
+        model, batch_size * num_particles, repeats, warmup, seed)
+  return result
+
+
+def _rollout_inputs(simulator, particles: Any, action):
+  """`mujoco.rollout` inputs of the same particles and actions.
+
+  Returns:
+    (initial_state [B, FULLPHYSICS], initial_warmstart [B, nv],
+    control [B, frame_skip, nu]).
+  """
+  model = simulator.model
+  data = mujoco.MjData(model)
+  full_physics = mujoco.mjtState.mjSTATE_FULLPHYSICS
+  state = np.empty([len(action), mujoco.mj_stateSize(model, full_physics)])
+  warmstart = np.empty([len(action), model.nv])
+  for i, row in enumerate(particles.physics):
+    mujoco.mj_setState(model, data, row, mujoco_model.STATE_SPEC)
+    mujoco.mj_getState(model, data, state[i], full_physics)
+    warmstart[i] = data.qacc_warmstart
+  control = np.repeat(action[:, None], simulator.frame_skip, axis=1)
+  return state, warmstart, control.astype(np.float64)
+
+
+def simulator_benchmark(model, batch_size: int, repeats: int, warmup: int,
+                        seed: int) -> Dict[str, float]:
+  """Particle-steps/s of a simulator model against raw `mujoco.rollout`.
+
+  Steps the same batch of reset particles with the same random actions
+  through `ParticleSimulator.step` (the planning model: set state, step,
+  observation, reward) and through `mujoco.rollout` (the same physics from
+  the same states, nothing else), with 1 and 2 threads. Calls alternate and
+  medians are reported.
+
+  Returns:
+    {'planning_<n>_threads', 'rollout_<n>_threads': particle-steps/s, and
+    'ratio_<n>_threads': planning / rollout} for n in 1, 2.
+  """
+  rng = np.random.default_rng(seed)
+  task = model.simulator.task
+  low, high = model.simulator.action_bounds
+  particles = model.simulator.reset(rng, batch_size)
+  action = rng.uniform(low, high, [batch_size, len(low)]).astype(np.float32)
+  result = {}
+  for threads in (1, 2):
+    simulator = mujoco_model.ParticleSimulator(task, threads)
+    state, warmstart, control = _rollout_inputs(simulator, particles, action)
+    datas = [mujoco.MjData(simulator.model) for _ in range(threads)]
+    with mujoco_rollout.Rollout(nthread=threads if threads > 1 else 0) as pool:
+      timings = {'planning': [], 'rollout': []}
+      calls = {
+          'planning': functools.partial(simulator.step, particles, action),
+          'rollout': functools.partial(
+              pool.rollout, simulator.model, datas, state, control,
+              initial_warmstart=warmstart),
+      }
+      for i in range(warmup + repeats):
+        for kind, call in calls.items():
+          start = time.perf_counter()
+          call()
+          if i >= warmup:
+            timings[kind].append(time.perf_counter() - start)
+    for kind, times in timings.items():
+      result[f'{kind}_{threads}_threads'] = (
+          batch_size / statistics.median(times))
+    result[f'ratio_{threads}_threads'] = (
+        result[f'planning_{threads}_threads'] /
+        result[f'rollout_{threads}_threads'])
+  return result
 
 
 def format_table(result: Dict[str, Any]) -> str:
@@ -227,6 +306,9 @@ def format_table(result: Dict[str, Any]) -> str:
       ('env steps/s', f'{result["env_steps_per_s"]:.1f}'),
       ('particle steps/s', f'{result["particle_steps_per_s"]:.1f}'),
   ]
+  for name, value in result.get('simulator', {}).items():
+    digits = 3 if name.startswith('ratio') else 0
+    rows.append((f'simulator {name}', f'{value:.{digits}f}'))
   width = max(len(name) for name, _ in rows)
   return '\n'.join(f'{name:<{width}}  {value}' for name, value in rows)
 

@@ -90,6 +90,7 @@ SETTINGS = (
     ('time_limit', 20, 'Episode step limit (per env default).'),
     ('eval_scramble', 7, 'rubiks_cube: scramble moves of the held-out '
      'evaluation cubes.'),
+    ('num_threads', 1, 'MuJoCo tasks: threads stepping the simulator.'),
     ('eval_episodes', 200, 'Held-out episodes per evaluation.'),
     ('eval_interval', 10_000, 'Evaluate every this many environment steps.'),
     ('checkpoint_interval', 10_000,
@@ -147,7 +148,8 @@ def validate_settings(settings: Dict[str, Any]) -> None:
   registry.entry(settings['env'])
   for name in ('num_envs', 'rollout_length', 'total_env_steps', 'batch_size',
                'num_epochs', 'eval_episodes', 'eval_interval',
-               'checkpoint_interval', 'log_interval', 'time_limit'):
+               'checkpoint_interval', 'log_interval', 'time_limit',
+               'num_threads'):
     check(settings[name] >= 1, name, '>= 1', settings[name])
   check(settings['sequence_length'] >= 2, 'sequence_length', '>= 2',
         settings['sequence_length'])

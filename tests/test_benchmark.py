@@ -76,3 +76,17 @@ def test_bad_settings_name_the_flag(name, value):
   settings = dict(TINY, **{name: value})
   with pytest.raises(ValueError, match=f'--{name} '):
     benchmark.benchmark(**settings)
+
+
+def test_simulator_env_reports_planning_against_rollout():
+  result = benchmark.benchmark(env='halfcheetah', **TINY)
+  assert set(result) == KEYS | {'simulator'}
+  assert set(result['simulator']) == {
+      f'{kind}_{threads}_threads' for kind in ('planning', 'rollout', 'ratio')
+      for threads in (1, 2)}
+  for threads in (1, 2):
+    simulator = result['simulator']
+    assert simulator[f'ratio_{threads}_threads'] == pytest.approx(
+        simulator[f'planning_{threads}_threads'] /
+        simulator[f'rollout_{threads}_threads'])
+  assert 'simulator ratio_2_threads' in benchmark.format_table(result)
