@@ -1,9 +1,10 @@
 """The registry of tasks: one table from an env name to everything about it.
 
-Each entry gives the model (which serves as real environment and planning
-model), the settings a run of that env starts from (network sizes, episode
-limits, the CPU preset), its presets per env family, and its evaluation
-metric. Launch scripts take `--env=NAME` and never special-case an env.
+Each entry gives the model (the planning model, and the real environment
+unless the entry gives another: gymnasium for the MuJoCo tasks), the
+settings a run of that env starts from (network sizes, episode limits, the
+CPU preset), its presets per env family, and its evaluation metric. Launch
+scripts take `--env=NAME` and never special-case an env.
 
 Settings are the flat dict of `launch/train.py` flag values; a model is
 built from them by `make_model(settings, evaluation)`.
@@ -11,6 +12,10 @@ built from them by `make_model(settings, evaluation)`.
 
 from typing import Any, Callable, Dict, NamedTuple, Optional, Tuple
 
+from tf_agents.environments import tf_environment
+from tf_agents.environments import tf_py_environment
+
+from environments import gym_adapter
 from environments import model as model_lib
 from environments import mujoco_model
 from environments import mujoco_tasks
@@ -34,6 +39,8 @@ class EnvEntry(NamedTuple):
       episodes, reported with the results.
     eval_sweep: optional setting that `launch.evaluate` sweeps over levels
       1..max_level (the difficulty of the evaluation episodes).
+    make_env: (model, num_envs, seed) -> the real `TFEnvironment` of
+      training; by default the model itself, as a `ModelEnvironment`.
   """
   make_model: Callable[[Dict[str, Any], bool], model_lib.EnvironmentModel]
   defaults: Dict[str, Any]
@@ -41,6 +48,8 @@ class EnvEntry(NamedTuple):
   metrics: Tuple[str, ...]
   eval_settings: Tuple[str, ...]
   eval_sweep: Optional[str] = None
+  make_env: Callable[[Any, int, int], tf_environment.TFEnvironment] = (
+      model_lib.ModelEnvironment)
 
 
 def _cube(settings, evaluation: bool) -> rubiks_cube.RubiksCube:
@@ -53,6 +62,12 @@ def _cube(settings, evaluation: bool) -> rubiks_cube.RubiksCube:
 def _pendulum(settings, evaluation: bool) -> pendulum.Pendulum:
   del evaluation
   return pendulum.Pendulum(time_limit=settings['time_limit'])
+
+
+def _gymnasium_env(model, num_envs: int, seed: int):
+  """gymnasium's environments of a MuJoCo task, as a TF environment."""
+  return tf_py_environment.TFPyEnvironment(
+      gym_adapter.GymnasiumEnvironment(model, num_envs, seed))
 
 
 def _mujoco(name: str):
@@ -97,8 +112,9 @@ _TRT_SMC = dict(
 # The MuJoCo tasks on a 2-core CPU: the simulator is the planning model, so
 # every search step costs B * N simulator steps (README: throughput).
 _MUJOCO_CPU = dict(
-    num_envs=16, rollout_length=32, num_particles=16, depth=4,
-    resample_period=4, num_threads=2, total_env_steps=1_000_000,
+    network='mlp', normalize_observations=True, num_envs=16,
+    rollout_length=32, num_particles=16, depth=4, resample_period=4,
+    num_threads=2, total_env_steps=1_000_000,
     learning_rate=3e-4, dual_learning_rate=1e-2, epsilon_eta=0.2,
     initial_eta=1.0, batch_size=32, sequence_length=32, num_epochs=16,
     replay_capacity=262_144, eval_episodes=8, eval_interval=50_000,
@@ -139,7 +155,8 @@ ENVS: Dict[str, EnvEntry] = {
         defaults=dict(_MUJOCO_CPU, time_limit=task.time_limit),
         presets=dict(paper=_PAPER_CONTINUOUS, trt_smc=_TRT_SMC),
         metrics=('mean_return',),
-        eval_settings=('time_limit',))
+        eval_settings=('time_limit',),
+        make_env=_gymnasium_env)
        for name, task in mujoco_tasks.TASKS.items()},
 }
 

@@ -15,6 +15,7 @@ from typing import Any, Dict, NamedTuple
 from absl import logging
 import numpy as np
 import tensorflow as tf
+from tf_agents.environments import tf_environment
 from tf_agents.policies import policy_saver
 from tf_agents.policies import tf_policy
 from tf_agents.replay_buffers import tf_uniform_replay_buffer
@@ -55,6 +56,15 @@ SETTINGS = (
     ('retrace_lambda', 0.95, 'Lambda of the Retrace search value.'),
     ('search_value_weight', 0.0, 'TRT-SMC: sigma in [0, 1], weight of the '
      'Retrace search value in the TD(lambda) bootstrap; 0 is SPO.'),
+    ('network', 'residual', 'Network: residual (a shared residual torso '
+     'with policy and value heads) or mlp (separate actor and critic '
+     'MLPs, SPO appendix A.3).'),
+    ('mlp_units', 256, '--network=mlp: width of every actor/critic layer.'),
+    ('mlp_layers', 4, '--network=mlp: hidden layers of the actor and of '
+     'the critic.'),
+    ('normalize_observations', False, 'Normalise network inputs by their '
+     'running mean and std (updated in training; checkpointed and '
+     'exported with the network). Needs --network=mlp.'),
     ('torso_units', 256, 'Width of the residual torso.'),
     ('num_residual_blocks', 2, 'Residual blocks in the torso.'),
     ('head_units', 256, 'Width of the hidden layer of each head.'),
@@ -146,6 +156,8 @@ def validate_settings(settings: Dict[str, Any]) -> None:
     raise ValueError(f'Unknown settings: {unknown}.')
   check = config_lib.check
   registry.entry(settings['env'])
+  check(settings['network'] in ('residual', 'mlp'), 'network',
+        "one of ['mlp', 'residual']", settings['network'])
   for name in ('num_envs', 'rollout_length', 'total_env_steps', 'batch_size',
                'num_epochs', 'eval_episodes', 'eval_interval',
                'checkpoint_interval', 'log_interval', 'time_limit',
@@ -195,27 +207,51 @@ def eval_settings(settings) -> tuple:
   return registry.entry(settings['env']).eval_settings
 
 
-def network(settings, model) -> networks.PolicyValueNetwork:
-  """The run's network; a Q head when the proposal is twisted."""
+def network(settings, model):
+  """The run's network; a Q head when the proposal is twisted.
+
+  `--network=residual` is the shared residual torso of the discrete tasks
+  (`PolicyValueNetwork`), `--network=mlp` the separate actor and critic
+  MLPs of the MuJoCo tasks (`MlpActorCriticNetwork`), with a running
+  observation normaliser if `--normalize_observations`.
+  """
+  spec = model.network_input_spec()
+  q_head = settings['proposal_alpha'] > 0
+  if settings['network'] == 'mlp':
+    normalizer = (networks.ObservationNormalizer(spec)
+                  if settings['normalize_observations'] else None)
+    units = (settings['mlp_units'],) * settings['mlp_layers']
+    return networks.MlpActorCriticNetwork(
+        spec, model.action_spec(), actor_units=units, critic_units=units,
+        q_head=q_head, initial_scale=settings['initial_scale'],
+        normalizer=normalizer)
+  if settings['normalize_observations']:
+    raise ValueError('--normalize_observations needs --network=mlp.')
   return networks.PolicyValueNetwork(
-      model.network_input_spec(), model.action_spec(),
+      spec, model.action_spec(),
       torso_units=settings['torso_units'],
       num_residual_blocks=settings['num_residual_blocks'],
       head_units=settings['head_units'],
-      q_head=settings['proposal_alpha'] > 0,
+      q_head=q_head,
       initial_scale=settings['initial_scale'])
 
 
 class Run(NamedTuple):
-  """Everything a training run is made of; all state is in `checkpointer`."""
+  """Everything a training run is made of; all state is in `checkpointer`.
+
+  `env` is the real environment: the model itself for pure-TF tasks (its
+  state is checkpointed), gymnasium for the MuJoCo tasks (its episodes
+  restart when a run resumes). `model` is the planning model.
+  """
   settings: Dict[str, Any]
   root_dir: str
-  env: model_lib.ModelEnvironment
+  env: tf_environment.TFEnvironment
   agent: agent_lib.SpoAgent
   replay_buffer: tf_uniform_replay_buffer.TFUniformReplayBuffer
   env_steps: tf.Variable
   wall_clock: tf.Variable
   checkpointer: common.Checkpointer
+  model: model_lib.EnvironmentModel
 
 
 def build_run(settings: Dict[str, Any], root_dir: str) -> Run:
@@ -226,8 +262,8 @@ def build_run(settings: Dict[str, Any], root_dir: str) -> Run:
   validate_settings(settings)
   tf.random.set_seed(settings['seed'])
   model = make_model(settings)
-  env = model_lib.ModelEnvironment(model, settings['num_envs'],
-                                   seed=settings['seed'])
+  env = registry.entry(settings['env']).make_env(
+      model, settings['num_envs'], settings['seed'])
   agent = agent_lib.SpoAgent(
       env.time_step_spec(), env.action_spec(), network(settings, model), model,
       search_config=search_config(settings), config=spo_config(settings),
@@ -241,13 +277,14 @@ def build_run(settings: Dict[str, Any], root_dir: str) -> Run:
   wall_clock = tf.Variable(0.0, dtype=tf.float64, name='wall_clock')
   checkpointer = common.Checkpointer(
       os.path.join(root_dir, 'checkpoints'), max_to_keep=2, agent=agent,
-      replay_buffer=replay_buffer, env=env, env_steps=env_steps,
-      wall_clock=wall_clock)
+      replay_buffer=replay_buffer, env_steps=env_steps,
+      wall_clock=wall_clock,
+      **({'env': env} if isinstance(env, tf.Module) else {}))
   # Optimizer slots are restored when first created; evaluation and export
   # never create them, so unmatched checkpoint values are expected.
   checkpointer.initialize_or_restore().expect_partial()
   return Run(settings, root_dir, env, agent, replay_buffer, env_steps,
-             wall_clock, checkpointer)
+             wall_clock, checkpointer, model)
 
 
 def read_settings(root_dir: str) -> Dict[str, Any]:
@@ -369,19 +406,24 @@ def export_policies(run: Run, export_dir: str) -> Dict[str, str]:
   """Exports the search policy and the bare network policy as SavedModels.
 
   They load with plain TensorFlow: `tf.saved_model.load(path)`, then
-  `.action(time_step, ())` or the `action` signature.
+  `.action(time_step, ())` or the `action` signature. A search whose model
+  runs Python (the MuJoCo simulator, behind `tf.numpy_function`) cannot be
+  saved: only the network policy is exported then.
 
   Returns:
-    {'search': <dir>, 'network': <dir>} of the written SavedModels.
+    {'search': <dir>, 'network': <dir>} of the written SavedModels, without
+    'search' for such models.
   """
+  policies = [('network', run.agent.export_network_policy())]
+  if run.model.xla_compatible:
+    policies.insert(0, ('search', run.agent.policy))
   paths = {}
   verbosity = logging.get_verbosity()
   # PolicySaver warns that the distribution is not exported: that is the
   # intent of ActionOnlyPolicy.
   logging.set_verbosity(logging.ERROR)
   try:
-    for kind, policy in (('search', run.agent.policy),
-                         ('network', run.agent.export_network_policy())):
+    for kind, policy in policies:
       path = os.path.join(export_dir, kind)
       policy_saver.PolicySaver(
           ActionOnlyPolicy(policy),

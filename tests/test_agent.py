@@ -248,3 +248,42 @@ def test_agent_rejects_bad_inputs_naming_the_argument():
         PENDULUM.action_spec(),
         networks.PolicyValueNetwork(PENDULUM.network_input_spec(),
                                     CUBE.action_spec()), PENDULUM)
+
+
+def test_training_updates_the_shared_observation_normalizer():
+  search_config = config_lib.SearchConfig(
+      num_particles=4, depth=2, resample_period=1, proposal_alpha=0.1,
+      proposal_atoms=8)
+  tf.random.set_seed(0)
+  normalizer = networks.ObservationNormalizer(PENDULUM.network_input_spec())
+  network = networks.MlpActorCriticNetwork(
+      PENDULUM.network_input_spec(), PENDULUM.action_spec(),
+      actor_units=(32, 32), critic_units=(32, 32), q_head=True,
+      normalizer=normalizer)
+  tau = 0.1
+  agent = agent_lib.SpoAgent(
+      ts.time_step_spec(PENDULUM.observation_spec()), PENDULUM.action_spec(),
+      network, PENDULUM, search_config=search_config,
+      config=config_lib.SpoConfig(epsilon_eta=0.2, initial_eta=10.0,
+                                  target_update_tau=tau))
+  target_network = agent._target_network  # pylint: disable=protected-access
+  assert target_network.normalizer is normalizer
+  experience = collected_experience(agent)
+  assert normalizer.count.numpy() == 0  # Acting does not update it.
+  online = network.trainable_variables
+  target = target_network.trainable_variables
+  old_target = [v.numpy().copy() for v in target]
+  loss_info = agent.train(experience)
+  assert np.isfinite(loss_info.loss.numpy())
+  observations = experience.observation.network_input.numpy().reshape(-1, 3)
+  assert normalizer.count.numpy() == len(observations) == 4 * 6
+  np.testing.assert_allclose(normalizer.mean, observations.mean(0),
+                             rtol=1e-6, atol=1e-7)
+  np.testing.assert_allclose(normalizer.variance, observations.var(0),
+                             rtol=1e-5, atol=1e-7)
+  # The target network reads the same statistics; only its weights lag.
+  assert target_network.normalizer is normalizer
+  for old, v_online, v_target in zip(old_target, online, target):
+    np.testing.assert_allclose(v_target.numpy(),
+                               (1 - tau) * old + tau * v_online.numpy(),
+                               rtol=1e-5, atol=1e-6)

@@ -98,3 +98,171 @@ def test_rejects_action_specs_no_action_space_serves():
                tensor_spec.BoundedTensorSpec((2,), tf.int32, 0, 4)):
     with pytest.raises(ValueError, match='action_spec'):
       networks.PolicyValueNetwork(CUBE.observation_spec(), spec)
+
+
+OBSERVATION_SPEC = tensor_spec.TensorSpec((3,), tf.float32)
+CONTINUOUS_SPEC = tensor_spec.BoundedTensorSpec((2,), tf.float32, -2.0, 2.0)
+DISCRETE_SPEC = tensor_spec.BoundedTensorSpec((), tf.int32, 0, 4)
+
+
+def test_normalizer_matches_numpy_over_valid_rows():
+  normalizer = networks.ObservationNormalizer(OBSERVATION_SPEC)
+  rng = np.random.default_rng(0)
+  scale = np.array([1.0, 10.0, 0.1])
+  batches = [rng.normal(3.0, scale, size=[5, 3]),
+             rng.normal(-1.0, scale, size=[2, 4, 3]),
+             rng.normal(0.0, scale, size=[1, 3]),
+             rng.normal(7.0, scale, size=[6, 3])]
+  masks = [None, rng.uniform(size=[2, 4]) > 0.3, np.zeros([1], bool),
+           np.array([True, False, True, True, False, True])]
+  update = tf.function(normalizer.update)
+  valid_rows = []
+  for i, (batch, mask) in enumerate(zip(batches, masks)):
+    # Eager and in a tf.function alike.
+    (update if i % 2 else normalizer.update)(
+        tf.constant(batch, tf.float32),
+        mask=None if mask is None else tf.constant(mask))
+    rows = batch.reshape(-1, 3).astype(np.float32).astype(np.float64)
+    valid_rows.append(rows if mask is None else rows[mask.reshape(-1)])
+  valid_rows = np.concatenate(valid_rows)
+  assert normalizer.count.numpy() == len(valid_rows)
+  np.testing.assert_allclose(normalizer.mean, valid_rows.mean(0), rtol=1e-6)
+  np.testing.assert_allclose(normalizer.variance, valid_rows.var(0),
+                             rtol=1e-6)
+  x = rng.normal(size=[4, 3])
+  expected = np.clip((x - valid_rows.mean(0)) /
+                     np.sqrt(valid_rows.var(0) + 1e-8), -10.0, 10.0)
+  normalized = normalizer.normalize(tf.constant(x, tf.float32))
+  assert normalized.dtype == tf.float32
+  np.testing.assert_allclose(normalized, expected, rtol=1e-5, atol=1e-5)
+
+
+def test_normalizer_starts_as_identity_and_clips():
+  normalizer = networks.ObservationNormalizer(OBSERVATION_SPEC, clip=2.0,
+                                              epsilon=0.0)
+  x = tf.constant([[0.5, -1.5, 1.0], [3.0, -7.0, 2.0]])
+  np.testing.assert_allclose(normalizer.normalize(x),
+                             [[0.5, -1.5, 1.0], [2.0, -2.0, 2.0]])
+  # An all-masked batch changes nothing.
+  normalizer.update(x, mask=tf.constant([False, False]))
+  assert normalizer.count.numpy() == 0
+  np.testing.assert_array_equal(normalizer.mean, 0.0)
+  np.testing.assert_array_equal(normalizer.variance, 1.0)
+  # Mean [1.75, -4.25, 1.5], standard deviation [1.25, 2.75, 0.5].
+  normalizer.update(x)
+  np.testing.assert_allclose(normalizer.normalize(x),
+                             [[-1.0, 1.0, -1.0], [1.0, -1.0, 1.0]])
+  np.testing.assert_allclose(
+      normalizer.normalize(tf.constant([[5.0, -4.25, 0.0]])),
+      [[2.0, 0.0, -2.0]])
+
+
+def test_normalizer_rejects_non_flat_float_specs():
+  for spec in (tensor_spec.TensorSpec((2, 3), tf.float32),
+               tensor_spec.TensorSpec((), tf.float32),
+               tensor_spec.BoundedTensorSpec((3,), tf.int32, 0, 5)):
+    with pytest.raises(ValueError, match='observation_spec'):
+      networks.ObservationNormalizer(spec)
+
+
+def small_mlp(action_spec, **kwargs):
+  return networks.MlpActorCriticNetwork(
+      OBSERVATION_SPEC, action_spec, actor_units=(16, 8),
+      critic_units=(16, 16), **kwargs)
+
+
+def test_mlp_gaussian_policy_value_and_q():
+  net = small_mlp(CONTINUOUS_SPEC, q_head=True, initial_scale=0.5)
+  output, state = net(tf.random.stateless_normal([4, 3], [0, 1]))
+  assert state == ()
+  assert net.has_q_head and net.normalizer is None
+  assert output.policy.loc.shape == output.policy.scale.shape == (4, 2)
+  assert output.policy.loc.dtype == output.value.dtype == tf.float32
+  assert output.value.shape == (4,) and output.q.shape == (4, 3)
+  assert np.all(output.policy.scale.numpy() > networks.MIN_SCALE)
+  # Q(s, a) of K = 5 actions per state.
+  actions = tf.random.stateless_uniform([4, 5, 2], [0, 2], -2.0, 2.0)
+  q = net.q_values(output.q, actions)
+  assert q.shape == (4, 5) and q.dtype == tf.float32
+  assert not np.allclose(q[:, 0], q[:, 1])
+  # Zero inputs give zero features (SiLU(0) = 0, zero biases): the scale is
+  # exactly `initial_scale`.
+  output, _ = net(tf.zeros([2, 3]))
+  np.testing.assert_allclose(output.policy.scale, 0.5, rtol=1e-6)
+  # Separate actor and critic: four hidden layers of 256 SiLU units each by
+  # default, and no Q(s, a) without `q_head`.
+  default = networks.MlpActorCriticNetwork(OBSERVATION_SPEC, CONTINUOUS_SPEC)
+  default.create_variables()
+  assert not default.has_q_head
+  kernels = [v.shape for v in default.trainable_variables
+             if 'kernel' in v.name]
+  torso = [(3, 256)] + [(256, 256)] * 3
+  assert kernels == torso + torso + [(256, 4), (256, 1)]
+  hidden = default._actor.layers + default._critic.layers  # pylint: disable=protected-access
+  assert all(layer.activation is tf.keras.activations.get('silu')
+             for layer in hidden)
+
+
+def test_mlp_discrete_logits_values_and_q_values():
+  net = small_mlp(DISCRETE_SPEC, q_head=True, activation='relu')
+  output, _ = net(tf.random.stateless_normal([3, 3], [0, 3]))
+  assert output.policy.shape == output.q.shape == (3, 5)
+  assert output.value.shape == (3,)
+  actions = tf.constant([[0, 4], [1, 1], [3, 2]])
+  np.testing.assert_array_equal(net.q_values(output.q, actions),
+                                tf.gather(output.q, actions, batch_dims=1))
+
+
+def test_mlp_copy_shares_the_normalizer():
+  normalizer = networks.ObservationNormalizer(OBSERVATION_SPEC)
+  net = small_mlp(CONTINUOUS_SPEC, q_head=True, normalizer=normalizer)
+  net.create_variables()
+  copy = net.copy(name='Target')
+  copy.create_variables()
+  assert copy.normalizer is normalizer and copy.has_q_head
+  assert [v.shape for v in net.trainable_variables] == [
+      v.shape for v in copy.trainable_variables]
+  # The statistics are non-trainable variables of both networks.
+  statistics = {id(v) for v in normalizer.variables}
+  assert len(statistics) == 3
+  assert not statistics & {id(v) for v in net.trainable_variables}
+  assert statistics <= {id(v) for v in copy.variables}
+  assert networks.PolicyValueNetwork(OBSERVATION_SPEC,
+                                     DISCRETE_SPEC).normalizer is None
+
+
+def test_mlp_reads_normalized_observations():
+  normalizer = networks.ObservationNormalizer(OBSERVATION_SPEC)
+  normalizer.update(tf.random.stateless_normal([50, 3], [0, 4]) * 5.0 + 2.0)
+  net = small_mlp(CONTINUOUS_SPEC, q_head=True, normalizer=normalizer)
+  plain = small_mlp(CONTINUOUS_SPEC, q_head=True)
+  net.create_variables()
+  plain.create_variables()
+  for source, target in zip(net.trainable_variables,
+                            plain.trainable_variables):
+    target.assign(source)
+  x = tf.random.stateless_normal([4, 3], [0, 5]) * 5.0
+  actions = tf.random.stateless_uniform([4, 2, 2], [0, 6], -2.0, 2.0)
+  output, _ = net(x)
+  expected, _ = plain(normalizer.normalize(x))
+  assert not np.allclose(normalizer.normalize(x), x)
+  for got, want in zip(tf.nest.flatten(output), tf.nest.flatten(expected)):
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+  np.testing.assert_allclose(net.q_values(output.q, actions),
+                             plain.q_values(expected.q, actions),
+                             rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize('kwargs,message', [
+    (dict(actor_units=()), '--actor_units must be a non-empty'),
+    (dict(actor_units=(8, 0)), '--actor_units must be a non-empty'),
+    (dict(critic_units=(0,)), '--critic_units must be a non-empty'),
+    (dict(initial_scale=0.0), '--initial_scale must be >'),
+    (dict(activation='nope'), '--activation'),
+    (dict(normalizer=networks.ObservationNormalizer(
+        tensor_spec.TensorSpec((4,), tf.float32))), 'normalizer'),
+])
+def test_mlp_rejects_bad_arguments(kwargs, message):
+  with pytest.raises(ValueError, match=message):
+    networks.MlpActorCriticNetwork(OBSERVATION_SPEC, CONTINUOUS_SPEC,
+                                   **kwargs)

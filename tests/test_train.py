@@ -7,6 +7,7 @@ import os
 import numpy as np
 import pytest
 import tensorflow as tf
+from tf_agents.trajectories import time_step as ts
 
 from launch import common
 from launch import train
@@ -74,6 +75,31 @@ def test_killed_run_resumes_from_its_checkpoint(tmp_path):
                  for w, v in zip(weights, final.agent.policy.variables()))
   with open(os.path.join(root_dir, 'eval.csv')) as f:
     assert [int(r['env_steps']) for r in csv.DictReader(f)] == [0, 512, 1024]
+
+
+def test_mujoco_run_resumes_and_exports_the_normalised_network(tmp_path):
+  """gymnasium is the real env; only the network policy can be saved."""
+  settings = tiny_settings(
+      env='halfcheetah', network='mlp', normalize_observations=True,
+      mlp_units=16, mlp_layers=1, time_limit=20, total_env_steps=512,
+      num_envs=4, rollout_length=16, sequence_length=8, eval_episodes=2,
+      eval_interval=256, checkpoint_interval=256, log_interval=256,
+      num_threads=2)
+  root_dir = str(tmp_path)
+  assert train.train(settings, root_dir, stop_after_env_steps=256) == {}
+  summary = train.train(settings, root_dir)  # resumes, new episodes
+  assert summary['env_steps'] == 512
+  assert set(summary['saved_models']) == {'network'}
+  run = common.restore_run(root_dir)
+  normalizer = run.agent.network.normalizer
+  assert normalizer.count.numpy() > 0
+  loaded = tf.saved_model.load(summary['saved_models']['network'])
+  policy = run.agent.export_network_policy()
+  observation = tf.random.stateless_normal(
+      [3] + policy.time_step_spec.observation.shape.as_list(), [0, 1])
+  time_step = ts.restart(observation, 3)
+  np.testing.assert_allclose(loaded.action(time_step, ()).action,
+                             policy.action(time_step).action, atol=1e-6)
 
 
 def test_incompatible_root_dir_is_refused(tmp_path):

@@ -3,7 +3,7 @@
 Modules, from the inside out:
   config    validated `SearchConfig` and `SpoConfig`.
   search    the pure-TF, XLA-compiled SMC search (`smc_search`).
-  networks  the policy/value network.
+  networks  the policy/value networks and the observation normaliser.
   losses    M-step losses and the eta / alpha duals.
   policy    `SmcPolicy` (search) and `NetworkPolicy` (prior) TF-Agents policies.
   agent     `SpoAgent`, the TF-Agents agent.
@@ -13,6 +13,8 @@ from tf_spo.agent import SpoAgent
 from tf_spo.agent import SpoLossInfo
 from tf_spo.config import SearchConfig
 from tf_spo.config import SpoConfig
+from tf_spo.networks import MlpActorCriticNetwork
+from tf_spo.networks import ObservationNormalizer
 from tf_spo.networks import PolicyValueNetwork
 from tf_spo.policy import NetworkPolicy
 from tf_spo.policy import SmcPolicy

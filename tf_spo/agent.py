@@ -83,8 +83,10 @@ class SpoAgent(tf_agent.TFAgent):
       time_step_spec: `TimeStep` spec of the environment.
       action_spec: action spec of the environment: scalar discrete, or
         float [D] (a tanh-squashed Gaussian policy within its bounds).
-      network: a `PolicyValueNetwork` of the network input and action spec;
-        its copy becomes the target network.
+      network: a `PolicyValueNetwork` or `MlpActorCriticNetwork` of the
+        network input and action spec; its copy becomes the target network
+        (sharing its observation normaliser, if any, which training updates
+        with the replayed observations).
       model: the planning `EnvironmentModel`.
       search_config: `SearchConfig` of the SMC search.
       config: `SpoConfig` of the M-step and duals.
@@ -109,8 +111,12 @@ class SpoAgent(tf_agent.TFAgent):
     self._network.create_variables()
     self._target_network = network.copy(name='TargetNetwork')
     self._target_network.create_variables()
-    common.soft_variables_update(self._network.variables,
-                                 self._target_network.variables, tau=1.0)
+    # Only the trainable variables are averaged: the networks' only
+    # non-trainable ones are the statistics of the observation normaliser,
+    # which the target network shares.
+    common.soft_variables_update(self._network.trainable_variables,
+                                 self._target_network.trainable_variables,
+                                 tau=1.0)
     self._eta = _positive_dual(config.initial_eta, 'eta')
     if self._action_space.is_discrete:
       self._alphas = {'alpha': _positive_dual(config.initial_alpha, 'alpha')}
@@ -145,6 +151,11 @@ class SpoAgent(tf_agent.TFAgent):
                             is not None else tf.Variable(
                                 0, dtype=tf.int64, trainable=False,
                                 name='train_step')))
+
+  @property
+  def network(self):
+    """The trained network (its normaliser, if any, is shared)."""
+    return self._network
 
   @property
   def network_policy(self) -> policy_lib.NetworkPolicy:
@@ -289,6 +300,11 @@ class SpoAgent(tf_agent.TFAgent):
     return loss_info, network_grads, dual_grads, grad_norm
 
   def _train(self, experience, weights=None):
+    normalizer = self._network.normalizer
+    if normalizer is not None:
+      # Every replayed observation, terminal ones included, is a state the
+      # networks read; the losses below see the updated statistics.
+      normalizer.update(model_lib.network_input(experience.observation))
     network_variables = self._network.trainable_variables
     dual_variables = self._dual_variables()
     loss_info, network_grads, dual_grads, grad_norm = (
@@ -301,7 +317,8 @@ class SpoAgent(tf_agent.TFAgent):
     self._optimizer.apply_gradients(zip(network_grads, network_variables))
     self._dual_optimizer.apply_gradients(zip(dual_grads, dual_variables))
     common.soft_variables_update(
-        self._network.variables, self._target_network.variables,
+        self._network.trainable_variables,
+        self._target_network.trainable_variables,
         tau=self._config.target_update_tau)
     self.train_step_counter.assign_add(1)
     self._summarize(loss_info, grad_norm, experience,

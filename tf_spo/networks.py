@@ -1,14 +1,17 @@
-"""Policy/value network of SPO and TRT-SMC, for discrete and continuous actions.
+"""Policy/value networks of SPO and TRT-SMC, discrete and continuous actions.
 
-A shared torso with a policy head, a value head (paper 000, appendix A.2.2)
-and optionally a Q-value head (paper 001, eq. 9): integer (categorical)
-observations such as cube stickers are embedded, float observations are
-flattened, then a residual MLP torso feeds one-layer heads. The outputs are a
-named `NetworkOutput`; the policy head gives the parameters of the action
-space's TFP distribution (`tf_spo.action_spaces`).
+`PolicyValueNetwork`: a shared torso with a policy head, a value head (paper
+000, appendix A.2.2) and optionally a Q-value head (paper 001, eq. 9):
+integer (categorical) observations such as cube stickers are embedded, float
+observations are flattened, then a residual MLP torso feeds one-layer heads.
+`MlpActorCriticNetwork`: separate actor and critic MLPs (paper 000, appendix
+A.3, for continuous control), optionally reading observations normalised by
+a running `ObservationNormalizer`. The outputs are a named `NetworkOutput`;
+the policy head gives the parameters of the action space's TFP distribution
+(`tf_spo.action_spaces`).
 """
 
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Optional, Sequence
 
 import numpy as np
 import tensorflow as tf
@@ -50,6 +53,29 @@ class _ResidualBlock(tf.keras.layers.Layer):
   def call(self, inputs):
     return tf.keras.activations.relu(
         inputs + self._output(self._hidden(inputs)))
+
+
+def _q_values(action_space: action_spaces.ActionSpace, q_head, q,
+              actions: tf.Tensor) -> tf.Tensor:
+  """Q(s, a) of K actions per input, as `PolicyValueNetwork.q_values`.
+
+  Args:
+    action_space: the network's action space.
+    q_head: continuous actions: the critic Q(s, a), a Keras layer
+      [N, F + D] -> [N, 1].
+    q: `NetworkOutput.q` of M inputs: Q-values [M, A] (discrete) or
+      critic features [M, F] (continuous).
+    actions: [M, K] discrete or [M, K, D] continuous environment actions.
+
+  Returns:
+    [M, K] float32 Q-values.
+  """
+  if action_space.is_discrete:
+    return tf.gather(q, actions, batch_dims=1)
+  features = tf.broadcast_to(
+      q[:, None], tf.concat([tf.shape(actions)[:2], tf.shape(q)[1:]], 0))
+  inputs = tf.concat([features, tf.cast(actions, tf.float32)], axis=-1)
+  return tf.squeeze(q_head(inputs), axis=-1)
 
 
 class PolicyValueNetwork(network.Network):
@@ -140,6 +166,11 @@ class PolicyValueNetwork(network.Network):
   def action_space(self) -> action_spaces.ActionSpace:
     return self._action_space
 
+  @property
+  def normalizer(self) -> None:
+    """None: this network reads its inputs as they are."""
+    return
+
   def call(self, observation, step_type=None, network_state=(),
            training=False):
     """Returns (`NetworkOutput`, network_state) for inputs [M, ...]."""
@@ -172,9 +203,282 @@ class PolicyValueNetwork(network.Network):
     Returns:
       [M, K] float32 Q-values.
     """
-    if self._action_space.is_discrete:
-      return tf.gather(q, actions, batch_dims=1)
-    features = tf.broadcast_to(
-        q[:, None], tf.concat([tf.shape(actions)[:2], tf.shape(q)[1:]], 0))
-    inputs = tf.concat([features, tf.cast(actions, tf.float32)], axis=-1)
-    return tf.squeeze(self._q_head(inputs), axis=-1)
+    return _q_values(self._action_space, self._q_head, q, actions)
+
+
+class ObservationNormalizer(tf.Module):
+  """Running mean and variance of flat float observations, and their z-score.
+
+  The statistics are merged batch by batch with the parallel algorithm of
+  Chan et al. (1979), in float64, in non-trainable variables: networks that
+  share a normaliser (a network and its target copy) read the same
+  statistics, which only `update` changes. Before the first update the
+  normaliser has mean 0 and variance 1.
+  """
+
+  def __init__(self,
+               observation_spec: tensor_spec.TensorSpec,
+               clip: float = 10.0,
+               epsilon: float = 1e-8,
+               name: str = 'ObservationNormalizer'):
+    """Creates the normaliser.
+
+    Args:
+      observation_spec: float spec [D] of one observation (no batch
+        dimension).
+      clip: normalised observations are clipped into [-clip, clip] (> 0).
+      epsilon: added to the variance before its square root (>= 0).
+      name: module name.
+
+    Raises:
+      ValueError: naming `observation_spec` if it is not a float spec of
+        rank 1, or the out-of-range argument.
+    """
+    super().__init__(name=name)
+    if (not isinstance(observation_spec, tensor_spec.TensorSpec) or
+        not observation_spec.dtype.is_floating or
+        observation_spec.shape.rank != 1 or
+        not observation_spec.shape.is_fully_defined()):
+      raise ValueError('observation_spec: the observation normaliser needs '
+                       f'flat float observations [D], got {observation_spec}.')
+    if not clip > 0:
+      raise ValueError(f'clip must be > 0, got {clip}.')
+    if not epsilon >= 0:
+      raise ValueError(f'epsilon must be >= 0, got {epsilon}.')
+    self._observation_spec = observation_spec
+    self._size = int(observation_spec.shape[0])
+    self._clip = float(clip)
+    self._epsilon = float(epsilon)
+    with self.name_scope:
+      self._count = tf.Variable(0.0, dtype=tf.float64, trainable=False,
+                                name='count')
+      self._mean = tf.Variable(tf.zeros([self._size], tf.float64),
+                               trainable=False, name='mean')
+      # Sum of squared deviations from the mean.
+      self._m2 = tf.Variable(tf.zeros([self._size], tf.float64),
+                             trainable=False, name='m2')
+
+  @property
+  def observation_spec(self) -> tensor_spec.TensorSpec:
+    return self._observation_spec
+
+  @property
+  def count(self) -> tf.Tensor:
+    """Float64 scalar, the number of observations seen."""
+    return tf.convert_to_tensor(self._count)
+
+  @property
+  def mean(self) -> tf.Tensor:
+    """[D] float64 running mean (0 before any observation)."""
+    return tf.convert_to_tensor(self._mean)
+
+  @property
+  def variance(self) -> tf.Tensor:
+    """[D] float64 running (population) variance (1 before any observation)."""
+    return tf.where(self._count > 0,
+                    self._m2 / tf.maximum(self._count, 1.0),
+                    tf.ones_like(self._m2))
+
+  def update(self, observations: tf.Tensor,
+             mask: Optional[tf.Tensor] = None) -> None:
+    """Merges a batch of observations into the running statistics.
+
+    Args:
+      observations: [..., D] float observations.
+      mask: optional [...] bool, which observations to count (all by
+        default). A batch without any counts changes nothing.
+
+    Raises:
+      ValueError: naming `observations` if its last dimension is not D.
+    """
+    observations = tf.convert_to_tensor(observations)
+    if observations.shape[-1:] != [self._size]:
+      raise ValueError(f'observations must have shape [..., {self._size}], '
+                       f'got {observations.shape}.')
+    x = tf.reshape(tf.cast(observations, tf.float64), [-1, self._size])
+    if mask is None:
+      valid = tf.ones_like(x[:, :1], tf.bool)
+    else:
+      valid = tf.reshape(tf.cast(mask, tf.bool), [-1, 1])
+    zeros = tf.zeros_like(x)
+    batch_count = tf.reduce_sum(tf.cast(valid, tf.float64))
+    batch_mean = tf.math.divide_no_nan(
+        tf.reduce_sum(tf.where(valid, x, zeros), axis=0), batch_count)
+    batch_m2 = tf.reduce_sum(
+        tf.where(valid, tf.square(x - batch_mean), zeros), axis=0)
+    count = self._count + batch_count
+    batch_fraction = tf.math.divide_no_nan(batch_count, count)
+    delta = batch_mean - self._mean
+    self._m2.assign_add(
+        batch_m2 + tf.square(delta) * self._count * batch_fraction)
+    self._mean.assign_add(delta * batch_fraction)
+    self._count.assign(count)
+
+  def normalize(self, x: tf.Tensor) -> tf.Tensor:
+    """Clipped z-scores of observations.
+
+    Args:
+      x: [..., D] float observations.
+
+    Returns:
+      [..., D] float32 `clip((x - mean) / sqrt(variance + epsilon), -clip,
+      clip)`.
+    """
+    mean = tf.cast(self._mean, tf.float32)
+    std = tf.cast(tf.sqrt(self.variance + self._epsilon), tf.float32)
+    return tf.clip_by_value((tf.cast(x, tf.float32) - mean) / std,
+                            -self._clip, self._clip)
+
+
+def _mlp(units: Sequence[int], activation: str, name: str,
+         output_size: Optional[int] = None) -> tf.keras.Sequential:
+  """Dense layers of widths `units` with `activation`, then a linear layer.
+
+  Args:
+    units: widths of the hidden layers.
+    activation: Keras activation of the hidden layers.
+    name: model name.
+    output_size: width of a final linear layer, or None for none.
+
+  Returns:
+    The MLP, a `tf.keras.Sequential` [M, F] -> [M, units[-1] or output_size].
+  """
+  layers = [tf.keras.layers.Dense(n, activation=activation) for n in units]
+  if output_size is not None:
+    layers.append(tf.keras.layers.Dense(output_size))
+  return tf.keras.Sequential(layers, name=name)
+
+
+class MlpActorCriticNetwork(network.Network):
+  """Separate actor and critic MLPs (paper 000, appendix A.3).
+
+  The actor MLP feeds a linear policy head (logits, or a diagonal Gaussian
+  with softplus scale as `PolicyValueNetwork`'s), the critic MLP a linear
+  value head; float observations are flattened and, with a `normalizer`,
+  normalised first. With `q_head`, discrete actions get Q-values of every
+  action from a linear head on the critic MLP, continuous ones a third MLP
+  Q(s, a) on the (normalised) observation and the action. Same interface as
+  `PolicyValueNetwork`.
+  """
+
+  def __init__(self,
+               observation_spec: tensor_spec.TensorSpec,
+               action_spec: tensor_spec.TensorSpec,
+               actor_units: Sequence[int] = (256,) * 4,
+               critic_units: Sequence[int] = (256,) * 4,
+               activation: str = 'silu',
+               q_head: bool = False,
+               initial_scale: float = 1.0,
+               normalizer: Optional[ObservationNormalizer] = None,
+               name: str = 'MlpActorCriticNetwork'):
+    """Creates the network.
+
+    Args:
+      observation_spec: float spec of one network input (no batch
+        dimension); [D] with a `normalizer`.
+      action_spec: scalar discrete `BoundedTensorSpec`, or float spec [D].
+      actor_units: widths of the actor MLP's hidden layers (each >= 1).
+      critic_units: widths of the critic's (and Q(s, a)'s) hidden layers.
+      activation: Keras activation of the hidden layers.
+      q_head: also output Q-values (needed by the twisted proposal).
+      initial_scale: Gaussian policies: standard deviation of the
+        pre-squash actions at zero actor features (> MIN_SCALE).
+      normalizer: optional `ObservationNormalizer` of `observation_spec`;
+        shared by copies of the network (`copy`), so a target network reads
+        the same statistics.
+      name: network name.
+
+    Raises:
+      ValueError: naming `action_spec` for an action spec no action space
+        serves, `normalizer` for one of another spec, or the out-of-range
+        argument.
+    """
+    super().__init__(input_tensor_spec=observation_spec, state_spec=(),
+                     name=name)
+    self._action_space = action_spaces.for_spec(action_spec)
+    for arg, units in (('actor_units', actor_units),
+                       ('critic_units', critic_units)):
+      if not units or any(n < 1 for n in units):
+        raise ValueError(f'--{arg} must be a non-empty list of sizes >= 1, '
+                         f'got {units}.')
+    if not initial_scale > MIN_SCALE:
+      raise ValueError(f'--initial_scale must be > {MIN_SCALE}, got '
+                       f'{initial_scale}.')
+    try:
+      tf.keras.activations.get(activation)
+    except ValueError as e:
+      raise ValueError(f'--activation: unknown activation {activation!r}.'
+                       ) from e
+    if normalizer is not None and (
+        normalizer.observation_spec.shape != observation_spec.shape):
+      raise ValueError(
+          'normalizer: it normalises observations '
+          f'{normalizer.observation_spec}, not observation_spec '
+          f'{observation_spec}.')
+    self._normalizer = normalizer
+    self._flatten = tf.keras.layers.Flatten()
+    self._actor = _mlp(actor_units, activation, 'actor')
+    self._critic = _mlp(critic_units, activation, 'critic')
+    discrete = self._action_space.is_discrete
+    policy_size = (self._action_space.num_actions if discrete
+                   else 2 * self._action_space.action_size)
+    self._policy_head = tf.keras.layers.Dense(policy_size, name='policy')
+    self._value_head = tf.keras.layers.Dense(1, name='value')
+    self._scale_offset = float(np.log(np.expm1(initial_scale - MIN_SCALE)))
+    self._q_head = None
+    if q_head and discrete:
+      self._q_head = tf.keras.layers.Dense(self._action_space.num_actions,
+                                           name='q')
+    elif q_head:
+      self._q_head = _mlp(critic_units, activation, 'q', output_size=1)
+      # Q(s, a) is called outside `call`; build it with the network.
+      self._q_head.build(
+          (None, observation_spec.shape.num_elements() +
+           self._action_space.action_size))
+
+  @property
+  def has_q_head(self) -> bool:
+    return self._q_head is not None
+
+  @property
+  def action_space(self) -> action_spaces.ActionSpace:
+    return self._action_space
+
+  @property
+  def normalizer(self) -> Optional[ObservationNormalizer]:
+    """The shared observation normaliser, or None."""
+    return self._normalizer
+
+  def call(self, observation, step_type=None, network_state=(),
+           training=False):
+    """Returns (`NetworkOutput`, network_state) for inputs [M, ...]."""
+    del step_type, training
+    if self._normalizer is not None:
+      x = self._normalizer.normalize(observation)
+    else:
+      x = tf.cast(observation, tf.float32)
+    x = self._flatten(x)
+    policy = self._policy_head(self._actor(x))
+    if not self._action_space.is_discrete:
+      loc, raw_scale = tf.split(policy, 2, axis=-1)
+      policy = action_spaces.GaussianParams(
+          loc, tf.nn.softplus(raw_scale + self._scale_offset) + MIN_SCALE)
+    critic = self._critic(x)
+    value = tf.squeeze(self._value_head(critic), axis=-1)
+    q = ()
+    if self._q_head is not None:
+      q = self._q_head(critic) if self._action_space.is_discrete else x
+    return NetworkOutput(policy, value, q), network_state
+
+  def q_values(self, q, actions: tf.Tensor) -> tf.Tensor:
+    """Q(s, a) of K environment actions per input.
+
+    Args:
+      q: `NetworkOutput.q` of M inputs: Q-values [M, A] (discrete) or
+        normalised observations [M, F] (continuous).
+      actions: [M, K] discrete or [M, K, D] continuous environment actions.
+
+    Returns:
+      [M, K] float32 Q-values.
+    """
+    return _q_values(self._action_space, self._q_head, q, actions)
