@@ -42,6 +42,25 @@ class NetworkOutput(NamedTuple):
   q: Any = ()
 
 
+def _policy_params(action_space, head_output, scale_offset):
+  """The policy head's output as the action space's parameters.
+
+  Args:
+    action_space: the network's action space.
+    head_output: [M, A] logits, or [M, 2 * D] Gaussian loc and raw scale.
+    scale_offset: added to the raw scale before the softplus, so that a
+      zero raw scale gives the initial standard deviation.
+
+  Returns:
+    The logits, or `GaussianParams` with scale > MIN_SCALE.
+  """
+  if action_space.is_discrete:
+    return head_output
+  loc, raw_scale = tf.split(head_output, 2, axis=-1)
+  return action_spaces.GaussianParams(
+      loc, tf.nn.softplus(raw_scale + scale_offset) + MIN_SCALE)
+
+
 class _ResidualBlock(tf.keras.layers.Layer):
   """x + Dense(relu(Dense(x))), then relu."""
 
@@ -182,11 +201,8 @@ class PolicyValueNetwork(network.Network):
     x = self._torso_input(self._flatten(x))
     for block in self._blocks:
       x = block(x)
-    policy = self._policy_head(x)
-    if not self._action_space.is_discrete:
-      loc, raw_scale = tf.split(policy, 2, axis=-1)
-      policy = action_spaces.GaussianParams(
-          loc, tf.nn.softplus(raw_scale + self._scale_offset) + MIN_SCALE)
+    policy = _policy_params(self._action_space, self._policy_head(x),
+                            self._scale_offset)
     value = tf.squeeze(self._value_head(x), axis=-1)
     q = ()
     if self._q_head is not None:
@@ -458,11 +474,9 @@ class MlpActorCriticNetwork(network.Network):
     else:
       x = tf.cast(observation, tf.float32)
     x = self._flatten(x)
-    policy = self._policy_head(self._actor(x))
-    if not self._action_space.is_discrete:
-      loc, raw_scale = tf.split(policy, 2, axis=-1)
-      policy = action_spaces.GaussianParams(
-          loc, tf.nn.softplus(raw_scale + self._scale_offset) + MIN_SCALE)
+    policy = _policy_params(self._action_space,
+                            self._policy_head(self._actor(x)),
+                            self._scale_offset)
     critic = self._critic(x)
     value = tf.squeeze(self._value_head(critic), axis=-1)
     q = ()
