@@ -105,7 +105,6 @@ class ParticleSimulator:
     self._lock = threading.Lock()
     # mujoco.batch steps in C on its own threads, but cannot run
     # mj_rnePostConstraint; tasks that need it use the per-particle loop.
-    self.engine = 'loop' if task.needs_post_constraint else 'batch'
     self._engine = (self._loop_step if task.needs_post_constraint else
                     self._batch_step)
     self._batches = {}
