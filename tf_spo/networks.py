@@ -42,6 +42,25 @@ class NetworkOutput(NamedTuple):
   q: Any = ()
 
 
+def _policy_size(action_space: action_spaces.ActionSpace) -> int:
+  """Width of the policy head: A logits, or D locs and D raw scales."""
+  if action_space.is_discrete:
+    return action_space.num_actions
+  return 2 * action_space.action_size
+
+
+def _scale_offset(initial_scale: float) -> float:
+  """The raw-scale offset giving `initial_scale` at a zero head output.
+
+  Raises:
+    ValueError: naming `--initial_scale` unless it is > MIN_SCALE.
+  """
+  if not initial_scale > MIN_SCALE:
+    raise ValueError(f'--initial_scale must be > {MIN_SCALE}, got '
+                     f'{initial_scale}.')
+  return float(np.log(np.expm1(initial_scale - MIN_SCALE)))
+
+
 def _policy_params(action_space, head_output, scale_offset):
   """The policy head's output as the action space's parameters.
 
@@ -144,9 +163,6 @@ class PolicyValueNetwork(network.Network):
                             ('embedding_dim', embedding_dim, 1)):
       if value < low:
         raise ValueError(f'--{arg} must be >= {low}, got {value}.')
-    if not initial_scale > MIN_SCALE:
-      raise ValueError(f'--initial_scale must be > {MIN_SCALE}, got '
-                       f'{initial_scale}.')
     self._categorical = observation_spec.dtype.is_integer
     if self._categorical:
       self._obs_minimum = int(observation_spec.minimum.min())
@@ -158,15 +174,13 @@ class PolicyValueNetwork(network.Network):
     self._blocks = [_ResidualBlock(torso_units)
                     for _ in range(num_residual_blocks)]
     discrete = self._action_space.is_discrete
-    policy_size = (self._action_space.num_actions if discrete
-                   else 2 * self._action_space.action_size)
     self._policy_head = tf.keras.Sequential([
         tf.keras.layers.Dense(head_units, activation='relu'),
-        tf.keras.layers.Dense(policy_size)])
+        tf.keras.layers.Dense(_policy_size(self._action_space))])
     self._value_head = tf.keras.Sequential([
         tf.keras.layers.Dense(head_units, activation='relu'),
         tf.keras.layers.Dense(1)])
-    self._scale_offset = float(np.log(np.expm1(initial_scale - MIN_SCALE)))
+    self._scale_offset = _scale_offset(initial_scale)
     self._q_head = None
     if q_head:
       self._q_head = tf.keras.Sequential([
@@ -417,9 +431,6 @@ class MlpActorCriticNetwork(network.Network):
       if not units or any(n < 1 for n in units):
         raise ValueError(f'--{arg} must be a non-empty list of sizes >= 1, '
                          f'got {units}.')
-    if not initial_scale > MIN_SCALE:
-      raise ValueError(f'--initial_scale must be > {MIN_SCALE}, got '
-                       f'{initial_scale}.')
     try:
       tf.keras.activations.get(activation)
     except ValueError as e:
@@ -436,11 +447,10 @@ class MlpActorCriticNetwork(network.Network):
     self._actor = _mlp(actor_units, activation, 'actor')
     self._critic = _mlp(critic_units, activation, 'critic')
     discrete = self._action_space.is_discrete
-    policy_size = (self._action_space.num_actions if discrete
-                   else 2 * self._action_space.action_size)
-    self._policy_head = tf.keras.layers.Dense(policy_size, name='policy')
+    self._policy_head = tf.keras.layers.Dense(
+        _policy_size(self._action_space), name='policy')
     self._value_head = tf.keras.layers.Dense(1, name='value')
-    self._scale_offset = float(np.log(np.expm1(initial_scale - MIN_SCALE)))
+    self._scale_offset = _scale_offset(initial_scale)
     self._q_head = None
     if q_head and discrete:
       self._q_head = tf.keras.layers.Dense(self._action_space.num_actions,
