@@ -9,8 +9,9 @@ step count. A step sets the state and the controls, runs
 `MujocoEnv.do_simulation`, and applies the task's reward and termination
 (`environments/mujoco_tasks.py`). So a particle's step is the real
 environment's step: tests/test_mujoco_model.py checks it to 1e-6 against
-gymnasium's `env.step`, and `MujocoModel` re-checks it at construction, so a
-gymnasium or mujoco version whose task differs fails with a clear error.
+gymnasium's `env.step`, and `MujocoModel` re-checks it at construction (once
+per task and process), so a gymnasium or mujoco version whose task differs
+fails with a clear error.
 
 `ParticleSimulator` steps a numpy batch on threads: with `mujoco.batch`
 (C threads) for tasks that read no post-constraint forces (HalfCheetah),
@@ -46,6 +47,10 @@ from environments import mujoco_tasks
 STATE_SPEC = mujoco.mjtState.mjSTATE_INTEGRATION
 # Tolerance of the start-up check against gymnasium.
 SELF_CHECK_TOLERANCE = 1e-6
+# Tasks whose self check passed in this process: the installed gymnasium and
+# mujoco do not change while it runs, so each task is checked once (a run
+# builds models for validation, training and every evaluation).
+_CHECKED_TASKS = set()
 
 
 class Particles(NamedTuple):
@@ -335,7 +340,8 @@ class MujocoModel(model_lib.EnvironmentModel):
       task: the task.
       time_limit: steps per episode (>= 1).
       num_threads: threads stepping particles (>= 1).
-      check: run `self_check` against gymnasium.
+      check: run `self_check` against gymnasium (once per task and
+        process).
       name: module name, by default the task's.
 
     Raises:
@@ -347,8 +353,9 @@ class MujocoModel(model_lib.EnvironmentModel):
       raise ValueError(f'--time_limit must be >= 1, got {time_limit}.')
     self._time_limit = time_limit
     self._simulator = ParticleSimulator(task, num_threads)
-    if check:
+    if check and task not in _CHECKED_TASKS:
       self_check(self._simulator)
+      _CHECKED_TASKS.add(task)
     low, high = self._simulator.action_bounds
     self._action_spec = tensor_spec.BoundedTensorSpec(
         [self._simulator.action_size], tf.float32, low, high, name='action')
