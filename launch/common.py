@@ -88,7 +88,7 @@ SETTINGS = (
     ('initial_alpha_cov', 500.0, 'Initial multiplier alpha_Sigma of the '
      'Gaussian covariance.'),
     ('value_loss_coef', 0.5, 'Weight of the value loss.'),
-    ('max_grad_norm', 0.5, 'Global-norm gradient clipping.'),
+    ('max_grad_norm', 0.5, 'Global-norm gradient clipping, per actor/critic.'),
     ('batch_size', 64, 'Sequences per gradient step.'),
     ('sequence_length', 17, 'Steps per replayed sequence (>= 2).'),
     ('num_epochs', 8, 'Gradient steps per iteration.'),

@@ -287,3 +287,58 @@ def test_training_updates_the_shared_observation_normalizer():
     np.testing.assert_allclose(v_target.numpy(),
                                (1 - tau) * old + tau * v_online.numpy(),
                                rtol=1e-5, atol=1e-6)
+
+
+def test_actor_and_critic_gradients_are_clipped_separately():
+  """A huge critic gradient never shrinks the actor's (paper 000, table 3).
+
+  Known answer: with the critic's gradient far above `max_grad_norm` and the
+  actor's below it, the agent's actor gradient equals the unclipped gradient
+  of the loss with respect to the actor, and the critic's has norm exactly
+  `max_grad_norm`. One clip over both would scale the actor's down too.
+  """
+  tf.random.set_seed(1)
+  network = networks.MlpActorCriticNetwork(
+      PENDULUM.network_input_spec(), PENDULUM.action_spec(),
+      actor_units=(16,), critic_units=(16,))
+  max_norm = 1.0
+  agent = agent_lib.SpoAgent(
+      ts.time_step_spec(PENDULUM.observation_spec()), PENDULUM.action_spec(),
+      network, PENDULUM, search_config=SEARCH,
+      config=config_lib.SpoConfig(epsilon_eta=0.2, initial_eta=10.0,
+                                  max_grad_norm=max_norm))
+  experience = collected_experience(agent)
+  # Returns of 1e4 per step: the critic's gradient norm is huge.
+  experience = experience._replace(reward=experience.reward + 1e4)
+  actor, critic = network.variable_groups
+  with tf.GradientTape() as tape:
+    loss = agent._loss(experience).loss  # pylint: disable=protected-access
+  raw_actor, raw_critic = tape.gradient(loss, (actor, critic))
+  assert tf.linalg.global_norm(raw_critic) > 100 * max_norm
+  actor_norm = float(tf.linalg.global_norm(raw_actor))
+  assert 0 < actor_norm < max_norm
+  _, grads, _, grad_norm = agent._loss_and_gradients(experience, None)  # pylint: disable=protected-access
+  for got, want in zip(grads[:len(actor)], raw_actor):
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-7)
+  np.testing.assert_allclose(
+      tf.linalg.global_norm(grads[len(actor):]), max_norm, rtol=1e-5)
+  np.testing.assert_allclose(
+      grad_norm, tf.linalg.global_norm(list(raw_actor) + list(raw_critic)),
+      rtol=1e-4)
+
+
+class _ActorOnlyGroups(networks.MlpActorCriticNetwork):
+  """A network whose variable groups forget the critic."""
+
+  @property
+  def variable_groups(self):
+    return super().variable_groups[:1]
+
+
+def test_agent_rejects_variable_groups_that_miss_a_variable():
+  network = _ActorOnlyGroups(PENDULUM.network_input_spec(),
+                             PENDULUM.action_spec(), actor_units=(8,),
+                             critic_units=(8,))
+  with pytest.raises(ValueError, match='network: its variable_groups'):
+    agent_lib.SpoAgent(ts.time_step_spec(PENDULUM.observation_spec()),
+                       PENDULUM.action_spec(), network, PENDULUM)

@@ -266,3 +266,35 @@ def test_mlp_rejects_bad_arguments(kwargs, message):
   with pytest.raises(ValueError, match=message):
     networks.MlpActorCriticNetwork(OBSERVATION_SPEC, CONTINUOUS_SPEC,
                                    **kwargs)
+
+
+@pytest.mark.parametrize('q_head', [False, True])
+def test_mlp_variable_groups_are_the_actor_and_the_critic(q_head):
+  """The actor group alone moves the policy, the critic group the values."""
+  net = small_mlp(CONTINUOUS_SPEC, q_head=q_head)
+  net.create_variables()
+  actor, critic = net.variable_groups
+  grouped = [v.ref() for v in actor + critic]
+  assert len(set(grouped)) == len(grouped) == len(net.trainable_variables)
+  assert set(grouped) == {v.ref() for v in net.trainable_variables}
+  observations = tf.random.stateless_normal([4, 3], [0, 3])
+  actions = tf.random.stateless_uniform([4, 2, 2], [0, 4], -1.0, 1.0)
+  with tf.GradientTape(persistent=True) as tape:
+    output, _ = net(observations)
+    policy = tf.reduce_sum(output.policy.loc) + tf.reduce_sum(
+        output.policy.scale)
+    value = tf.reduce_sum(output.value)
+    if q_head:
+      value += tf.reduce_sum(net.q_values(output.q, actions))
+  assert all(g is None for g in tape.gradient(policy, critic))
+  assert all(g is not None for g in tape.gradient(policy, actor))
+  assert all(g is None for g in tape.gradient(value, actor))
+  assert all(g is not None for g in tape.gradient(value, critic))
+
+
+def test_shared_torso_network_is_one_variable_group():
+  net = networks.PolicyValueNetwork(OBSERVATION_SPEC, CONTINUOUS_SPEC,
+                                    torso_units=8, head_units=8)
+  net.create_variables()
+  (group,) = net.variable_groups
+  assert [v.ref() for v in group] == [v.ref() for v in net.trainable_variables]

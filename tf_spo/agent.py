@@ -53,6 +53,22 @@ def _positive_dual(initial_value: float, name: str):
       initial_value, bijector=tfb.Softplus(), dtype=tf.float32, name=name)
 
 
+def _check_variable_groups(network) -> None:
+  """Checks that `network.variable_groups` partitions its trainables.
+
+  Raises:
+    ValueError: naming `network` if a trainable variable is in no group or
+      in several, or a group holds a variable that is not trainable.
+  """
+  grouped = [v.ref() for group in network.variable_groups for v in group]
+  trainable = {v.ref() for v in network.trainable_variables}
+  if len(grouped) != len(set(grouped)) or set(grouped) != trainable:
+    raise ValueError(
+        'network: its variable_groups must hold each trainable variable '
+        f'exactly once ({len(grouped)} grouped, {len(trainable)} '
+        'trainable).')
+
+
 class SpoAgent(tf_agent.TFAgent):
   """SPO for discrete and continuous actions, with the TRT-SMC switches.
 
@@ -86,7 +102,8 @@ class SpoAgent(tf_agent.TFAgent):
       network: a `PolicyValueNetwork` or `MlpActorCriticNetwork` of the
         network input and action spec; its copy becomes the target network
         (sharing its observation normaliser, if any, which training updates
-        with the replayed observations).
+        with the replayed observations). Its `variable_groups` (e.g. actor
+        and critic) each get their gradient clipped by its own global norm.
       model: the planning `EnvironmentModel`.
       search_config: `SearchConfig` of the SMC search.
       config: `SpoConfig` of the M-step and duals.
@@ -109,6 +126,7 @@ class SpoAgent(tf_agent.TFAgent):
     self._config = config
     self._network = network
     self._network.create_variables()
+    _check_variable_groups(network)
     self._target_network = network.copy(name='TargetNetwork')
     self._target_network.create_variables()
     # Only the trainable variables are averaged: the networks' only
@@ -292,12 +310,18 @@ class SpoAgent(tf_agent.TFAgent):
     """Losses and clipped gradients; XLA-compiled (see `__init__`)."""
     with tf.GradientTape() as tape:
       loss_info = self._loss(experience, weights=weights, training=True)
-    network_grads, dual_grads = tape.gradient(
+    group_grads, dual_grads = tape.gradient(
         loss_info.loss,
-        (self._network.trainable_variables, self._dual_variables()))
-    network_grads, grad_norm = tf.clip_by_global_norm(
-        network_grads, self._config.max_grad_norm)
-    return loss_info, network_grads, dual_grads, grad_norm
+        (self._network.variable_groups, self._dual_variables()))
+    # Each group (actor, critic) is clipped by its own global norm.
+    network_grads, group_norms = [], []
+    for grads in group_grads:
+      clipped, norm = tf.clip_by_global_norm(grads,
+                                             self._config.max_grad_norm)
+      network_grads += clipped
+      group_norms.append(norm)
+    return (loss_info, network_grads, dual_grads,
+            tf.linalg.global_norm(group_norms))
 
   def _train(self, experience, weights=None):
     normalizer = self._network.normalizer
@@ -305,7 +329,7 @@ class SpoAgent(tf_agent.TFAgent):
       # Every replayed observation, terminal ones included, is a state the
       # networks read; the losses below see the updated statistics.
       normalizer.update(model_lib.network_input(experience.observation))
-    network_variables = self._network.trainable_variables
+    network_variables = tf.nest.flatten(self._network.variable_groups)
     dual_variables = self._dual_variables()
     loss_info, network_grads, dual_grads, grad_norm = (
         self._compiled_loss_and_gradients(experience, weights))

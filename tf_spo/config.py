@@ -101,7 +101,8 @@ class SpoConfig:
     initial_alpha_cov: initial multiplier alpha_Sigma of the covariance
       part (> 0).
     value_loss_coef: weight of the value (and Q-value) losses (>= 0).
-    max_grad_norm: global-norm gradient clipping of the network (> 0).
+    max_grad_norm: global-norm gradient clipping of each of the network's
+      variable groups (actor, critic), as separate optimisers would (> 0).
     search_value_weight: sigma in [0, 1]: the TD(lambda) targets bootstrap
       from (1 - sigma) * V_target + sigma * (Retrace search value) (paper
       001, sec. 3.4); 0 is SPO.

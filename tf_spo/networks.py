@@ -204,6 +204,11 @@ class PolicyValueNetwork(network.Network):
     """None: this network reads its inputs as they are."""
     return
 
+  @property
+  def variable_groups(self) -> tuple[list, ...]:
+    """One group: the torso is shared by every head (clipped together)."""
+    return (self.trainable_variables,)
+
   def call(self, observation, step_type=None, network_state=(),
            training=False):
     """Returns (`NetworkOutput`, network_state) for inputs [M, ...]."""
@@ -474,6 +479,22 @@ class MlpActorCriticNetwork(network.Network):
   def normalizer(self) -> Optional[ObservationNormalizer]:
     """The shared observation normaliser, or None."""
     return self._normalizer
+
+  @property
+  def variable_groups(self) -> tuple[list, ...]:
+    """(actor variables, critic and Q variables).
+
+    The agent clips each group's gradient by its own global norm, as
+    separate actor and critic optimisers do (paper 000, table 3): the critic's
+    gradients, which scale with the returns, never shrink the actor's.
+    """
+    actor = (self._actor.trainable_variables +
+             self._policy_head.trainable_variables)
+    critic = (self._critic.trainable_variables +
+              self._value_head.trainable_variables)
+    if self._q_head is not None:
+      critic += self._q_head.trainable_variables
+    return (actor, critic)
 
   def call(self, observation, step_type=None, network_state=(),
            training=False):
