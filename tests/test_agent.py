@@ -19,12 +19,13 @@ SEARCH = config_lib.SearchConfig(num_particles=4, depth=2, resample_period=1)
 
 
 def make_agent(config=config_lib.SpoConfig(), model=CUBE,
-               search_config=SEARCH):
+               search_config=SEARCH, network=None):
   tf.random.set_seed(0)
-  network = networks.PolicyValueNetwork(
-      model.network_input_spec(), model.action_spec(), torso_units=32,
-      num_residual_blocks=1, head_units=32,
-      q_head=search_config.proposal_alpha > 0)
+  if network is None:
+    network = networks.PolicyValueNetwork(
+        model.network_input_spec(), model.action_spec(), torso_units=32,
+        num_residual_blocks=1, head_units=32,
+        q_head=search_config.proposal_alpha > 0)
   return agent_lib.SpoAgent(
       ts.time_step_spec(model.observation_spec()), model.action_spec(),
       network, model, search_config=search_config, config=config)
@@ -254,18 +255,16 @@ def test_training_updates_the_shared_observation_normalizer():
   search_config = config_lib.SearchConfig(
       num_particles=4, depth=2, resample_period=1, proposal_alpha=0.1,
       proposal_atoms=8)
-  tf.random.set_seed(0)
   normalizer = networks.ObservationNormalizer(PENDULUM.network_input_spec())
   network = networks.MlpActorCriticNetwork(
       PENDULUM.network_input_spec(), PENDULUM.action_spec(),
       actor_units=(32, 32), critic_units=(32, 32), q_head=True,
       normalizer=normalizer)
   tau = 0.1
-  agent = agent_lib.SpoAgent(
-      ts.time_step_spec(PENDULUM.observation_spec()), PENDULUM.action_spec(),
-      network, PENDULUM, search_config=search_config,
-      config=config_lib.SpoConfig(epsilon_eta=0.2, initial_eta=10.0,
-                                  target_update_tau=tau))
+  agent = make_agent(
+      config_lib.SpoConfig(epsilon_eta=0.2, initial_eta=10.0,
+                           target_update_tau=tau),
+      PENDULUM, search_config, network)
   target_network = agent._target_network  # pylint: disable=protected-access
   assert target_network.normalizer is normalizer
   experience = collected_experience(agent)
@@ -297,16 +296,13 @@ def test_actor_and_critic_gradients_are_clipped_separately():
   of the loss with respect to the actor, and the critic's has norm exactly
   `max_grad_norm`. One clip over both would scale the actor's down too.
   """
-  tf.random.set_seed(1)
   network = networks.MlpActorCriticNetwork(
       PENDULUM.network_input_spec(), PENDULUM.action_spec(),
       actor_units=(16,), critic_units=(16,))
   max_norm = 1.0
-  agent = agent_lib.SpoAgent(
-      ts.time_step_spec(PENDULUM.observation_spec()), PENDULUM.action_spec(),
-      network, PENDULUM, search_config=SEARCH,
-      config=config_lib.SpoConfig(epsilon_eta=0.2, initial_eta=10.0,
-                                  max_grad_norm=max_norm))
+  agent = make_agent(
+      config_lib.SpoConfig(epsilon_eta=0.2, initial_eta=10.0,
+                           max_grad_norm=max_norm), PENDULUM, SEARCH, network)
   experience = collected_experience(agent)
   # Returns of 1e4 per step: the critic's gradient norm is huge.
   experience = experience._replace(reward=experience.reward + 1e4)
