@@ -65,6 +65,10 @@ SETTINGS = (
     ('normalize_observations', False, 'Normalise network inputs by their '
      'running mean and std (updated in training; checkpointed and '
      'exported with the network). Needs --network=mlp.'),
+    ('conv_channels', '', '--network=residual on grid observations: '
+     'comma-separated output channels of the convolutional ResNet stages '
+     'before the torso, e.g. 256,256,512,512; empty for none.'),
+    ('conv_residual_blocks', 2, 'Residual conv blocks per conv stage.'),
     ('torso_units', 256, 'Width of the residual torso.'),
     ('num_residual_blocks', 2, 'Residual blocks in the torso.'),
     ('head_units', 256, 'Width of the hidden layer of each head.'),
@@ -177,6 +181,31 @@ def validate_settings(settings: Dict[str, Any]) -> None:
   network(settings, make_model(settings))
 
 
+def parse_conv_channels(conv_channels: str) -> tuple[int, ...]:
+  """Output channels of the conv stages from a comma-separated string.
+
+  Args:
+    conv_channels: e.g. '256,256,512,512'; '' for no convolutional torso.
+
+  Returns:
+    The channels, a tuple of ints >= 1.
+
+  Raises:
+    ValueError: naming `--conv_channels` unless it is '' or a
+      comma-separated list of integers >= 1.
+  """
+  if not conv_channels.strip():
+    return ()
+  try:
+    channels = tuple(int(c) for c in conv_channels.split(','))
+  except ValueError:
+    channels = ()
+  if not channels or min(channels) < 1:
+    raise ValueError('--conv_channels must be empty or a comma-separated '
+                     f'list of integers >= 1, got {conv_channels!r}.')
+  return channels
+
+
 def search_config(settings) -> config_lib.SearchConfig:
   """The run's `SearchConfig`."""
   return config_lib.SearchConfig(**{
@@ -211,13 +240,16 @@ def network(settings, model):
   """The run's network; a Q head when the proposal is twisted.
 
   `--network=residual` is the shared residual torso of the discrete tasks
-  (`PolicyValueNetwork`), `--network=mlp` the separate actor and critic
+  (`PolicyValueNetwork`, with a convolutional ResNet in front for
+  `--conv_channels`), `--network=mlp` the separate actor and critic
   MLPs of the MuJoCo tasks (`MlpActorCriticNetwork`), with a running
   observation normaliser if `--normalize_observations`.
   """
   spec = model.network_input_spec()
   q_head = settings['proposal_alpha'] > 0
   if settings['network'] == 'mlp':
+    if settings['conv_channels']:
+      raise ValueError('--conv_channels needs --network=residual.')
     normalizer = (networks.ObservationNormalizer(spec)
                   if settings['normalize_observations'] else None)
     units = (settings['mlp_units'],) * settings['mlp_layers']
@@ -233,7 +265,9 @@ def network(settings, model):
       num_residual_blocks=settings['num_residual_blocks'],
       head_units=settings['head_units'],
       q_head=q_head,
-      initial_scale=settings['initial_scale'])
+      initial_scale=settings['initial_scale'],
+      conv_channels=parse_conv_channels(settings['conv_channels']),
+      conv_residual_blocks=settings['conv_residual_blocks'])
 
 
 class Run(NamedTuple):

@@ -47,6 +47,15 @@ def test_settings_resolve_defaults_env_preset_then_flags():
     (dict(proposal_alpha=2.0), '--proposal_alpha must be in [0, 1]'),
     (dict(proposal_atoms=0), '--proposal_atoms must be >= 1'),
     (dict(search_value_weight=-1.0), '--search_value_weight must be in'),
+    (dict(conv_channels='32,x'), '--conv_channels must be empty or a '
+     'comma-separated list of integers >= 1'),
+    (dict(conv_channels='32,0'), '--conv_channels must be empty'),
+    (dict(conv_channels='8', network='mlp'),
+     '--conv_channels needs --network=residual'),
+    # The cube's observations are integer stickers, not a float grid.
+    (dict(conv_channels='8'), 'observation_spec: --conv_channels needs '
+     'float grid observations'),
+    (dict(conv_residual_blocks=-1), '--conv_residual_blocks must be >= 0'),
 ])
 def test_validate_settings_names_the_flag(overrides, message):
   with pytest.raises(ValueError, match=message.replace('[', r'\[').replace(

@@ -298,3 +298,36 @@ def test_shared_torso_network_is_one_variable_group():
   net.create_variables()
   (group,) = net.variable_groups
   assert [v.ref() for v in group] == [v.ref() for v in net.trainable_variables]
+
+
+GRID_SPEC = tensor_spec.TensorSpec((5, 4, 3), tf.float32)
+
+
+def test_conv_torso_stages_and_residual_blocks():
+  """Per stage a 3x3 'same' convolution and residual conv blocks."""
+  net = networks.PolicyValueNetwork(
+      GRID_SPEC, DISCRETE_SPEC, torso_units=16, num_residual_blocks=0,
+      head_units=8, conv_channels=(4, 6), conv_residual_blocks=1, q_head=True)
+  grids = tf.random.stateless_uniform([2, 5, 4, 3], [0, 5])
+  output, _ = net(grids)
+  assert output.policy.shape == output.q.shape == (2, 5)
+  assert output.value.shape == (2,)
+  kernels = [tuple(v.shape) for v in net.trainable_variables
+             if 'kernel' in v.name]
+  # Stage 1: conv 3->4 and a residual block of two 4->4 convolutions; stage
+  # 2 likewise with 6 channels; then the flattened 5*4*6 grid feeds the
+  # torso's input layer.
+  assert kernels[:6] == [(3, 3, 3, 4), (3, 3, 4, 4), (3, 3, 4, 4),
+                         (3, 3, 4, 6), (3, 3, 6, 6), (3, 3, 6, 6)]
+  assert kernels[6] == (5 * 4 * 6, 16)
+  # The convolutions read the grid's geometry: shifting it changes the value.
+  shifted = tf.roll(grids, 1, axis=1)
+  assert not np.allclose(net(shifted)[0].value, output.value)
+
+
+def test_conv_torso_needs_a_float_grid():
+  with pytest.raises(ValueError, match='observation_spec: --conv_channels'):
+    networks.PolicyValueNetwork(OBSERVATION_SPEC, DISCRETE_SPEC,
+                                conv_channels=(4,))
+  with pytest.raises(ValueError, match='--conv_channels must be >= 1'):
+    networks.PolicyValueNetwork(GRID_SPEC, DISCRETE_SPEC, conv_channels=(0,))

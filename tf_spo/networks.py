@@ -81,16 +81,20 @@ def _policy_params(action_space, head_output, scale_offset):
 
 
 class _ResidualBlock(tf.keras.layers.Layer):
-  """x + Dense(relu(Dense(x))), then relu."""
+  """x + f(relu(f(x))), then relu, with f a Dense or a 3x3 'same' Conv2D."""
 
-  def __init__(self, units: int, **kwargs):
+  def __init__(self, units: int, conv: bool = False, **kwargs):
     super().__init__(**kwargs)
-    self._hidden = tf.keras.layers.Dense(units, activation='relu')
-    self._output = tf.keras.layers.Dense(units)
+    make = ((lambda **kw: tf.keras.layers.Conv2D(units, 3, padding='same',
+                                                 **kw)) if conv else
+            (lambda **kw: tf.keras.layers.Dense(units, **kw)))
+    self._hidden = make(activation='relu')
+    self._output = make()
 
   def call(self, inputs):
     return tf.keras.activations.relu(
         inputs + self._output(self._hidden(inputs)))
+
 
 
 def _q_values(action_space: action_spaces.ActionSpace, q_head, q,
@@ -120,7 +124,10 @@ class PolicyValueNetwork(network.Network):
   """Maps network inputs to a `NetworkOutput` (policy, value[, Q]).
 
   Integer observations with a bounded spec are treated as categorical
-  features and embedded; others are cast to float and flattened. Discrete
+  features and embedded; float grids [H, W, C] may first pass a
+  convolutional ResNet (`conv_channels`: per stage a 3x3 convolution and
+  residual conv blocks, paper 000 appendix A.1.2); the result is flattened
+  into the residual MLP torso. Discrete
   actions get a logits head and, with `q_head`, Q-values of every action;
   continuous actions get a diagonal Gaussian head (softplus scale) and, with
   `q_head`, a critic Q(s, a) on the torso features and the action.
@@ -135,6 +142,8 @@ class PolicyValueNetwork(network.Network):
                embedding_dim: int = 4,
                q_head: bool = False,
                initial_scale: float = 1.0,
+               conv_channels: Sequence[int] = (),
+               conv_residual_blocks: int = 2,
                name: str = 'PolicyValueNetwork'):
     """Creates the network.
 
@@ -148,11 +157,15 @@ class PolicyValueNetwork(network.Network):
       q_head: also output Q-values (needed by the twisted proposal).
       initial_scale: Gaussian policies: standard deviation of the
         pre-squash actions at initialisation (> MIN_SCALE).
+      conv_channels: output channels of the conv stages (each >= 1), for
+        float observations [H, W, C]; () for none.
+      conv_residual_blocks: residual conv blocks per stage (>= 0).
       name: network name.
 
     Raises:
       ValueError: naming `action_spec` for an action spec no action space
-        serves, or the size argument out of range.
+        serves, `observation_spec` for a conv torso on other than float
+        [H, W, C] inputs, or the size argument out of range.
     """
     super().__init__(input_tensor_spec=observation_spec, state_spec=(),
                      name=name)
@@ -160,9 +173,22 @@ class PolicyValueNetwork(network.Network):
     for arg, value, low in (('torso_units', torso_units, 1),
                             ('num_residual_blocks', num_residual_blocks, 0),
                             ('head_units', head_units, 1),
-                            ('embedding_dim', embedding_dim, 1)):
+                            ('embedding_dim', embedding_dim, 1),
+                            ('conv_residual_blocks', conv_residual_blocks, 0),
+                            ('conv_channels', min(conv_channels, default=1),
+                             1)):
       if value < low:
         raise ValueError(f'--{arg} must be >= {low}, got {value}.')
+    if conv_channels and (observation_spec.shape.rank != 3 or
+                          not observation_spec.dtype.is_floating):
+      raise ValueError('observation_spec: --conv_channels needs float grid '
+                       f'observations [H, W, C], got {observation_spec}.')
+    self._conv = []
+    for channels in conv_channels:
+      self._conv.append(tf.keras.layers.Conv2D(channels, 3, padding='same',
+                                               activation='relu'))
+      self._conv += [_ResidualBlock(channels, conv=True)
+                     for _ in range(conv_residual_blocks)]
     self._categorical = observation_spec.dtype.is_integer
     if self._categorical:
       self._obs_minimum = int(observation_spec.minimum.min())
@@ -217,6 +243,8 @@ class PolicyValueNetwork(network.Network):
       x = self._embedding(tf.cast(observation, tf.int32) - self._obs_minimum)
     else:
       x = tf.cast(observation, tf.float32)
+    for layer in self._conv:
+      x = layer(x)
     x = self._torso_input(self._flatten(x))
     for block in self._blocks:
       x = block(x)
