@@ -21,6 +21,7 @@ from environments import mujoco_model
 from environments import mujoco_tasks
 from environments import pendulum
 from environments import rubiks_cube
+from environments import snake
 
 
 class EnvEntry(NamedTuple):
@@ -62,6 +63,11 @@ def _cube(settings, evaluation: bool) -> rubiks_cube.RubiksCube:
 def _pendulum(settings, evaluation: bool) -> pendulum.Pendulum:
   del evaluation
   return pendulum.Pendulum(time_limit=settings['time_limit'])
+
+
+def _snake(settings, evaluation: bool) -> snake.Snake:
+  del evaluation
+  return snake.Snake(time_limit=settings['time_limit'])
 
 
 def _gymnasium_env(model, num_envs: int, seed: int):
@@ -120,6 +126,17 @@ _MUJOCO_CPU = dict(
     replay_capacity=262_144, eval_episodes=8, eval_interval=50_000,
     checkpoint_interval=25_000, log_interval=5_000)
 
+# Snake on a 2-core CPU: a small conv torso (paper 001, app. B.1 embeds the
+# board with one 3x3 convolution before a 2 x 128 MLP) and TRT-SMC's
+# Jumanji discount.
+_SNAKE_CPU = dict(
+    time_limit=4000, conv_channels='16', conv_residual_blocks=1,
+    torso_units=128, num_residual_blocks=1, head_units=128, num_envs=64,
+    rollout_length=16, discount=0.997, learning_rate=3e-4,
+    total_env_steps=1_000_000, batch_size=64, sequence_length=16,
+    num_epochs=8, replay_capacity=65_536, eval_episodes=32,
+    eval_interval=100_000, checkpoint_interval=50_000, log_interval=10_000)
+
 ENVS: Dict[str, EnvEntry] = {
     'rubiks_cube': EnvEntry(
         make_model=_cube,
@@ -148,6 +165,12 @@ ENVS: Dict[str, EnvEntry] = {
             eval_episodes=100, eval_interval=25_000,
             checkpoint_interval=50_000, log_interval=10_000),
         presets=dict(paper=_PAPER_CONTINUOUS, trt_smc=_TRT_SMC),
+        metrics=('mean_return',),
+        eval_settings=('time_limit',)),
+    'snake': EnvEntry(
+        make_model=_snake,
+        defaults=_SNAKE_CPU,
+        presets=dict(paper=_PAPER_DISCRETE, trt_smc=_TRT_SMC),
         metrics=('mean_return',),
         eval_settings=('time_limit',)),
     **{name: EnvEntry(

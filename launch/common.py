@@ -366,7 +366,7 @@ def restore_run(root_dir: str) -> Run:
 
 
 def evaluate_policy(policy: Any, model, num_episodes: int, seed: int,
-                    max_steps: int = 1000,
+                    max_steps: int = 10_000,
                     network_input_only: bool = False) -> Dict[str, float]:
   """Plays one episode in each of `num_episodes` environments of `model`.
 
@@ -379,7 +379,8 @@ def evaluate_policy(policy: Any, model, num_episodes: int, seed: int,
     model: an `EnvironmentModel`.
     num_episodes: number of episodes, played as one batch.
     seed: seed of the start states.
-    max_steps: safety cap on episode length.
+    max_steps: safety cap on episode length (every model ends its episodes at
+      its own time limit first: Snake after 4000 steps).
     network_input_only: give the policy only the network input of the
       observations (an exported network policy).
 

@@ -30,7 +30,7 @@ def test_settings_resolve_defaults_env_preset_then_flags():
 
 @pytest.mark.parametrize('overrides,message', [
     (dict(env='atari'), "--env must be one of ['ant', 'halfcheetah', "
-     "'humanoid', 'pendulum', 'rubiks_cube']"),
+     "'humanoid', 'pendulum', 'rubiks_cube', 'snake']"),
     (dict(num_threads=0), '--num_threads must be >= 1'),
     (dict(ess_threshold=1.5), '--ess_threshold must be in [0, 1]'),
     (dict(epsilon_alpha_cov=0.0), '--epsilon_alpha_cov must be > 0'),
