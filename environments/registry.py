@@ -10,11 +10,13 @@ Settings are the flat dict of `launch/train.py` flag values; a model is
 built from them by `make_model(settings, evaluation)`.
 """
 
+import functools
 from typing import Any, Callable, Dict, NamedTuple, Optional, Tuple
 
 from tf_agents.environments import tf_environment
 from tf_agents.environments import tf_py_environment
 
+from environments import boxoban_levels
 from environments import gym_adapter
 from environments import model as model_lib
 from environments import mujoco_model
@@ -22,6 +24,7 @@ from environments import mujoco_tasks
 from environments import pendulum
 from environments import rubiks_cube
 from environments import snake
+from environments import sokoban
 
 
 class EnvEntry(NamedTuple):
@@ -63,6 +66,37 @@ def _cube(settings, evaluation: bool) -> rubiks_cube.RubiksCube:
 def _pendulum(settings, evaluation: bool) -> pendulum.Pendulum:
   del evaluation
   return pendulum.Pendulum(time_limit=settings['time_limit'])
+
+
+# Seeds of the built-in generated Boxoban levels: one set to train on, a
+# disjoint held-out set to evaluate on.
+_TRAIN_LEVELS_SEED = 0
+_EVAL_LEVELS_SEED = 1
+_NUM_EVAL_LEVELS = 1000
+
+
+@functools.lru_cache(maxsize=4)
+def _generated_levels(num_levels: int, seed: int) -> boxoban_levels.Levels:
+  """Built-in reverse-play levels (memoised: runs build several models)."""
+  levels, _ = boxoban_levels.generate_levels(num_levels, seed)
+  return levels
+
+
+def _sokoban(settings, evaluation: bool) -> sokoban.Sokoban:
+  """Training: levels drawn at random from `--levels_dir` or generated ones.
+
+  Evaluation: every level of `--eval_levels_dir`, or of 1000 held-out
+  generated levels, in order (episode i plays level i).
+  """
+  directory = settings['eval_levels_dir' if evaluation else 'levels_dir']
+  if directory:
+    levels = boxoban_levels.load_levels(directory)
+  elif evaluation:
+    levels = _generated_levels(_NUM_EVAL_LEVELS, _EVAL_LEVELS_SEED)
+  else:
+    levels = _generated_levels(settings['num_levels'], _TRAIN_LEVELS_SEED)
+  return sokoban.Sokoban(levels, time_limit=settings['time_limit'],
+                         sequential=evaluation)
 
 
 def _snake(settings, evaluation: bool) -> snake.Snake:
@@ -137,6 +171,16 @@ _SNAKE_CPU = dict(
     num_epochs=8, replay_capacity=65_536, eval_episodes=32,
     eval_interval=100_000, checkpoint_interval=50_000, log_interval=10_000)
 
+# Boxoban on a 2-core CPU: the paper's conv ResNet (appendix A.1.2) at a
+# fraction of its width and depth.
+_SOKOBAN_CPU = dict(
+    time_limit=120, conv_channels='32,32', conv_residual_blocks=1,
+    torso_units=128, num_residual_blocks=1, head_units=128, num_envs=64,
+    rollout_length=16, learning_rate=3e-4, total_env_steps=1_000_000,
+    batch_size=64, sequence_length=17, num_epochs=8, replay_capacity=65_536,
+    eval_episodes=200, eval_interval=100_000, checkpoint_interval=50_000,
+    log_interval=10_000)
+
 ENVS: Dict[str, EnvEntry] = {
     'rubiks_cube': EnvEntry(
         make_model=_cube,
@@ -167,6 +211,19 @@ ENVS: Dict[str, EnvEntry] = {
         presets=dict(paper=_PAPER_CONTINUOUS, trt_smc=_TRT_SMC),
         metrics=('mean_return',),
         eval_settings=('time_limit',)),
+    'sokoban': EnvEntry(
+        make_model=_sokoban,
+        defaults=_SOKOBAN_CPU,
+        # The paper's Boxoban network: four [conv, residual, residual]
+        # blocks of 256, 256, 512, 512 channels, heads of 128 units.
+        presets=dict(
+            paper=dict(_PAPER_DISCRETE, conv_channels='256,256,512,512',
+                       conv_residual_blocks=2, head_units=128),
+            trt_smc=_TRT_SMC),
+        # An episode is solved iff its return is positive: solving earns
+        # 10 + 4 boxes, and 120 steps cost 12.
+        metrics=('solve_rate', 'mean_return'),
+        eval_settings=('eval_levels_dir', 'time_limit')),
     'snake': EnvEntry(
         make_model=_snake,
         defaults=_SNAKE_CPU,

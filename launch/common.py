@@ -101,6 +101,14 @@ SETTINGS = (
      'cubes.'),
     ('max_scramble', 7, 'rubiks_cube: most scramble moves of training '
      'cubes.'),
+    ('levels_dir', '', 'sokoban: Boxoban-format level file or directory '
+     'to train on (e.g. boxoban-levels/unfiltered/train); empty: built-in '
+     'generated levels.'),
+    ('num_levels', 10_000, 'sokoban: generated training levels when '
+     '--levels_dir is empty.'),
+    ('eval_levels_dir', '', 'sokoban: level file or directory whose every '
+     'level is an evaluation episode, in order; empty: 1000 held-out '
+     'generated levels.'),
     ('time_limit', 20, 'Episode step limit (per env default).'),
     ('eval_scramble', 7, 'rubiks_cube: scramble moves of the held-out '
      'evaluation cubes.'),
@@ -174,6 +182,8 @@ def validate_settings(settings: Dict[str, Any]) -> None:
         '>= num_envs * sequence_length', settings['replay_capacity'])
   check(settings['eval_scramble'] >= 0, 'eval_scramble', '>= 0',
         settings['eval_scramble'])
+  check(settings['num_levels'] >= 1, 'num_levels', '>= 1',
+        settings['num_levels'])
   for name in ('learning_rate', 'dual_learning_rate'):
     check(settings[name] > 0, name, '> 0', settings[name])
   search_config(settings)

@@ -99,6 +99,9 @@ def run():
   flags.DEFINE_integer('time_limit', 0, "Episode step limit (0: the run's "
                        "or the env's default).")
   flags.DEFINE_integer('seed', 12345, 'Seed of the held-out episodes.')
+  flags.DEFINE_string('levels_dir', '', 'sokoban: Boxoban-format level file '
+                      'or directory; every level is played once, in order '
+                      '(overrides --num_episodes).')
   flags.DEFINE_string('output', '', 'Optional JSON file for the results.')
   app.run(main)
 
@@ -118,10 +121,17 @@ def main(argv):
       FLAGS.root_dir, FLAGS.saved_model, FLAGS.policy, FLAGS.env)
   if FLAGS.time_limit:
     settings = dict(settings, time_limit=FLAGS.time_limit)
+  num_episodes = FLAGS.num_episodes
+  if FLAGS.levels_dir:
+    settings = dict(settings, eval_levels_dir=FLAGS.levels_dir)
+    model = common.make_model(settings, evaluation=True)
+    if not hasattr(model, 'num_levels'):
+      raise app.UsageError(f'--levels_dir: env {settings["env"]} has no '
+                           'level sets (only sokoban has).')
+    num_episodes = model.num_levels
   start = time.time()
-  results = evaluate_levels(policy, settings, FLAGS.max_level,
-                            FLAGS.num_episodes, FLAGS.seed,
-                            network_input_only)
+  results = evaluate_levels(policy, settings, FLAGS.max_level, num_episodes,
+                            FLAGS.seed, network_input_only)
   columns = list(next(iter(results.values())))
   print(f'env={settings["env"]}')
   print(f'{"level":>6} ' + ' '.join(f'{c:>12}' for c in columns))

@@ -30,7 +30,7 @@ def test_settings_resolve_defaults_env_preset_then_flags():
 
 @pytest.mark.parametrize('overrides,message', [
     (dict(env='atari'), "--env must be one of ['ant', 'halfcheetah', "
-     "'humanoid', 'pendulum', 'rubiks_cube', 'snake']"),
+     "'humanoid', 'pendulum', 'rubiks_cube', 'snake', 'sokoban']"),
     (dict(num_threads=0), '--num_threads must be >= 1'),
     (dict(ess_threshold=1.5), '--ess_threshold must be in [0, 1]'),
     (dict(epsilon_alpha_cov=0.0), '--epsilon_alpha_cov must be > 0'),
@@ -56,6 +56,8 @@ def test_settings_resolve_defaults_env_preset_then_flags():
     (dict(conv_channels='8'), 'observation_spec: --conv_channels needs '
      'float grid observations'),
     (dict(conv_residual_blocks=-1), '--conv_residual_blocks must be >= 0'),
+    (dict(env='sokoban', num_levels=0), '--num_levels must be >= 1'),
+    (dict(env='sokoban', levels_dir='/nonexistent/levels'), '--levels_dir'),
 ])
 def test_validate_settings_names_the_flag(overrides, message):
   with pytest.raises(ValueError, match=message.replace('[', r'\[').replace(

@@ -1,8 +1,10 @@
 """Tests of launch/evaluate.py and the episode runner it uses."""
 
+import numpy as np
 import tensorflow as tf
 from tf_agents.trajectories import policy_step
 
+from environments import boxoban_levels
 from environments import pendulum
 from environments import rubiks_cube
 from launch import common
@@ -93,3 +95,43 @@ def test_cli_on_checkpoint_and_saved_model(tiny_run, tmp_path):
   result = conftest.run_module('launch.evaluate', '--max_level=1')
   assert result.returncode != 0
   assert 'exactly one of --root_dir and --saved_model' in result.stderr
+
+
+class SolutionPlayer:
+  """Plays, in episode i, the known solution of level i."""
+
+  def __init__(self, solutions):
+    length = max(len(s) for s in solutions)
+    self._moves = tf.constant(
+        [list(s) + [0] * (length - len(s)) for s in solutions], tf.int32)
+
+  def action(self, time_step):
+    steps = time_step.observation.planning_state['steps']
+    batch = tf.shape(steps)[0]
+    moves = tf.gather(self._moves, tf.range(batch) % self._moves.shape[0])
+    # Finished episodes go on stepping until every episode has ended.
+    steps = tf.minimum(steps, self._moves.shape[1] - 1)
+    return policy_step.PolicyStep(tf.gather(moves, steps, batch_dims=1))
+
+
+def test_sokoban_evaluates_every_level_of_a_directory_in_order(tmp_path):
+  levels, solutions = boxoban_levels.generate_levels(5, seed=7)
+  (tmp_path / '000.txt').write_text(boxoban_levels.format_levels(levels))
+  settings = common.resolve_settings(
+      'sokoban', 'cpu', {'eval_levels_dir': str(tmp_path)})
+  model = common.make_model(settings, evaluation=True)
+  assert model.num_levels == 5
+  results = evaluate.evaluate_levels(SolutionPlayer(solutions), settings,
+                                     max_level=None, num_episodes=5, seed=0)
+  # Solving earns 4 boxes + 10 and every step costs 0.1.
+  lengths = [len(s) for s in solutions]
+  assert results[0]['solve_rate'] == 1.0
+  np.testing.assert_allclose(results[0]['mean_length'], np.mean(lengths))
+  np.testing.assert_allclose(results[0]['mean_return'],
+                             np.mean([14 - 0.1 * n for n in lengths]),
+                             rtol=1e-5)
+  # Shifted by one level, the solutions solve nothing.
+  shifted = SolutionPlayer(solutions[1:] + solutions[:1])
+  results = evaluate.evaluate_levels(shifted, settings, max_level=None,
+                                     num_episodes=5, seed=0)
+  assert results[0]['solve_rate'] == 0.0

@@ -9,6 +9,7 @@ from tf_agents.trajectories import time_step as ts
 
 from environments import model as model_lib
 from environments import pendulum
+from tests import model_checks
 
 NUM_EPISODES = 4
 TIME_LIMIT = 200
@@ -25,8 +26,7 @@ def fixture_model():
   return pendulum.Pendulum()
 
 
-def as_numpy(nest):
-  return tf.nest.map_structure(lambda t: t.numpy(), nest)
+as_numpy = model_checks.as_numpy
 
 
 def gymnasium_envs(num_episodes, g):
@@ -215,21 +215,8 @@ def test_reset_is_deterministic_in_the_seed(model):
 
 def test_xla_with_unknown_batch_size_matches_eager(model):
   num_steps = 5
-
-  def rollout(seed, actions):
-    state = model.reset(tf.shape(actions)[1], seed)
-    outputs = [model.observe(state)]
-    for t in range(num_steps):
-      model_step = model.step(state, actions[t])
-      state = model_step.state
-      outputs.append((model.observe(state), model_step.reward,
-                      model_step.discount, model_step.done))
-    return outputs
-
-  compiled = tf.function(
-      rollout, jit_compile=True, input_signature=[
-          tf.TensorSpec([2], tf.int64),
-          tf.TensorSpec([num_steps, None, 1], tf.float32)])
+  rollout = model_checks.rollout_fn(model, num_steps)
+  compiled = model_checks.compiled_rollout_fn(model, num_steps)
   rng = np.random.default_rng(9)
   for batch_size in (1, 7):
     seed = tf.constant([11, batch_size], tf.int64)
@@ -237,18 +224,11 @@ def test_xla_with_unknown_batch_size_matches_eager(model):
         -2.5, 2.5, (num_steps, batch_size, 1)).astype(np.float32))
     expected = as_numpy(rollout(seed, actions))
     actual = as_numpy(compiled(seed, actions))
-    tf.nest.assert_same_structure(expected, actual)
-    for e, a in zip(tf.nest.flatten(expected), tf.nest.flatten(actual)):
-      assert e.dtype == a.dtype and e.shape == a.shape
-      if e.dtype == np.float32:
-        # XLA's sin and cos may differ from Eigen's in the last bit.
-        np.testing.assert_allclose(a, e, rtol=1e-6, atol=1e-6)
-      else:
-        np.testing.assert_array_equal(a, e)
+    # XLA's sin and cos may differ from Eigen's in the last bit.
+    model_checks.assert_nests_equal(expected, actual, float_tolerance=1e-6)
     # The reset itself is bit-exact.
-    for key in ('theta', 'theta_dot', 'steps'):
-      np.testing.assert_array_equal(actual[0].planning_state[key],
-                                    expected[0].planning_state[key])
+    model_checks.assert_nests_equal(expected[0].planning_state,
+                                    actual[0].planning_state)
 
 
 def test_model_environment_truncates_after_time_limit():

@@ -8,6 +8,7 @@ from tf_agents.trajectories import time_step as ts
 
 from environments import model as model_lib
 from environments import snake
+from tests import model_checks
 
 N = 12
 UP, RIGHT, DOWN, LEFT = range(4)
@@ -21,8 +22,7 @@ def fixture_model():
   return snake.Snake()
 
 
-def as_numpy(nest):
-  return tf.nest.map_structure(lambda t: t.numpy(), nest)
+as_numpy = model_checks.as_numpy
 
 
 def action_between(a, b):
@@ -432,42 +432,24 @@ def planning_state_signature(model):
 
 def test_xla_with_unknown_batch_size_matches_eager(model):
   num_steps = 12
-
-  def rollout(seed, actions):
-    state = model.reset(tf.shape(actions)[1], seed)
-    outputs = [model.observe(state)]
-    for t in range(num_steps):
-      model_step = model.step(state, actions[t])
-      state = model_step.state
-      outputs.append((model.observe(state), model_step.reward,
-                      model_step.discount, model_step.done))
-    return outputs
+  rollout = model_checks.rollout_fn(model, num_steps)
+  compiled_rollout = model_checks.compiled_rollout_fn(model, num_steps)
 
   def step_and_observe(state, action):
     model_step = model.step(state, action)
     return model_step, model.observe(model_step.state)
 
-  compiled_rollout = tf.function(
-      rollout, jit_compile=True, input_signature=[
-          tf.TensorSpec([2], tf.int64),
-          tf.TensorSpec([num_steps, None], tf.int32)])
   compiled_step = tf.function(
       step_and_observe, jit_compile=True, input_signature=[
           planning_state_signature(model), tf.TensorSpec([None], tf.int32)])
   rng = np.random.default_rng(9)
   path = serpentine()
 
-  def assert_equal(expected, actual):
-    tf.nest.assert_same_structure(expected, actual)
-    for e, a in zip(tf.nest.flatten(expected), tf.nest.flatten(actual)):
-      assert e.dtype == a.dtype and e.shape == a.shape
-      np.testing.assert_array_equal(a, e)
-
   for batch_size in (1, 7, 300):
     seed = tf.constant([11, batch_size], tf.int64)
     actions = tf.constant(rng.integers(0, 4, (num_steps, batch_size)),
                           tf.int32)
-    assert_equal(as_numpy(rollout(seed, actions)),
+    model_checks.assert_nests_equal(as_numpy(rollout(seed, actions)),
                  as_numpy(compiled_rollout(seed, actions)))
     # Eating, with fruit placement, on a crowded and an empty board.
     for length in (1, 100):
@@ -476,7 +458,8 @@ def test_xla_with_unknown_batch_size_matches_eager(model):
       action = tf.fill([batch_size], action_between(path[length - 1],
                                                     path[length]))
       expected = as_numpy(step_and_observe(state, action))
-      assert_equal(expected, as_numpy(compiled_step(state, action)))
+      model_checks.assert_nests_equal(
+          expected, as_numpy(compiled_step(state, action)))
       np.testing.assert_array_equal(expected[0].reward, 1.0)
 
 

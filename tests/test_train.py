@@ -102,22 +102,23 @@ def test_mujoco_run_resumes_and_exports_the_normalised_network(tmp_path):
                              policy.action(time_step).action, atol=1e-6)
 
 
-def test_snake_run_trains_the_conv_network_and_exports_both_policies(
-    tmp_path):
-  """Snake: a pure-TF grid task with the conv torso; the search exports."""
+@pytest.mark.parametrize('env,channels', [('snake', 5), ('sokoban', 4)])
+def test_grid_run_trains_the_conv_network_and_exports_both_policies(
+    tmp_path, env, channels):
+  """Pure-TF grid tasks with the conv torso; the search exports too."""
   settings = tiny_settings(
-      env='snake', conv_channels='4', conv_residual_blocks=1, time_limit=50,
-      total_env_steps=512, num_envs=8, rollout_length=16, sequence_length=8,
-      eval_episodes=4, eval_interval=512, checkpoint_interval=512,
-      log_interval=512)
+      env=env, conv_channels='4', conv_residual_blocks=1, time_limit=50,
+      num_levels=20, total_env_steps=512, num_envs=8, rollout_length=16,
+      sequence_length=8, eval_episodes=4, eval_interval=512,
+      checkpoint_interval=512, log_interval=512)
   summary = train.train(settings, str(tmp_path))
   assert summary['env_steps'] == 512 and summary['train_steps'] > 0
   assert set(summary['saved_models']) == {'search', 'network'}
   run = common.restore_run(str(tmp_path))
   conv = [v for v in run.agent.network.trainable_variables
           if v.shape.rank == 4]
-  assert [tuple(v.shape) for v in conv] == [(3, 3, 5, 4), (3, 3, 4, 4),
-                                            (3, 3, 4, 4)]
+  assert [tuple(v.shape) for v in conv] == [
+      (3, 3, channels, 4), (3, 3, 4, 4), (3, 3, 4, 4)]
   # The exported network policy acts as the restored one.
   loaded = tf.saved_model.load(summary['saved_models']['network'])
   policy = run.agent.export_network_policy()
