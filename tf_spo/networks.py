@@ -96,7 +96,6 @@ class _ResidualBlock(tf.keras.layers.Layer):
         inputs + self._output(self._hidden(inputs)))
 
 
-
 def _q_values(action_space: action_spaces.ActionSpace, q_head, q,
               actions: tf.Tensor) -> tf.Tensor:
   """Q(s, a) of K actions per input, as `PolicyValueNetwork.q_values`.
@@ -127,10 +126,10 @@ class PolicyValueNetwork(network.Network):
   features and embedded; float grids [H, W, C] may first pass a
   convolutional ResNet (`conv_channels`: per stage a 3x3 convolution and
   residual conv blocks, paper 000 appendix A.1.2); the result is flattened
-  into the residual MLP torso. Discrete
-  actions get a logits head and, with `q_head`, Q-values of every action;
-  continuous actions get a diagonal Gaussian head (softplus scale) and, with
-  `q_head`, a critic Q(s, a) on the torso features and the action.
+  into the residual MLP torso. Discrete actions get a logits head and, with
+  `q_head`, Q-values of every action; continuous actions get a diagonal
+  Gaussian head (softplus scale) and, with `q_head`, a critic Q(s, a) on the
+  torso features and the action.
   """
 
   def __init__(self,
