@@ -129,7 +129,8 @@ def benchmark(batch_size: int = 64, num_particles: int = 16, depth: int = 4,
   """Times the compiled SMC search and its network evaluations alone.
 
   Args: as `check_settings` (the first warmup call compiles), the network
-  sizes of `PolicyValueNetwork`, `seed`, the seed of the network
+  sizes of `PolicyValueNetwork` (with the conv front end of the env's CPU
+  preset, if any), `seed`, the seed of the network
   initialisation, the root states and the searches, and `env`, the registry
   name of the task (its default model).
 
@@ -146,11 +147,15 @@ def benchmark(batch_size: int = 64, num_particles: int = 16, depth: int = 4,
   config = check_settings(batch_size, num_particles, depth, resample_period,
                           repeats, warmup)
   tf.random.set_seed(seed)
-  model = common.make_model(common.resolve_settings(env, 'cpu', {}))
+  env_settings = common.resolve_settings(env, 'cpu', {})
+  model = common.make_model(env_settings)
+  # Grid tasks keep their preset's convolutional front end.
   net = networks.PolicyValueNetwork(
       model.network_input_spec(), model.action_spec(),
       torso_units=torso_units, num_residual_blocks=num_residual_blocks,
-      head_units=head_units)
+      head_units=head_units,
+      conv_channels=common.parse_conv_channels(env_settings['conv_channels']),
+      conv_residual_blocks=env_settings['conv_residual_blocks'])
   root_state = model.reset(batch_size, tf.constant([seed, 0], tf.int32))
   root_observation = model.observe(root_state)
   particle_inputs = _particle_inputs(model, root_state, num_particles, depth,

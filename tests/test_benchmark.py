@@ -29,9 +29,10 @@ def test_keys_and_settings(result):
   assert result['env'] == 'rubiks_cube'
 
 
-def test_continuous_env():
-  result = benchmark.benchmark(env='pendulum', **TINY)
-  assert result['env'] == 'pendulum'
+@pytest.mark.parametrize('env', ['pendulum', 'sokoban', 'snake'])
+def test_continuous_and_grid_envs(env):
+  result = benchmark.benchmark(env=env, **TINY)
+  assert result['env'] == env
   assert math.isfinite(result['overhead_ratio']) and result['search_ms'] > 0
 
 
