@@ -23,6 +23,26 @@ def tiny_settings(**overrides):
   return settings
 
 
+def network_actions(run, summary, sample):
+  """Actions of the exported and the restored network policy.
+
+  Args:
+    run: the restored `common.Run`.
+    summary: the run's summary, naming its SavedModels.
+    sample: (shape, seed) -> network inputs, e.g. tf.random.stateless_normal.
+
+  Returns:
+    (exported actions, restored actions) on 3 sampled network inputs.
+  """
+  loaded = tf.saved_model.load(summary['saved_models']['network'])
+  policy = run.agent.export_network_policy()
+  observation = sample(
+      [3] + policy.time_step_spec.observation.shape.as_list(), [0, 1])
+  time_step = ts.restart(observation, 3)
+  return (loaded.action(time_step, ()).action,
+          policy.action(time_step).action)
+
+
 def test_main_job_leaves_checkpoint_policies_and_summary(tiny_run):
   root_dir, summary, stdout = tiny_run
   assert summary['env_steps'] == 1024
@@ -93,13 +113,9 @@ def test_mujoco_run_resumes_and_exports_the_normalised_network(tmp_path):
   run = common.restore_run(root_dir)
   normalizer = run.agent.network.normalizer
   assert normalizer.count.numpy() > 0
-  loaded = tf.saved_model.load(summary['saved_models']['network'])
-  policy = run.agent.export_network_policy()
-  observation = tf.random.stateless_normal(
-      [3] + policy.time_step_spec.observation.shape.as_list(), [0, 1])
-  time_step = ts.restart(observation, 3)
-  np.testing.assert_allclose(loaded.action(time_step, ()).action,
-                             policy.action(time_step).action, atol=1e-6)
+  exported, restored = network_actions(
+      run, summary, tf.random.stateless_normal)
+  np.testing.assert_allclose(exported, restored, atol=1e-6)
 
 
 @pytest.mark.parametrize('env,channels', [('snake', 5), ('sokoban', 4)])
@@ -120,13 +136,9 @@ def test_grid_run_trains_the_conv_network_and_exports_both_policies(
   assert [tuple(v.shape) for v in conv] == [
       (3, 3, channels, 4), (3, 3, 4, 4), (3, 3, 4, 4)]
   # The exported network policy acts as the restored one.
-  loaded = tf.saved_model.load(summary['saved_models']['network'])
-  policy = run.agent.export_network_policy()
-  observation = tf.random.stateless_uniform(
-      [3] + policy.time_step_spec.observation.shape.as_list(), [0, 1])
-  time_step = ts.restart(observation, 3)
-  np.testing.assert_array_equal(loaded.action(time_step, ()).action,
-                                policy.action(time_step).action)
+  exported, restored = network_actions(
+      run, summary, tf.random.stateless_uniform)
+  np.testing.assert_array_equal(exported, restored)
 
 
 def test_incompatible_root_dir_is_refused(tmp_path):
