@@ -5,8 +5,10 @@ with a randomly initialised `PolicyValueNetwork`, and the same network
 evaluations alone (one call on the B roots and `depth` calls on the B * N
 particles, compiled the same way). Their ratio is the search's overhead over
 the network evaluations it needs: the model, sampling, weighting and
-resampling. Timed calls of the two alternate so that background load affects
-both alike, and medians are reported. For a MuJoCo task it also reports the
+resampling. It also times the search's model steps alone (the model's
+step throughput at the search's batch of B * N particles). Timed calls of the
+three alternate so that background load affects them alike, and medians are
+reported. For a MuJoCo task it also reports the
 planning model's particle-steps/s against raw `mujoco.rollout` on the same
 states and actions, with 1 and 2 threads (`simulator_benchmark`).
 
@@ -138,8 +140,11 @@ def benchmark(batch_size: int = 64, num_particles: int = 16, depth: int = 4,
     A dict with the settings, `num_network_evals` (B + depth * B * N), the
     median milliseconds per call `search_ms` and `network_ms`,
     `overhead_ratio` = search_ms / network_ms, `env_steps_per_s` (one search
-    per root is one real environment step) and `particle_steps_per_s`
-    (B * N * depth model steps per search).
+    per root is one real environment step), `particle_steps_per_s`
+    (B * N * depth model steps per search), and the model's steps alone:
+    `model_ms`, the median milliseconds of the search's B * N * depth model
+    steps with random actions, compiled like the search, and
+    `model_steps_per_s`.
 
   Raises:
     ValueError: naming the flag of a setting out of range.
@@ -191,17 +196,32 @@ def benchmark(batch_size: int = 64, num_particles: int = 16, depth: int = 4,
   def run_network():
     return network_evals_fn(root_observation, particle_inputs)
 
-  search_times: List[float] = []
-  network_times: List[float] = []
-  for i in range(warmup + repeats):
-    search_s = _time_call(run_search)
-    network_s = _time_call(run_network)
-    if i >= warmup:
-      search_times.append(search_s)
-      network_times.append(network_s)
+  particle_states = tf.nest.map_structure(
+      lambda x: tf.repeat(x, num_particles, axis=0), root_state)
 
-  search_s = statistics.median(search_times)
-  network_s = statistics.median(network_times)
+  @tf.function(jit_compile=model.xla_compatible)
+  def model_steps_fn(state, steps_seed):
+    # The search's model steps alone: `depth` steps of the B * N particles.
+    for step in range(depth):
+      actions = random_actions(model.action_spec(),
+                               batch_size * num_particles,
+                               tf.stack([steps_seed, step]))
+      state = model.step(state, actions).state
+    return model.observe(state)
+
+  def run_model():
+    return model_steps_fn(particle_states, tf.constant(calls, tf.int32))
+
+  times: Dict[str, List[float]] = {'search': [], 'network': [], 'model': []}
+  for i in range(warmup + repeats):
+    for kind, call in (('search', run_search), ('network', run_network),
+                       ('model', run_model)):
+      seconds = _time_call(call)
+      if i >= warmup:
+        times[kind].append(seconds)
+
+  search_s, network_s, model_s = (
+      statistics.median(times[kind]) for kind in ('search', 'network', 'model'))
   result = dict(
       env=env,
       batch_size=batch_size,
@@ -220,6 +240,8 @@ def benchmark(batch_size: int = 64, num_particles: int = 16, depth: int = 4,
       overhead_ratio=search_s / network_s,
       env_steps_per_s=batch_size / search_s,
       particle_steps_per_s=batch_size * num_particles * depth / search_s,
+      model_ms=1e3 * model_s,
+      model_steps_per_s=batch_size * num_particles * depth / model_s,
   )
   if hasattr(model, 'simulator'):
     result['simulator'] = simulator_benchmark(
@@ -310,6 +332,8 @@ def format_table(result: Dict[str, Any]) -> str:
       ('overhead ratio', f'{result["overhead_ratio"]:.3f}'),
       ('env steps/s', f'{result["env_steps_per_s"]:.1f}'),
       ('particle steps/s', f'{result["particle_steps_per_s"]:.1f}'),
+      ('model alone ms (median)', f'{result["model_ms"]:.2f}'),
+      ('model alone steps/s', f'{result["model_steps_per_s"]:.1f}'),
   ]
   for name, value in result.get('simulator', {}).items():
     digits = 3 if name.startswith('ratio') else 0

@@ -14,7 +14,8 @@ TINY = dict(batch_size=3, num_particles=4, depth=3, resample_period=2,
 KEYS = {'env', 'batch_size', 'num_particles', 'depth', 'resample_period',
         'torso_units', 'num_residual_blocks', 'head_units', 'repeats',
         'warmup', 'seed', 'num_network_evals', 'search_ms', 'network_ms',
-        'overhead_ratio', 'env_steps_per_s', 'particle_steps_per_s'}
+        'overhead_ratio', 'env_steps_per_s', 'particle_steps_per_s',
+        'model_ms', 'model_steps_per_s'}
 
 
 @pytest.fixture(scope='module')
@@ -38,7 +39,8 @@ def test_continuous_and_grid_envs(env):
 
 def test_times_are_positive_and_finite(result):
   for name in ('search_ms', 'network_ms', 'overhead_ratio',
-               'env_steps_per_s', 'particle_steps_per_s'):
+               'env_steps_per_s', 'particle_steps_per_s', 'model_ms',
+               'model_steps_per_s'):
     assert math.isfinite(result[name]) and result[name] > 0, name
 
 
@@ -50,6 +52,8 @@ def test_derived_quantities(result):
       3 / (result['search_ms'] / 1e3), rel=1e-9)
   assert result['overhead_ratio'] == pytest.approx(
       result['search_ms'] / result['network_ms'], rel=1e-9)
+  assert result['model_steps_per_s'] == pytest.approx(
+      3 * 4 * 3 / (result['model_ms'] / 1e3), rel=1e-9)
 
 
 def test_json_serialisable(result):
@@ -59,6 +63,7 @@ def test_json_serialisable(result):
 def test_format_table(result):
   table = benchmark.format_table(result)
   assert 'overhead ratio' in table and 'particle steps/s' in table
+  assert 'model alone steps/s' in table
 
 
 @pytest.mark.parametrize('name,value', [
