@@ -10,6 +10,7 @@ A run is described by a flat dict of settings whose keys are the flag names of
 
 import json
 import os
+import time
 from typing import Any, Dict, NamedTuple
 
 from absl import logging
@@ -377,7 +378,8 @@ def restore_run(root_dir: str) -> Run:
 
 def evaluate_policy(policy: Any, model, num_episodes: int, seed: int,
                     max_steps: int = 10_000,
-                    network_input_only: bool = False) -> Dict[str, float]:
+                    network_input_only: bool = False,
+                    progress_seconds: float = 30.0) -> Dict[str, float]:
   """Plays one episode in each of `num_episodes` environments of `model`.
 
   Episodes start from `model.reset(num_episodes, [seed, 0])`, so the same seed
@@ -393,6 +395,8 @@ def evaluate_policy(policy: Any, model, num_episodes: int, seed: int,
       its own time limit first: Snake after 4000 steps).
     network_input_only: give the policy only the network input of the
       observations (an exported network policy).
+    progress_seconds: print progress (steps, episodes finished, seconds)
+      at most this often while episodes are running.
 
   Returns:
     Dict with `solve_rate` (fraction of episodes with a positive return: for
@@ -406,7 +410,8 @@ def evaluate_policy(policy: Any, model, num_episodes: int, seed: int,
   finished = np.zeros([num_episodes], bool)
   returns = np.zeros([num_episodes], np.float64)
   lengths = np.zeros([num_episodes], np.int64)
-  for _ in range(max_steps):
+  start = last_print = time.time()
+  for step in range(1, max_steps + 1):
     action = policy.action(time_step).action
     model_step = model.step(state, action)
     active = ~finished
@@ -418,6 +423,10 @@ def evaluate_policy(policy: Any, model, num_episodes: int, seed: int,
                               model_step.discount)
     if finished.all():
       break
+    if time.time() - last_print >= progress_seconds:
+      last_print = time.time()
+      print(f'[eval] {step} steps, {finished.sum()}/{num_episodes} episodes '
+            f'finished, {time.time() - start:.0f}s', flush=True)
   return {
       'solve_rate': float(np.mean(returns > 0)),
       'mean_return': float(np.mean(returns)),

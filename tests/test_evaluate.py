@@ -80,6 +80,22 @@ def test_pendulum_is_evaluated_by_mean_return_from_network_inputs():
   assert abs(results[0]['mean_return'] - expected) < 1e-4
 
 
+def test_evaluate_policy_prints_progress_of_long_episodes(capsys):
+  model = pendulum.Pendulum(time_limit=25)
+  result = common.evaluate_policy(ZeroTorque(), model, 2, seed=0,
+                                  network_input_only=True,
+                                  progress_seconds=0.0)
+  assert result['mean_length'] == 25.0
+  # After every step but the last, at which every episode has ended.
+  progress = [line.split(',')[:2]
+              for line in capsys.readouterr().out.splitlines()]
+  assert progress == [[f'[eval] {step} steps', ' 0/2 episodes finished']
+                      for step in range(1, 25)]
+  common.evaluate_policy(ZeroTorque(), model, 2, seed=0,
+                         network_input_only=True)
+  assert not capsys.readouterr().out  # Under the default 30 s.
+
+
 def test_cli_on_checkpoint_and_saved_model(tiny_run, tmp_path):
   root_dir, summary, _ = tiny_run
   output = tmp_path / 'results.json'
