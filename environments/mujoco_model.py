@@ -185,15 +185,18 @@ class ParticleSimulator:
     model, frame_skip = self._model, self._frame_skip
     post_constraint = self._task.needs_post_constraint
     next_physics, fields = outputs
+    # Views of `data`'s fields, made once: they follow its memory.
+    ctrl = data.ctrl
+    copies = [(values, getattr(data, name)) for name, values in fields.items()]
     for i in rows:
       mujoco.mj_setState(model, data, physics[i], STATE_SPEC)
-      data.ctrl[:] = action[i]
+      ctrl[:] = action[i]
       mujoco.mj_step(model, data, nstep=frame_skip)
       if post_constraint:
         mujoco.mj_rnePostConstraint(model, data)
       mujoco.mj_getState(model, data, next_physics[i], STATE_SPEC)
-      for name, values in fields.items():
-        values[i] = getattr(data, name)
+      for values, view in copies:
+        values[i] = view
 
   def _loop_step(self, physics, action, rows, outputs):
     """The per-particle loop engine, on a pool of threads."""
