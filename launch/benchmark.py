@@ -100,19 +100,17 @@ def random_actions(action_spec, batch_size: int, seed) -> tf.Tensor:
       dtype=action_spec.dtype)
 
 
-def _particle_inputs(model, root_state: Any, num_particles: int, depth: int,
-                     seed: int) -> Any:
+def _particle_inputs(model, state: Any, depth: int, seed: int) -> Any:
   """Realistic particle network inputs for the network-only benchmark.
 
-  The root states tiled N times, as in the search, then stepped by a random
-  action at each of the `depth` steps, so that every network call sees
-  distinct inputs (identical calls could be merged by the compiler).
+  The particle `state` (the root states tiled N times, as in the search)
+  stepped by a random action at each of the `depth` steps, so that every
+  network call sees distinct inputs (identical calls could be merged by the
+  compiler).
 
   Returns:
     Nest of network inputs [depth, B * N, ...].
   """
-  state = tf.nest.map_structure(
-      lambda x: tf.repeat(x, num_particles, axis=0), root_state)
   size = tf.shape(tf.nest.flatten(state)[0])[0]
   inputs = []
   for step in range(depth):
@@ -163,8 +161,9 @@ def benchmark(batch_size: int = 64, num_particles: int = 16, depth: int = 4,
       conv_residual_blocks=env_settings['conv_residual_blocks'])
   root_state = model.reset(batch_size, tf.constant([seed, 0], tf.int32))
   root_observation = model.observe(root_state)
-  particle_inputs = _particle_inputs(model, root_state, num_particles, depth,
-                                     seed)
+  particle_states = tf.nest.map_structure(
+      lambda x: tf.repeat(x, num_particles, axis=0), root_state)
+  particle_inputs = _particle_inputs(model, particle_states, depth, seed)
 
   def network_fn(network_input):
     return net(network_input)[0]
@@ -195,9 +194,6 @@ def benchmark(batch_size: int = 64, num_particles: int = 16, depth: int = 4,
 
   def run_network():
     return network_evals_fn(root_observation, particle_inputs)
-
-  particle_states = tf.nest.map_structure(
-      lambda x: tf.repeat(x, num_particles, axis=0), root_state)
 
   @tf.function(jit_compile=model.xla_compatible)
   def model_steps_fn(state, steps_seed):
