@@ -160,14 +160,15 @@ _MUJOCO_CPU = dict(
     replay_capacity=262_144, eval_episodes=8, eval_interval=50_000,
     checkpoint_interval=25_000, log_interval=5_000)
 
-# Snake on a 2-core CPU: a small conv torso (paper 001, app. B.1 embeds the
-# board with one 3x3 convolution before a 2 x 128 MLP) and TRT-SMC's
-# Jumanji discount.
+# Snake on a 2-core CPU: paper 001's network (app. B.1 embeds the board with
+# one 3x3 convolution of 3 channels before a 2 x 128 MLP) and its Jumanji
+# discount. The 3-channel embedding makes training ~3.4x faster than a
+# 16-channel conv ResNet front end (README, "Snake: learning").
 _SNAKE_CPU = dict(
-    time_limit=4000, conv_channels='16', conv_residual_blocks=1,
+    time_limit=4000, conv_channels='3', conv_residual_blocks=0,
     torso_units=128, num_residual_blocks=1, head_units=128, num_envs=64,
     rollout_length=16, discount=0.997, learning_rate=3e-4,
-    total_env_steps=1_000_000, batch_size=64, sequence_length=16,
+    total_env_steps=3_000_000, batch_size=64, sequence_length=16,
     num_epochs=8, replay_capacity=65_536, eval_episodes=32,
     eval_interval=100_000, checkpoint_interval=50_000, log_interval=10_000)
 
