@@ -19,7 +19,6 @@ import tensorflow as tf
 from tf_agents.environments import tf_environment
 from tf_agents.policies import policy_saver
 from tf_agents.policies import tf_policy
-from tf_agents.replay_buffers import tf_uniform_replay_buffer
 from tf_agents.trajectories import time_step as ts
 from tf_agents.utils import common
 
@@ -28,6 +27,7 @@ from environments import registry
 from tf_spo import agent as agent_lib
 from tf_spo import config as config_lib
 from tf_spo import networks
+from tf_spo import replay
 
 # (name, default, help). Defaults are the CPU preset: a run that finishes in
 # minutes on a 2-core laptop CPU. Each env of the registry overrides some
@@ -131,6 +131,8 @@ SCHEDULE_SETTINGS = ('total_env_steps', 'eval_interval', 'eval_episodes',
 
 CONFIG_FILE = 'config.json'
 EVAL_SEED_OFFSET = 1_000_003
+# Evaluation steps per compiled call (progress is printed between calls).
+_EVAL_CHUNK_STEPS = 50
 
 
 def resolve_settings(env: str, preset: str,
@@ -292,20 +294,61 @@ class Run(NamedTuple):
   root_dir: str
   env: tf_environment.TFEnvironment
   agent: agent_lib.SpoAgent
-  replay_buffer: tf_uniform_replay_buffer.TFUniformReplayBuffer
+  replay_buffer: replay.StatelessUniformReplayBuffer
   env_steps: tf.Variable
   wall_clock: tf.Variable
   checkpointer: common.Checkpointer
   model: model_lib.EnvironmentModel
 
 
+def set_aside_unreadable_checkpoints(checkpoint_dir: str) -> None:
+  """Makes the newest fully readable checkpoint the latest one.
+
+  A run killed while saving, or a damaged disk, can leave a latest checkpoint
+  that does not read back. Every tensor of the latest checkpoint is read
+  (checksums included); if that fails, the failure is reported, the
+  checkpoint's files get an `.unreadable` suffix, and the previous one is
+  tried.
+
+  Args:
+    checkpoint_dir: the run's checkpoint directory (may not exist yet).
+
+  Raises:
+    ValueError: naming the directory if it has checkpoints but none reads.
+  """
+  state = tf.train.get_checkpoint_state(checkpoint_dir)
+  if state is None:
+    return
+  paths = list(state.all_model_checkpoint_paths)
+  while paths:
+    try:
+      reader = tf.train.load_checkpoint(paths[-1])
+      for name in reader.get_variable_to_shape_map():
+        reader.get_tensor(name)
+      break
+    except (tf.errors.OpError, ValueError) as error:
+      print(f'[checkpoint] {paths[-1]} is unreadable '
+            f'({type(error).__name__}: {str(error).splitlines()[0]}); '
+            'using the previous checkpoint.', flush=True)
+      for path in tf.io.gfile.glob(paths.pop() + '.*'):
+        tf.io.gfile.rename(path, path + '.unreadable', overwrite=True)
+  if not paths:
+    raise ValueError(f'{checkpoint_dir} holds no readable checkpoint; move it '
+                     'away to start the run over.')
+  tf.compat.v1.train.update_checkpoint_state(
+      checkpoint_dir, paths[-1], all_model_checkpoint_paths=paths)
+
+
 def build_run(settings: Dict[str, Any], root_dir: str) -> Run:
   """Builds the environment, agent, replay buffer and checkpointer of a run.
 
-  Restores the latest checkpoint in `<root_dir>/checkpoints`, if any.
+  Restores the newest readable checkpoint in `<root_dir>/checkpoints`, if
+  any (see `set_aside_unreadable_checkpoints`).
   """
   validate_settings(settings)
-  tf.random.set_seed(settings['seed'])
+  # Python, NumPy and TF seeds: Keras draws unseeded initialisers from
+  # Python's random module.
+  tf.keras.utils.set_random_seed(settings['seed'])
   model = make_model(settings)
   env = registry.entry(settings['env']).make_env(
       model, settings['num_envs'], settings['seed'])
@@ -315,13 +358,16 @@ def build_run(settings: Dict[str, Any], root_dir: str) -> Run:
       optimizer=tf.keras.optimizers.Adam(settings['learning_rate']),
       dual_optimizer=tf.keras.optimizers.Adam(settings['dual_learning_rate']),
       seed=settings['seed'], debug_summaries=True)
-  replay_buffer = tf_uniform_replay_buffer.TFUniformReplayBuffer(
+  replay_buffer = replay.StatelessUniformReplayBuffer(
       agent.collect_data_spec, batch_size=settings['num_envs'],
-      max_length=settings['replay_capacity'] // settings['num_envs'])
+      max_length=settings['replay_capacity'] // settings['num_envs'],
+      seed=settings['seed'])
   env_steps = tf.Variable(0, dtype=tf.int64, name='env_steps')
   wall_clock = tf.Variable(0.0, dtype=tf.float64, name='wall_clock')
+  checkpoint_dir = os.path.join(root_dir, 'checkpoints')
+  set_aside_unreadable_checkpoints(checkpoint_dir)
   checkpointer = common.Checkpointer(
-      os.path.join(root_dir, 'checkpoints'), max_to_keep=2, agent=agent,
+      checkpoint_dir, max_to_keep=2, agent=agent,
       replay_buffer=replay_buffer, env_steps=env_steps,
       wall_clock=wall_clock,
       **({'env': env} if isinstance(env, tf.Module) else {}))
@@ -383,11 +429,12 @@ def evaluate_policy(policy: Any, model, num_episodes: int, seed: int,
   """Plays one episode in each of `num_episodes` environments of `model`.
 
   Episodes start from `model.reset(num_episodes, [seed, 0])`, so the same seed
-  gives the same held-out start states every time.
+  gives the same held-out start states every time. The steps run in a
+  compiled `tf.while_loop`, `_EVAL_CHUNK_STEPS` per call.
 
   Args:
-    policy: anything with `action(time_step)` returning a step with `.action`:
-      a `TFPolicy` or a policy loaded from a SavedModel.
+    policy: anything with `action(time_step)` made of TF ops, returning a step
+      with `.action`: a `TFPolicy` or a policy loaded from a SavedModel.
     model: an `EnvironmentModel`.
     num_episodes: number of episodes, played as one batch.
     seed: seed of the start states.
@@ -396,7 +443,7 @@ def evaluate_policy(policy: Any, model, num_episodes: int, seed: int,
     network_input_only: give the policy only the network input of the
       observations (an exported network policy).
     progress_seconds: print progress (steps, episodes finished, seconds)
-      at most this often while episodes are running.
+      between calls, at most this often, while episodes are running.
 
   Returns:
     Dict with `solve_rate` (fraction of episodes with a positive return: for
@@ -405,32 +452,52 @@ def evaluate_policy(policy: Any, model, num_episodes: int, seed: int,
   observe = model.observe
   if network_input_only:
     observe = lambda state: model_lib.network_input(model.observe(state))
+
+  @tf.function
+  def play(state, time_step, returns, lengths, finished, num_steps):
+    """Plays up to `num_steps` steps, or until every episode has ended."""
+
+    def body(step, state, time_step, returns, lengths, finished):
+      model_step = model.step(state, policy.action(time_step).action)
+      active = ~finished
+      returns += tf.where(active, tf.cast(model_step.reward, tf.float64), 0.0)
+      lengths += tf.cast(active, tf.int64)
+      time_step = ts.transition(observe(model_step.state), model_step.reward,
+                                model_step.discount)
+      return (step + 1, model_step.state, time_step, returns, lengths,
+              finished | model_step.done)
+
+    def not_done(step, *carry):
+      return (step < num_steps) & ~tf.reduce_all(carry[-1])
+
+    return tf.while_loop(
+        not_done, body,
+        (tf.constant(0), state, time_step, returns, lengths, finished))
+
   state = model.reset(num_episodes, tf.constant([seed, 0], tf.int64))
   time_step = ts.restart(observe(state), num_episodes)
-  finished = np.zeros([num_episodes], bool)
-  returns = np.zeros([num_episodes], np.float64)
-  lengths = np.zeros([num_episodes], np.int64)
+  finished = tf.zeros([num_episodes], tf.bool)
+  returns = tf.zeros([num_episodes], tf.float64)
+  lengths = tf.zeros([num_episodes], tf.int64)
   start = last_print = time.time()
-  for step in range(1, max_steps + 1):
-    action = policy.action(time_step).action
-    model_step = model.step(state, action)
-    active = ~finished
-    returns += np.where(active, model_step.reward.numpy(), 0.0)
-    lengths += active
-    finished |= model_step.done.numpy()
-    state = model_step.state
-    time_step = ts.transition(observe(state), model_step.reward,
-                              model_step.discount)
-    if finished.all():
+  step = 0
+  while step < max_steps:
+    played, state, time_step, returns, lengths, finished = play(
+        state, time_step, returns, lengths, finished,
+        tf.constant(min(_EVAL_CHUNK_STEPS, max_steps - step)))
+    step += int(played)
+    if bool(tf.reduce_all(finished)):
       break
     if time.time() - last_print >= progress_seconds:
       last_print = time.time()
-      print(f'[eval] {step} steps, {finished.sum()}/{num_episodes} episodes '
-            f'finished, {time.time() - start:.0f}s', flush=True)
+      done = int(tf.reduce_sum(tf.cast(finished, tf.int32)))
+      print(f'[eval] {step} steps, {done}/{num_episodes} episodes finished, '
+            f'{time.time() - start:.0f}s', flush=True)
+  returns = returns.numpy()
   return {
       'solve_rate': float(np.mean(returns > 0)),
       'mean_return': float(np.mean(returns)),
-      'mean_length': float(np.mean(lengths)),
+      'mean_length': float(np.mean(lengths.numpy())),
   }
 
 

@@ -77,10 +77,29 @@ class _EvalLog:
       with tf.io.gfile.GFile(self._path, 'w') as f:
         f.write(','.join(columns) + '\n')
 
+  def drop_rows_after(self, env_steps: int) -> None:
+    """Drops rows past `env_steps`: a resumed run evaluates them again."""
+    with tf.io.gfile.GFile(self._path) as f:
+      header, *rows = f.read().splitlines()
+    kept = [row for row in rows if int(row.split(',')[0]) <= env_steps]
+    if len(kept) < len(rows):
+      with tf.io.gfile.GFile(self._path, 'w') as f:
+        f.write('\n'.join([header] + kept) + '\n')
+
   def append(self, row: Dict[str, float]) -> None:
     with tf.io.gfile.GFile(self._path, 'a') as f:
       f.write(','.join(str(row[c]) if isinstance(row[c], int) else
                        f'{row[c]:.4f}' for c in self._columns) + '\n')
+
+
+def _duration(seconds: float) -> str:
+  """'1h02m', '12m05s' or '40s'."""
+  seconds = round(seconds)
+  if seconds >= 3600:
+    return f'{seconds // 3600}h{seconds % 3600 // 60:02d}m'
+  if seconds >= 60:
+    return f'{seconds // 60}m{seconds % 60:02d}s'
+  return f'{seconds}s'
 
 
 def evaluate(run: common.Run) -> Dict[str, float]:
@@ -135,12 +154,12 @@ def train(settings: Dict[str, Any], root_dir: str,
       time_step = next_time_step
     run.env_steps.assign_add(steps_per_iteration)
 
-  train_step = tfa_common.function(agent.train)
-  dataset = replay_buffer.as_dataset(
-      sample_batch_size=settings['batch_size'],
-      num_steps=settings['sequence_length'],
-      num_parallel_calls=2).prefetch(2)
-  iterator = iter(dataset)
+  @tfa_common.function
+  def train_step():
+    """One gradient step on sequences replayed from the buffer."""
+    return agent.train(replay_buffer.sample_sequences(
+        settings['batch_size'], settings['sequence_length']))
+
   eval_log = _EvalLog(root_dir, eval_columns(settings))
   writer = tf.summary.create_file_writer(os.path.join(root_dir, 'train'))
   writer.set_as_default()
@@ -162,6 +181,7 @@ def train(settings: Dict[str, Any], root_dir: str,
     return result
 
   if run.checkpointer.checkpoint_exists:
+    eval_log.drop_rows_after(int(run.env_steps.numpy()))
     print(f'[train] resumed from {run.checkpointer.manager.latest_checkpoint} '
           f'at env_steps={int(run.env_steps.numpy())}', flush=True)
   else:
@@ -181,8 +201,7 @@ def train(settings: Dict[str, Any], root_dir: str,
     collect()
     if replay_buffer.num_frames() >= frames_needed:
       for _ in range(settings['num_epochs']):
-        experience, _ = next(iterator)
-        loss_info = train_step(experience)
+        loss_info = train_step()
     run.wall_clock.assign_add(time.time() - start)
     after = int(run.env_steps.numpy())
 
@@ -201,7 +220,9 @@ def train(settings: Dict[str, Any], root_dir: str,
             f'eta={float(extra.eta):.3f} ' +
             ' '.join(f'{name}={float(value):.3f}' for name, value in
                      agent.alphas.items()) +
-            f' kl={float(extra.kl):.5f}', flush=True)
+            f' kl={float(extra.kl):.5f} '
+            f'time_left={_duration((total - after) / max(rate, 1e-9))}',
+            flush=True)
       last_log, last_log_steps = now, after
     if crossed(settings['eval_interval']):
       log_eval()

@@ -81,16 +81,17 @@ def test_pendulum_is_evaluated_by_mean_return_from_network_inputs():
 
 
 def test_evaluate_policy_prints_progress_of_long_episodes(capsys):
-  model = pendulum.Pendulum(time_limit=25)
+  model = pendulum.Pendulum(time_limit=120)
   result = common.evaluate_policy(ZeroTorque(), model, 2, seed=0,
                                   network_input_only=True,
                                   progress_seconds=0.0)
-  assert result['mean_length'] == 25.0
-  # After every step but the last, at which every episode has ended.
+  assert result['mean_length'] == 120.0
+  # After every compiled chunk of 50 steps but the last, at which every
+  # episode has ended.
   progress = [line.split(',')[:2]
               for line in capsys.readouterr().out.splitlines()]
   assert progress == [[f'[eval] {step} steps', ' 0/2 episodes finished']
-                      for step in range(1, 25)]
+                      for step in (50, 100)]
   common.evaluate_policy(ZeroTorque(), model, 2, seed=0,
                          network_input_only=True)
   assert not capsys.readouterr().out  # Under the default 30 s.

@@ -3,6 +3,9 @@
 import csv
 import glob
 import os
+import signal
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -57,6 +60,7 @@ def test_main_job_leaves_checkpoint_policies_and_summary(tiny_run):
     rows = list(csv.DictReader(f))
   assert [int(r['env_steps']) for r in rows] == [0, 512, 1024]
   assert '[train] env_steps=512/1024' in stdout and 'steps/s=' in stdout
+  assert 'time_left=' in stdout
   assert '[summary]' in stdout
 
 
@@ -74,27 +78,108 @@ def test_losses_and_search_diagnostics_reach_tensorboard(tiny_run):
   assert expected <= tags, expected - tags
 
 
-def test_killed_run_resumes_from_its_checkpoint(tmp_path):
+def checkpoint_tensors(root_dir):
+  """Every value of the run's latest checkpoint but its wall-clock.
+
+  Weights, optimiser slots, duals, replay contents and draw counter, the
+  environments' state and the policies' random generators. The replay
+  table's `_slot2storage_map` aliases `_storage` under names that depend on
+  how many tables the process made before, so it is left out.
+  """
+  path = tf.train.latest_checkpoint(os.path.join(root_dir, 'checkpoints'))
+  reader = tf.train.load_checkpoint(path)
+  return {name: reader.get_tensor(name)
+          for name in reader.get_variable_to_shape_map()
+          if not name.startswith(('wall_clock', '_CHECKPOINTABLE_OBJECT'))
+          and '_slot2storage_map' not in name}
+
+
+def assert_same_checkpoint(root_dir, expected):
+  actual = checkpoint_tensors(root_dir)
+  assert actual.keys() == expected.keys()
+  differing = [name for name in expected
+               if not np.array_equal(actual[name], expected[name])]
+  assert not differing, differing
+
+
+def eval_rows(root_dir):
+  with open(os.path.join(root_dir, 'eval.csv')) as f:
+    return [int(row['env_steps']) for row in csv.DictReader(f)]
+
+
+def test_killed_run_resumes_exactly_where_it_stopped(tmp_path):
+  """Stopped at a checkpoint and resumed = never stopped, bit for bit."""
   settings = tiny_settings()
-  root_dir = str(tmp_path)
+  root_dir = str(tmp_path / 'resumed')
   assert train.train(settings, root_dir, stop_after_env_steps=512) == {}
   killed = common.restore_run(root_dir)
   assert int(killed.env_steps.numpy()) == 512
   assert int(killed.replay_buffer.num_frames()) == 512
-  weights = [v.numpy() for v in killed.agent.policy.variables()]
-  train_steps = int(killed.agent.train_step_counter.numpy())
-  assert train_steps > 0
+  assert int(killed.replay_buffer.draws.numpy()) > 0
 
   uninterrupted = train.train(settings, str(tmp_path / 'full'))
   resumed = train.train(settings, root_dir)
   assert resumed['env_steps'] == uninterrupted['env_steps'] == 1024
-  assert resumed['train_steps'] == uninterrupted['train_steps']
-  # The resumed run started from the checkpointed weights and moved on.
-  final = common.restore_run(root_dir)
-  assert not all(np.array_equal(w, v.numpy())
-                 for w, v in zip(weights, final.agent.policy.variables()))
-  with open(os.path.join(root_dir, 'eval.csv')) as f:
-    assert [int(r['env_steps']) for r in csv.DictReader(f)] == [0, 512, 1024]
+  assert_same_checkpoint(root_dir, checkpoint_tensors(str(tmp_path / 'full')))
+  assert eval_rows(root_dir) == [0, 512, 1024]
+
+
+def test_corrupt_latest_checkpoint_falls_back_to_the_previous(
+    tmp_path, capsys):
+  settings = tiny_settings()
+  root_dir = str(tmp_path)
+  train.train(settings, root_dir)
+  expected = checkpoint_tensors(root_dir)
+  latest = tf.train.latest_checkpoint(os.path.join(root_dir, 'checkpoints'))
+  assert latest.endswith('ckpt-1024')
+  [data] = glob.glob(latest + '.data-*')
+  with open(data, 'r+b') as f:  # Flip bytes in the middle of the values.
+    f.seek(os.path.getsize(data) // 2)
+    chunk = f.read(64)
+    f.seek(os.path.getsize(data) // 2)
+    f.write(bytes(b ^ 0xFF for b in chunk))
+
+  train.train(settings, root_dir)  # Redoes 512 -> 1024 from ckpt-512.
+  stdout = capsys.readouterr().out
+  assert f'[checkpoint] {latest} is unreadable (' in stdout
+  assert 'Checksum does not match' in stdout
+  assert 'resumed from' in stdout and 'ckpt-512 at env_steps=512' in stdout
+  assert os.path.exists(data + '.unreadable')
+  assert_same_checkpoint(root_dir, expected)
+  assert eval_rows(root_dir) == [0, 512, 1024]
+
+
+@pytest.mark.slow
+def test_same_command_twice_and_sigkilled_run_end_with_equal_weights(
+    tmp_path):
+  """The same flags give the same run; SIGKILL + restart changes nothing."""
+  flags = conftest.TINY_FLAGS + ('--total_env_steps=3072',
+                                 '--checkpoint_interval=1024')
+  first, second, killed = (str(tmp_path / name)
+                           for name in ('first', 'second', 'killed'))
+  for root_dir in (first, second):
+    result = conftest.run_module('launch.train', f'--root_dir={root_dir}',
+                                 *flags)
+    assert result.returncode == 0, result.stderr[-3000:]
+  expected = checkpoint_tensors(first)
+  assert_same_checkpoint(second, expected)
+
+  # Killed after evaluating at 1536 env steps, past the checkpoint at 1024.
+  process = subprocess.Popen(
+      [sys.executable, '-m', 'launch.train', f'--root_dir={killed}', *flags],
+      cwd=conftest.REPO_ROOT, stdout=subprocess.PIPE,
+      stderr=subprocess.DEVNULL, text=True)
+  for line in process.stdout:
+    if line.startswith('[eval] env_steps=1536'):
+      process.send_signal(signal.SIGKILL)
+      break
+  assert process.wait(timeout=60) == -signal.SIGKILL
+  assert eval_rows(killed)[-1] == 1536
+  result = conftest.run_module('launch.train', f'--root_dir={killed}', *flags)
+  assert result.returncode == 0, result.stderr[-3000:]
+  assert 'ckpt-1024 at env_steps=1024' in result.stdout
+  assert_same_checkpoint(killed, expected)
+  assert eval_rows(killed) == list(range(0, 3073, 512))  # None twice.
 
 
 def test_mujoco_run_resumes_and_exports_the_normalised_network(tmp_path):

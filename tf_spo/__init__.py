@@ -7,6 +7,7 @@ Modules, from the inside out:
   losses    M-step losses and the eta / alpha duals.
   policy    `SmcPolicy` (search) and `NetworkPolicy` (prior) TF-Agents policies.
   agent     `SpoAgent`, the TF-Agents agent.
+  replay    `StatelessUniformReplayBuffer`, reproducible replay sampling.
 """
 
 from tf_spo.agent import SpoAgent
@@ -18,5 +19,6 @@ from tf_spo.networks import ObservationNormalizer
 from tf_spo.networks import PolicyValueNetwork
 from tf_spo.policy import NetworkPolicy
 from tf_spo.policy import SmcPolicy
+from tf_spo.replay import StatelessUniformReplayBuffer
 from tf_spo.search import SearchOutput
 from tf_spo.search import smc_search
