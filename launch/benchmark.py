@@ -17,16 +17,26 @@ states and actions, with 1 and 2 threads (`simulator_benchmark`).
   python -m launch.benchmark --env=ant --batch_size=16  # the simulator
   python -m launch.benchmark --batch_size=256 --num_particles=32 \
       --depth=8 --resample_period=4 --output=/tmp/benchmark.json
+
+With `--mode=train` it times steady-state iterations of `launch.train`'s
+loop instead (`train_benchmark`): collect, gradient steps and the rest, and
+the ratio to the iteration's FLOP ideal at a matmul peak measured in the
+same run.
+
+  python -m launch.benchmark --mode=train             # the cube's cpu preset
+  python -m launch.benchmark --mode=train --env=snake
 """
 
 import functools
 import json
 import statistics
+import tempfile
 import time
-from typing import Any, Callable, Dict, List
+from typing import Any, Callable, Dict, List, Optional
 
 from absl import app
 from absl import flags
+from absl import logging
 import mujoco
 from mujoco import rollout as mujoco_rollout
 import numpy as np
@@ -36,6 +46,7 @@ from environments import model as model_lib
 from environments import mujoco_model
 from environments import registry
 from launch import common
+from launch import train as train_lib
 from tf_spo import config as config_lib
 from tf_spo import networks
 from tf_spo import search
@@ -312,6 +323,113 @@ def simulator_benchmark(model, batch_size: int, repeats: int, warmup: int,
   return result
 
 
+def network_flops(net, input_spec) -> int:
+  """Floating-point operations of one forward pass of `net` on one input.
+
+  Counted by TF's graph profiler on the traced network with batch 1:
+  2 * in * out per dense layer, 2 * H * W * k * k * C_in * C_out per
+  convolution, one per bias add and elementwise arithmetic op; activations
+  are free.
+  """
+  spec = tf.nest.map_structure(
+      lambda s: tf.TensorSpec([1] + s.shape.as_list(), s.dtype), input_spec)
+  forward = tf.function(lambda x: net(x)[0])
+  graph = forward.get_concrete_function(spec).graph
+  builder = tf.compat.v1.profiler.ProfileOptionBuilder
+  options = builder(builder.float_operation()).with_empty_output().build()
+  return tf.compat.v1.profiler.profile(graph, options=options).total_float_ops
+
+
+def matmul_peak_gflops(size: int = 1024, repeats: int = 10) -> float:
+  """GFLOP/s of an XLA-compiled float32 [size, size] matmul (median)."""
+  a = tf.random.stateless_normal([size, size], [0, 1])
+  b = tf.random.stateless_normal([size, size], [0, 2])
+  matmul = tf.function(tf.linalg.matmul, jit_compile=True)
+  matmul(a, b).numpy()
+  seconds = statistics.median(
+      _time_call(lambda: matmul(a, b)) for _ in range(repeats))
+  return 2 * size**3 / seconds / 1e9
+
+
+def train_benchmark(env: str = 'rubiks_cube', preset: str = 'cpu',
+                    repeats: int = 10, warmup: int = 2,
+                    overrides: Optional[Dict[str, Any]] = None
+                    ) -> Dict[str, Any]:
+  """Times steady-state training iterations of `launch.train`'s loop.
+
+  Builds the run `launch.train --env=env --preset=preset` would (plus
+  `overrides`) in a temporary directory, collects until the replay buffer
+  can be sampled, runs `warmup` untimed iterations (compilation), then times
+  `repeats` iterations: the collect (search, environment steps, replay
+  writes) and the `num_epochs` gradient steps. Its FLOP ideal is the
+  iteration's network FLOPs (search: B * (1 + N * depth) forward passes per
+  env step; training: 4 forward passes' worth per replayed step, i.e. the
+  online forward and backward and the target forward) at the matmul peak
+  measured in the same run.
+
+  Returns:
+    A dict with the run's main settings, `env_steps_per_iteration`, median
+    seconds `iteration_s`, `collect_s`, `train_s` and `other_s` (the rest of
+    the iteration), `env_steps_per_s`, `network_flops` (one forward pass),
+    `iteration_gflop`, `peak_gflops`, `ideal_s` and
+    `flop_ratio` = ideal_s / iteration_s.
+
+  Raises:
+    ValueError: naming the flag of a setting out of range.
+  """
+  config_lib.check(repeats >= 1, 'repeats', '>= 1', repeats)
+  config_lib.check(warmup >= 0, 'warmup', '>= 0', warmup)
+  settings = common.resolve_settings(env, preset, overrides or {})
+  common.validate_settings(settings)
+  with tempfile.TemporaryDirectory() as root_dir:
+    run = common.build_run(settings, root_dir)
+    loop = train_lib.make_loop(run)
+    while not loop.ready_to_train():
+      loop.collect()
+    times: Dict[str, List[float]] = {'iteration': [], 'collect': [],
+                                     'train': []}
+    for i in range(warmup + repeats):
+      start = time.perf_counter()
+      loop.collect()
+      collected = time.perf_counter()
+      if loop.ready_to_train():
+        for _ in range(settings['num_epochs']):
+          loss = loop.train_step().loss
+        loss.numpy()
+      end = time.perf_counter()
+      if i >= warmup:
+        times['iteration'].append(end - start)
+        times['collect'].append(collected - start)
+        times['train'].append(end - collected)
+    flops = network_flops(run.agent.network, run.model.network_input_spec())
+  median = {kind: statistics.median(t) for kind, t in times.items()}
+  steps = settings['num_envs'] * settings['rollout_length']
+  forward_passes = (
+      steps * (1 + settings['num_particles'] * settings['depth']) +
+      4 * settings['num_epochs'] * settings['batch_size'] *
+      settings['sequence_length'])
+  peak = matmul_peak_gflops()
+  ideal_s = forward_passes * flops / (peak * 1e9)
+  return dict(
+      env=env, preset=preset,
+      **{name: settings[name] for name in (
+          'num_envs', 'rollout_length', 'num_particles', 'depth',
+          'num_epochs', 'batch_size', 'sequence_length')},
+      repeats=repeats, warmup=warmup,
+      env_steps_per_iteration=steps,
+      iteration_s=median['iteration'],
+      collect_s=median['collect'],
+      train_s=median['train'],
+      other_s=median['iteration'] - median['collect'] - median['train'],
+      env_steps_per_s=steps / median['iteration'],
+      network_flops=flops,
+      iteration_gflop=forward_passes * flops / 1e9,
+      peak_gflops=peak,
+      ideal_s=ideal_s,
+      flop_ratio=ideal_s / median['iteration'],
+  )
+
+
 def format_table(result: Dict[str, Any]) -> str:
   """A small human-readable table of a `benchmark` result."""
   rows = [
@@ -338,8 +456,41 @@ def format_table(result: Dict[str, Any]) -> str:
   return '\n'.join(f'{name:<{width}}  {value}' for name, value in rows)
 
 
+def format_train_table(result: Dict[str, Any]) -> str:
+  """A small human-readable table of a `train_benchmark` result."""
+  iteration = result['iteration_s']
+  rows = [
+      ('env, preset', f'{result["env"]}, {result["preset"]}'),
+      ('iteration', f'{result["env_steps_per_iteration"]} env steps, '
+                    f'{result["num_epochs"]} gradient steps of '
+                    f'{result["batch_size"]}x{result["sequence_length"]}'),
+      ('iteration ms (median)', f'{1e3 * iteration:.1f}'),
+  ] + [
+      (f'  {kind} ms', f'{1e3 * result[f"{kind}_s"]:.1f} '
+                       f'({result[f"{kind}_s"] / iteration:.0%})')
+      for kind in ('collect', 'train', 'other')
+  ] + [
+      ('env steps/s', f'{result["env_steps_per_s"]:.0f}'),
+      ('network forward FLOPs', f'{result["network_flops"]:,}'),
+      ('iteration GFLOP', f'{result["iteration_gflop"]:.2f}'),
+      ('matmul peak GFLOP/s', f'{result["peak_gflops"]:.1f}'),
+      ('FLOP-ideal ms', f'{1e3 * result["ideal_s"]:.1f}'),
+      ('ratio to FLOP ideal', f'{result["flop_ratio"]:.3f}'),
+  ]
+  width = max(len(name) for name, _ in rows)
+  return '\n'.join(f'{name:<{width}}  {value}' for name, value in rows)
+
+
 def run():
   """Defines the flags and runs `main`."""
+  flags.DEFINE_enum('mode', 'search', ['search', 'train'],
+                    'search: the SMC search against its network evaluations '
+                    '(and, for MuJoCo, the simulator against '
+                    'mujoco.rollout); train: steady-state iterations of '
+                    "launch.train's loop with the --env and --preset "
+                    'settings (the search and network flags do not apply).')
+  flags.DEFINE_enum('preset', 'cpu', list(common.PRESETS),
+                    '--mode=train: preset of the timed run.')
   flags.DEFINE_enum('env', 'rubiks_cube', sorted(registry.ENVS),
                     'Task of the registry (its default model).')
   flags.DEFINE_integer('batch_size', 64, 'B, root states per search.')
@@ -362,6 +513,24 @@ def run():
 def main(argv):
   """Runs the benchmark with the flags' settings and prints the result."""
   del argv
+  logging.set_verbosity(logging.WARNING)
+  if FLAGS.mode == 'train':
+    try:
+      result = train_benchmark(FLAGS.env, FLAGS.preset, FLAGS.repeats,
+                               FLAGS.warmup)
+    except ValueError as e:
+      raise app.UsageError(str(e)) from e
+    print(format_train_table(result))
+  else:
+    result = search_mode()
+  print(json.dumps(result, indent=2))
+  if FLAGS.output:
+    with open(FLAGS.output, 'w') as f:
+      json.dump(result, f, indent=2)
+
+
+def search_mode() -> Dict[str, Any]:
+  """Runs `benchmark` with the flags' settings and prints its table."""
   settings = dict(
       batch_size=FLAGS.batch_size, num_particles=FLAGS.num_particles,
       depth=FLAGS.depth, resample_period=FLAGS.resample_period,
@@ -373,10 +542,7 @@ def main(argv):
   except ValueError as e:
     raise app.UsageError(str(e)) from e
   print(format_table(result))
-  print(json.dumps(result, indent=2))
-  if FLAGS.output:
-    with open(FLAGS.output, 'w') as f:
-      json.dump(result, f, indent=2)
+  return result
 
 
 if __name__ == '__main__':

@@ -457,15 +457,21 @@ def evaluate_policy(policy: Any, model, num_episodes: int, seed: int,
   def play(state, time_step, returns, lengths, finished, num_steps):
     """Plays up to `num_steps` steps, or until every episode has ended."""
 
-    def body(step, state, time_step, returns, lengths, finished):
+    def body(step, *carry):
+      state, time_step, returns, lengths, finished = carry
       model_step = model.step(state, policy.action(time_step).action)
       active = ~finished
-      returns += tf.where(active, tf.cast(model_step.reward, tf.float64), 0.0)
-      lengths += tf.cast(active, tf.int64)
-      time_step = ts.transition(observe(model_step.state), model_step.reward,
-                                model_step.discount)
-      return (step + 1, model_step.state, time_step, returns, lengths,
-              finished | model_step.done)
+      next_carry = (
+          model_step.state,
+          ts.transition(observe(model_step.state), model_step.reward,
+                        model_step.discount),
+          returns + tf.where(active, tf.cast(model_step.reward, tf.float64),
+                             0.0),
+          lengths + tf.cast(active, tf.int64),
+          finished | model_step.done)
+      # A simulator behind tf.numpy_function loses the static batch size.
+      return (step + 1,) + tf.nest.map_structure(
+          lambda new, old: tf.ensure_shape(new, old.shape), next_carry, carry)
 
     def not_done(step, *carry):
       return (step < num_steps) & ~tf.reduce_all(carry[-1])

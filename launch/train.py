@@ -18,7 +18,7 @@ policy/network (SavedModels), summary.json.
 import json
 import os
 import time
-from typing import Any, Dict, Optional
+from typing import Any, Callable, Dict, NamedTuple, Optional
 
 from absl import app
 from absl import flags
@@ -123,24 +123,26 @@ def evaluate(run: common.Run) -> Dict[str, float]:
   return result
 
 
-def train(settings: Dict[str, Any], root_dir: str,
-          stop_after_env_steps: Optional[int] = None) -> Dict[str, Any]:
-  """Trains (or resumes) the run in `root_dir` and returns its summary.
+class Loop(NamedTuple):
+  """The compiled pieces of a training iteration (see `make_loop`)."""
+  collect: Callable[[], None]
+  train_step: Callable[[], Any]
+  ready_to_train: Callable[[], bool]
 
-  Args:
-    settings: run settings (see `common.SETTINGS`).
-    root_dir: run directory; an existing compatible run is resumed.
-    stop_after_env_steps: for tests, return (without final evaluation or
-      export) once this many environment steps are done, as if killed.
 
-  Returns:
-    The result summary (also written to <root_dir>/summary.json).
+def make_loop(run: common.Run) -> Loop:
+  """The collect and train functions of a run.
+
+  An iteration is `collect()` (every environment steps `rollout_length`
+  times with the collect search policy, into the replay buffer), then, once
+  `ready_to_train()`, `num_epochs` calls of `train_step()` (one gradient step
+  on [batch_size, sequence_length] replayed sequences, returning its
+  `LossInfo`).
   """
-  common.validate_settings(settings)
-  common.write_settings(root_dir, settings)
-  run = common.build_run(settings, root_dir)
-  agent, env, replay_buffer = run.agent, run.env, run.replay_buffer
+  settings, agent = run.settings, run.agent
+  env, replay_buffer = run.env, run.replay_buffer
   steps_per_iteration = settings['num_envs'] * settings['rollout_length']
+  frames_needed = settings['num_envs'] * settings['sequence_length']
 
   @tf.function
   def collect():
@@ -160,6 +162,30 @@ def train(settings: Dict[str, Any], root_dir: str,
     return agent.train(replay_buffer.sample_sequences(
         settings['batch_size'], settings['sequence_length']))
 
+  def ready_to_train():
+    return bool(replay_buffer.num_frames() >= frames_needed)
+
+  return Loop(collect, train_step, ready_to_train)
+
+
+def train(settings: Dict[str, Any], root_dir: str,
+          stop_after_env_steps: Optional[int] = None) -> Dict[str, Any]:
+  """Trains (or resumes) the run in `root_dir` and returns its summary.
+
+  Args:
+    settings: run settings (see `common.SETTINGS`).
+    root_dir: run directory; an existing compatible run is resumed.
+    stop_after_env_steps: for tests, return (without final evaluation or
+      export) once this many environment steps are done, as if killed.
+
+  Returns:
+    The result summary (also written to <root_dir>/summary.json).
+  """
+  common.validate_settings(settings)
+  common.write_settings(root_dir, settings)
+  run = common.build_run(settings, root_dir)
+  agent = run.agent
+  loop = make_loop(run)
   eval_log = _EvalLog(root_dir, eval_columns(settings))
   writer = tf.summary.create_file_writer(os.path.join(root_dir, 'train'))
   writer.set_as_default()
@@ -188,7 +214,6 @@ def train(settings: Dict[str, Any], root_dir: str,
     log_eval()
 
   total = settings['total_env_steps']
-  frames_needed = settings['num_envs'] * settings['sequence_length']
   last_log = time.time()
   last_log_steps = int(run.env_steps.numpy())
   loss_info = None
@@ -198,10 +223,10 @@ def train(settings: Dict[str, Any], root_dir: str,
       return {}
     start = time.time()
     before = int(run.env_steps.numpy())
-    collect()
-    if replay_buffer.num_frames() >= frames_needed:
+    loop.collect()
+    if loop.ready_to_train():
       for _ in range(settings['num_epochs']):
-        loss_info = train_step()
+        loss_info = loop.train_step()
     run.wall_clock.assign_add(time.time() - start)
     after = int(run.env_steps.numpy())
 

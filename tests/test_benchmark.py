@@ -1,11 +1,14 @@
-"""Tests of the search benchmark (launch/benchmark.py); no timing asserts."""
+"""Tests of launch/benchmark.py (search and training loop), no timings."""
 
 import json
 import math
 
 import pytest
+import tensorflow as tf
+from tf_agents.specs import tensor_spec
 
 from launch import benchmark
+from tf_spo import networks
 
 TINY = dict(batch_size=3, num_particles=4, depth=3, resample_period=2,
             torso_units=8, num_residual_blocks=1, head_units=8, repeats=2,
@@ -96,3 +99,43 @@ def test_simulator_env_reports_planning_against_rollout():
         simulator[f'planning_{threads}_threads'] /
         simulator[f'rollout_{threads}_threads'])
   assert 'simulator ratio_2_threads' in benchmark.format_table(result)
+
+
+def test_network_flops_match_a_hand_count():
+  net = networks.PolicyValueNetwork(
+      tf.TensorSpec([6], tf.float32),
+      tensor_spec.BoundedTensorSpec([], tf.int32, 0, 3),
+      torso_units=8, num_residual_blocks=0, head_units=5)
+  # Dense: 2 * in * out multiply-adds + out bias adds. Torso 6 -> 8; policy
+  # and value heads 8 -> 5 -> (4 logits, 1 value).
+  def dense(n_in, n_out):
+    return 2 * n_in * n_out + n_out
+  expected = (dense(6, 8) + dense(8, 5) + dense(5, 4) + dense(8, 5) +
+              dense(5, 1))
+  assert benchmark.network_flops(net, net.input_tensor_spec) == expected
+
+
+TINY_TRAIN = dict(num_envs=4, rollout_length=4, sequence_length=4,
+                  batch_size=4, num_epochs=2, torso_units=8,
+                  num_residual_blocks=1, head_units=8, num_particles=2,
+                  depth=2, resample_period=1)
+
+
+def test_train_mode_splits_the_iteration_and_its_flop_ideal():
+  result = benchmark.train_benchmark('rubiks_cube', 'cpu', repeats=2,
+                                     warmup=1, overrides=TINY_TRAIN)
+  assert result['env_steps_per_iteration'] == 16
+  for name in ('iteration_s', 'collect_s', 'train_s', 'env_steps_per_s',
+               'peak_gflops', 'ideal_s', 'flop_ratio'):
+    assert math.isfinite(result[name]) and result[name] > 0, name
+  # 16 env steps x (1 + 2 x 2) search forwards + 2 x 4 x 4 x 4 training.
+  assert result['iteration_gflop'] == pytest.approx(
+      (16 * 5 + 128) * result['network_flops'] / 1e9)
+  assert result['ideal_s'] == pytest.approx(
+      result['iteration_gflop'] / result['peak_gflops'])
+  assert result['flop_ratio'] == pytest.approx(
+      result['ideal_s'] / result['iteration_s'])
+  table = benchmark.format_train_table(result)
+  assert 'ratio to FLOP ideal' in table and 'collect ms' in table
+  with pytest.raises(ValueError, match='--repeats '):
+    benchmark.train_benchmark(repeats=0, overrides=TINY_TRAIN)
