@@ -430,6 +430,12 @@ def train_benchmark(env: str = 'rubiks_cube', preset: str = 'cpu',
   )
 
 
+def _table(rows) -> str:
+  """(name, value) rows as two aligned columns."""
+  width = max(len(name) for name, _ in rows)
+  return '\n'.join(f'{name:<{width}}  {value}' for name, value in rows)
+
+
 def format_table(result: Dict[str, Any]) -> str:
   """A small human-readable table of a `benchmark` result."""
   rows = [
@@ -452,8 +458,7 @@ def format_table(result: Dict[str, Any]) -> str:
   for name, value in result.get('simulator', {}).items():
     digits = 3 if name.startswith('ratio') else 0
     rows.append((f'simulator {name}', f'{value:.{digits}f}'))
-  width = max(len(name) for name, _ in rows)
-  return '\n'.join(f'{name:<{width}}  {value}' for name, value in rows)
+  return _table(rows)
 
 
 def format_train_table(result: Dict[str, Any]) -> str:
@@ -477,8 +482,7 @@ def format_train_table(result: Dict[str, Any]) -> str:
       ('FLOP-ideal ms', f'{1e3 * result["ideal_s"]:.1f}'),
       ('ratio to FLOP ideal', f'{result["flop_ratio"]:.3f}'),
   ]
-  width = max(len(name) for name, _ in rows)
-  return '\n'.join(f'{name:<{width}}  {value}' for name, value in rows)
+  return _table(rows)
 
 
 def run():
