@@ -11,7 +11,7 @@ A run is described by a flat dict of settings whose keys are the flag names of
 import json
 import os
 import time
-from typing import Any, Dict, NamedTuple
+from typing import Any, Callable, Dict, NamedTuple
 
 from absl import logging
 import numpy as np
@@ -130,6 +130,7 @@ SCHEDULE_SETTINGS = ('total_env_steps', 'eval_interval', 'eval_episodes',
                      'checkpoint_interval', 'log_interval')
 
 CONFIG_FILE = 'config.json'
+CHECKPOINT_SUBDIR = 'checkpoints'
 EVAL_SEED_OFFSET = 1_000_003
 # Evaluation steps per compiled call (progress is printed between calls).
 _EVAL_CHUNK_STEPS = 50
@@ -364,7 +365,7 @@ def build_run(settings: Dict[str, Any], root_dir: str) -> Run:
       seed=settings['seed'])
   env_steps = tf.Variable(0, dtype=tf.int64, name='env_steps')
   wall_clock = tf.Variable(0.0, dtype=tf.float64, name='wall_clock')
-  checkpoint_dir = os.path.join(root_dir, 'checkpoints')
+  checkpoint_dir = os.path.join(root_dir, CHECKPOINT_SUBDIR)
   set_aside_unreadable_checkpoints(checkpoint_dir)
   checkpointer = common.Checkpointer(
       checkpoint_dir, max_to_keep=2, agent=agent,
@@ -378,12 +379,39 @@ def build_run(settings: Dict[str, Any], root_dir: str) -> Run:
              wall_clock, checkpointer, model)
 
 
+class PathFlagError(FileNotFoundError):
+  """A path flag that names no run or no SavedModel; the message names it."""
+
+
+def exit_on_path_errors(main: Callable[[Any], None]) -> Callable[[Any], None]:
+  """Wraps an absl `main`: a `PathFlagError` exits with its one line."""
+
+  def checked_main(argv):
+    try:
+      main(argv)
+    except PathFlagError as error:
+      raise SystemExit(f'error: {error}') from None
+
+  return checked_main
+
+
+def check_saved_model(path: str, flag: str = 'saved_model') -> None:
+  """Raises PathFlagError unless `path` is a SavedModel directory."""
+  if not tf.io.gfile.exists(path):
+    raise PathFlagError(f'--{flag} {path} does not exist.')
+  if not tf.saved_model.contains_saved_model(path):
+    raise PathFlagError(f'--{flag} {path} is not a SavedModel directory (no '
+                        'saved_model.pb); export one with launch.export.')
+
+
 def read_settings(root_dir: str) -> Dict[str, Any]:
   """Settings of the run in `root_dir`, from its config.json."""
+  if not tf.io.gfile.isdir(root_dir):
+    raise PathFlagError(f'--root_dir {root_dir} is not a directory.')
   path = os.path.join(root_dir, CONFIG_FILE)
   if not tf.io.gfile.exists(path):
-    raise FileNotFoundError(f'--root_dir {root_dir} has no {CONFIG_FILE}: '
-                            'is it the root_dir of a launch.train run?')
+    raise PathFlagError(f'--root_dir {root_dir} has no {CONFIG_FILE}: '
+                        'is it the root_dir of a launch.train run?')
   with tf.io.gfile.GFile(path) as f:
     return json.load(f)
 
@@ -416,10 +444,11 @@ def write_settings(root_dir: str, settings: Dict[str, Any]) -> None:
 
 def restore_run(root_dir: str) -> Run:
   """Rebuilds a run from its config.json and latest checkpoint."""
-  run = build_run(read_settings(root_dir), root_dir)
-  if not run.checkpointer.checkpoint_exists:
-    raise FileNotFoundError(f'--root_dir {root_dir} has no checkpoint.')
-  return run
+  settings = read_settings(root_dir)
+  if not tf.train.latest_checkpoint(os.path.join(root_dir, CHECKPOINT_SUBDIR)):
+    raise PathFlagError(f'--root_dir {root_dir} has no checkpoint: its run '
+                        'has not saved one yet.')
+  return build_run(settings, root_dir)
 
 
 def evaluate_policy(policy: Any, model, num_episodes: int, seed: int,

@@ -72,6 +72,7 @@ def reads_network_input_only(saved_policy, settings) -> bool:
 def load(root_dir: str, saved_model: str, policy_kind: str, env: str):
   """The policy and the run settings to evaluate it with."""
   if saved_model:
+    common.check_saved_model(saved_model)
     settings = common.resolve_settings(env, 'cpu', {})
     policy = tf.saved_model.load(saved_model)
     return policy, settings, reads_network_input_only(policy, settings)
@@ -103,7 +104,7 @@ def run():
                       'or directory; every level is played once, in order '
                       '(overrides --num_episodes).')
   flags.DEFINE_string('output', '', 'Optional JSON file for the results.')
-  app.run(main)
+  app.run(common.exit_on_path_errors(main))
 
 
 def main(argv):

@@ -34,7 +34,7 @@ def run():
   flags.DEFINE_string('output_dir', '', 'Where to write the SavedModels '
                       '(default <root_dir>/policy).')
   flags.mark_flag_as_required('root_dir')
-  app.run(main)
+  app.run(common.exit_on_path_errors(main))
 
 
 if __name__ == '__main__':

@@ -6,6 +6,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 import tensorflow as tf
 from tf_agents.trajectories import time_step as ts
 
@@ -114,10 +115,36 @@ def test_export_cli_writes_both_policies(tiny_run, tmp_path):
   assert 'exported train step' in result.stdout
 
 
+def _error_lines(stderr):
+  """The lines our entry points print on a bad path flag (libraries' aside)."""
+  return [line for line in stderr.splitlines() if line.startswith('error: ')]
+
+
 def test_export_cli_rejects_a_dir_without_a_run(tmp_path):
   result = conftest.run_module('launch.export', f'--root_dir={tmp_path}')
-  assert result.returncode != 0
-  assert 'has no config.json' in result.stderr
+  assert result.returncode == 1
+  assert 'Traceback' not in result.stderr
+  assert _error_lines(result.stderr) == [
+      f'error: --root_dir {tmp_path} has no config.json: is it the root_dir '
+      'of a launch.train run?']
+
+
+@pytest.mark.parametrize('flag, path, reason', [
+    ('root_dir', 'missing', 'is not a directory.'),
+    ('root_dir', 'run_without_checkpoint', 'has no checkpoint'),
+    ('saved_model', 'missing', 'does not exist.'),
+    ('saved_model', 'run_without_checkpoint', 'is not a SavedModel directory'),
+])
+def test_evaluate_cli_names_the_bad_path_flag_in_one_line(tmp_path, flag, path,
+                                                          reason):
+  run_dir = tmp_path / 'run_without_checkpoint'
+  common.write_settings(str(run_dir), dict(common.DEFAULTS))
+  result = conftest.run_module('launch.evaluate',
+                               f'--{flag}={tmp_path / path}')
+  assert result.returncode == 1
+  assert 'Traceback' not in result.stderr
+  [line] = _error_lines(result.stderr)
+  assert line.startswith(f'error: --{flag} {tmp_path / path} {reason}'), line
 
 
 def test_pendulum_run_exports_continuous_policies(tmp_path):
