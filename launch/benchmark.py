@@ -390,17 +390,13 @@ def train_benchmark(env: str = 'rubiks_cube', preset: str = 'cpu',
                                      'train': []}
     for i in range(warmup + repeats):
       start = time.perf_counter()
-      loop.collect()
-      collected = time.perf_counter()
-      if loop.ready_to_train():
-        for _ in range(settings['num_epochs']):
-          loss = loop.train_step().loss
-        loss.numpy()
-      end = time.perf_counter()
+      iteration = train_lib.run_iteration(loop, settings['num_epochs'])
+      if iteration.loss_info is not None:
+        iteration.loss_info.loss.numpy()
       if i >= warmup:
-        times['iteration'].append(end - start)
-        times['collect'].append(collected - start)
-        times['train'].append(end - collected)
+        times['iteration'].append(time.perf_counter() - start)
+        times['collect'].append(iteration.collect_s)
+        times['train'].append(iteration.train_s)
     flops = network_flops(run.agent.network, run.model.network_input_spec())
   median = {kind: statistics.median(t) for kind, t in times.items()}
   steps = settings['num_envs'] * settings['rollout_length']

@@ -168,6 +168,34 @@ def make_loop(run: common.Run) -> Loop:
   return Loop(collect, train_step, ready_to_train)
 
 
+class IterationTimes(NamedTuple):
+  """What one `run_iteration` call did and how long its two halves took.
+
+  `loss_info` is the last `LossInfo`, None while the buffer is still too
+  small to train; `collect_s` and `train_s` are wall-clock seconds.
+  """
+  loss_info: Any
+  collect_s: float
+  train_s: float
+
+
+def run_iteration(loop: Loop, num_epochs: int) -> IterationTimes:
+  """Runs one training iteration and times its halves.
+
+  Collects one rollout with the search, then takes `num_epochs` gradient
+  steps once the buffer holds enough sequences.
+  """
+  start = time.perf_counter()
+  loop.collect()
+  collected = time.perf_counter()
+  loss_info = None
+  if loop.ready_to_train():
+    for _ in range(num_epochs):
+      loss_info = loop.train_step()
+  return IterationTimes(loss_info, collected - start,
+                        time.perf_counter() - collected)
+
+
 def train(settings: Dict[str, Any], root_dir: str,
           stop_after_env_steps: Optional[int] = None) -> Dict[str, Any]:
   """Trains (or resumes) the run in `root_dir` and returns its summary.
@@ -221,13 +249,11 @@ def train(settings: Dict[str, Any], root_dir: str,
     if (stop_after_env_steps is not None
         and run.env_steps.numpy() >= stop_after_env_steps):
       return {}
-    start = time.time()
     before = int(run.env_steps.numpy())
-    loop.collect()
-    if loop.ready_to_train():
-      for _ in range(settings['num_epochs']):
-        loss_info = loop.train_step()
-    run.wall_clock.assign_add(time.time() - start)
+    times = run_iteration(loop, settings['num_epochs'])
+    if times.loss_info is not None:
+      loss_info = times.loss_info
+    run.wall_clock.assign_add(times.collect_s + times.train_s)
     after = int(run.env_steps.numpy())
 
     def crossed(interval, before=before, after=after):
