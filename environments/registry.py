@@ -43,6 +43,9 @@ class EnvEntry(NamedTuple):
       episodes, reported with the results.
     eval_sweep: optional setting that `launch.evaluate` sweeps over levels
       1..max_level (the difficulty of the evaluation episodes).
+    summary_levels: levels of `eval_sweep` at which the final summary of a
+      training run also reports both policies (besides the run's own
+      evaluation episodes).
     make_env: (model, num_envs, seed) -> the real `TFEnvironment` of
       training; by default the model itself, as a `ModelEnvironment`.
   """
@@ -52,6 +55,7 @@ class EnvEntry(NamedTuple):
   metrics: Tuple[str, ...]
   eval_settings: Tuple[str, ...]
   eval_sweep: Optional[str] = None
+  summary_levels: Tuple[int, ...] = ()
   make_env: Callable[[Any, int, int], tf_environment.TFEnvironment] = (
       model_lib.ModelEnvironment)
 
@@ -195,7 +199,8 @@ ENVS: Dict[str, EnvEntry] = {
             trt_smc=_TRT_SMC),
         metrics=('solve_rate', 'mean_return'),
         eval_settings=('eval_scramble', 'time_limit'),
-        eval_sweep='eval_scramble'),
+        eval_sweep='eval_scramble',
+        summary_levels=(3, 7)),
     'pendulum': EnvEntry(
         make_model=_pendulum,
         # Tuned for a 2-core CPU (README: ~1-2 minutes of training to a

@@ -27,6 +27,7 @@ import tensorflow as tf
 from tf_agents.trajectories import trajectory
 from tf_agents.utils import common as tfa_common
 
+from environments import registry
 from launch import common
 
 FLAGS = flags.FLAGS
@@ -102,16 +103,22 @@ def _duration(seconds: float) -> str:
   return f'{seconds}s'
 
 
-def evaluate(run: common.Run) -> Dict[str, float]:
-  """Evaluates the search and network policies on held-out episodes."""
-  settings = run.settings
+def policy_scores(run: common.Run,
+                  settings: Dict[str, Any]) -> Dict[str, float]:
+  """The env's metrics of the search and network policies.
+
+  Args:
+    run: the run whose policies play.
+    settings: settings of the held-out evaluation episodes (the run's own,
+      or with a different level of the env's evaluation sweep).
+
+  Returns:
+    {'search_<metric>', 'network_<metric>', 'search_mean_length'}, over
+    `settings['eval_episodes']` episodes.
+  """
   model = common.make_model(settings, evaluation=True)
   seed = settings['seed'] + common.EVAL_SEED_OFFSET
-  result = {
-      'env_steps': int(run.env_steps.numpy()),
-      'wall_clock_s': float(run.wall_clock.numpy()),
-      'train_steps': int(run.agent.train_step_counter.numpy()),
-  }
+  result = {}
   for kind, policy in (('search', run.agent.policy),
                        ('network', run.agent.network_policy)):
     scores = common.evaluate_policy(policy, model, settings['eval_episodes'],
@@ -121,6 +128,46 @@ def evaluate(run: common.Run) -> Dict[str, float]:
     if kind == 'search':
       result['search_mean_length'] = scores['mean_length']
   return result
+
+
+def evaluate(run: common.Run) -> Dict[str, float]:
+  """Evaluates the search and network policies on held-out episodes."""
+  return {
+      'env_steps': int(run.env_steps.numpy()),
+      'wall_clock_s': float(run.wall_clock.numpy()),
+      'train_steps': int(run.agent.train_step_counter.numpy()),
+      **policy_scores(run, run.settings),
+  }
+
+
+def level_scores(run: common.Run,
+                 final: Dict[str, float]) -> Dict[str, Any]:
+  """Both policies' metrics at the env's summary levels.
+
+  For the cube: the solve rates at 3 and 7 scramble moves. A level equal to
+  the run's own evaluation episodes reuses `final`, the last evaluation.
+
+  Args:
+    run: the run whose policies play.
+    final: the run's last `evaluate` result.
+
+  Returns:
+    {'by_<sweep setting>': {'<level>': {'search_<metric>', ...}}}, empty for
+    an env without summary levels.
+  """
+  entry = registry.entry(run.settings['env'])
+  if not entry.summary_levels:
+    return {}
+  by_level = {}
+  for level in entry.summary_levels:
+    if level == run.settings[entry.eval_sweep]:
+      scores = {column: final[column]
+                for column in eval_columns(run.settings)[3:]}
+    else:
+      scores = policy_scores(
+          run, dict(run.settings, **{entry.eval_sweep: level}))
+    by_level[str(level)] = scores
+  return {f'by_{entry.eval_sweep}': by_level}
 
 
 class Loop(NamedTuple):
@@ -294,6 +341,7 @@ def train(settings: Dict[str, Any], root_dir: str,
   }
   summary.update({name: settings[name]
                   for name in common.eval_settings(settings)})
+  summary.update(level_scores(run, final))
   with tf.io.gfile.GFile(os.path.join(root_dir, 'summary.json'), 'w') as f:
     json.dump(summary, f, indent=2)
   print('[summary] ' + json.dumps(summary, indent=2), flush=True)

@@ -13,6 +13,7 @@ import tensorflow as tf
 from tf_agents.trajectories import time_step as ts
 
 from launch import common
+from launch import evaluate
 from launch import train
 from tests import conftest
 
@@ -62,6 +63,21 @@ def test_main_job_leaves_checkpoint_policies_and_summary(tiny_run):
   assert '[train] env_steps=512/1024' in stdout and 'steps/s=' in stdout
   assert 'time_left=' in stdout
   assert '[summary]' in stdout
+
+
+def test_summary_reports_both_policies_at_3_and_7_scramble_moves(tiny_run):
+  root_dir, summary, _ = tiny_run
+  by_scramble = summary['by_eval_scramble']
+  assert set(by_scramble) == {'3', '7'}
+  run = common.restore_run(root_dir)
+  seed = run.settings['seed'] + common.EVAL_SEED_OFFSET
+  for kind, policy in (('search', run.agent.policy),
+                       ('network', run.agent.network_policy)):
+    # launch.evaluate's sweep over the restored final weights.
+    expected = evaluate.evaluate_levels(policy, run.settings, 7, 16, seed)
+    for level in ('3', '7'):
+      assert by_scramble[level][f'{kind}_solve_rate'] == pytest.approx(
+          expected[int(level)]['solve_rate'])
 
 
 def test_losses_and_search_diagnostics_reach_tensorboard(tiny_run):
