@@ -1,7 +1,8 @@
-"""Environment models, their TF-Agents adapter, the Rubik's cube and a toy."""
+"""Environment models, their TF-Agents adapters, the Rubik's cube and a toy."""
 
 from environments.model import EnvironmentModel
 from environments.model import ModelEnvironment
+from environments.model import ModelPyEnvironment
 from environments.model import ModelStep
 from environments.rubiks_cube import RubiksCube
 from environments.toy import ToyModel

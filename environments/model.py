@@ -3,16 +3,20 @@
 An `EnvironmentModel` is a batched, stateless description of an environment:
 its methods are pure functions from tensors to tensors, with no variables, so
 the same model can be stepped by `ModelEnvironment` (which keeps the state in
-variables and exposes the TF-Agents `TFEnvironment` interface) and used as the
-planning model inside an XLA-compiled search, where particles are simply a
-larger batch and resampling is a gather over the state nest.
+variables and exposes the TF-Agents `TFEnvironment` interface; wrapped by
+`ModelPyEnvironment` as a `PyEnvironment` for `tf_agents.train.Actor`) and
+used as the planning model inside an XLA-compiled search, where particles
+are simply a larger batch and resampling is a gather over the state nest.
 """
 
 import abc
 from typing import Any, NamedTuple
 
+import numpy as np
 import tensorflow as tf
+from tf_agents.environments import py_environment
 from tf_agents.environments import tf_environment
+from tf_agents.specs import tensor_spec
 from tf_agents.trajectories import time_step as ts
 
 
@@ -284,3 +288,72 @@ class ModelEnvironment(tf_environment.TFEnvironment, tf.Module):
     time_step = select(is_last, restart_time_step, stepped_time_step)
     self._assign(state, time_step)
     return time_step
+
+
+class ModelPyEnvironment(py_environment.PyEnvironment):
+  """A batched `PyEnvironment` that steps an `EnvironmentModel`.
+
+  The episodes of a `ModelEnvironment` with the same arguments, as NumPy
+  arrays: for `tf_agents.train.Actor`, `PyDriver` and Reverb observers, which
+  need a `PyEnvironment`, with the collect policy wrapped in
+  `PyTFEagerPolicy`. Each step runs one compiled TF function (with XLA for
+  models that compile). Give each actor its own `seed`: the episodes are a
+  function of the seed, so two actors with different seeds draw different
+  episodes.
+
+  Episodes restart as in `ModelEnvironment`: the step after a LAST time step
+  ignores its action and returns a FIRST one.
+  """
+
+  def __init__(self, model, batch_size, seed=0):
+    """Creates the environment and starts a first episode in each slot.
+
+    Args:
+      model: An `EnvironmentModel`.
+      batch_size: Python int, the number of environments stepped in parallel.
+      seed: Python int, the base of the stateless random seeds.
+    """
+    super().__init__(handle_auto_reset=False)
+    self._environment = ModelEnvironment(model, batch_size, seed)
+    self._step_fn = tf.function(self._environment.step,
+                                jit_compile=model.xla_compatible)
+    self._reset_fn = tf.function(self._environment.reset,
+                                 jit_compile=model.xla_compatible)
+    self._time_step_spec = tensor_spec.to_nest_array_spec(
+        self._environment.time_step_spec())
+    self._action_spec = tensor_spec.to_nest_array_spec(
+        self._environment.action_spec())
+
+  @property
+  def batched(self):
+    return True
+
+  @property
+  def batch_size(self):
+    return self._environment.batch_size
+
+  def observation_spec(self):
+    return self._time_step_spec.observation
+
+  def action_spec(self):
+    return self._action_spec
+
+  def time_step_spec(self):
+    return self._time_step_spec
+
+  def _reset(self):
+    return tf.nest.map_structure(np.asarray, self._reset_fn())
+
+  def _step(self, action):
+    """Steps every environment, restarting those whose time step is LAST.
+
+    Args:
+      action: [batch_size, ...] NumPy actions of `action_spec()`.
+
+    Returns:
+      The new `TimeStep` of NumPy arrays with leading dimension [batch_size].
+    """
+    action = tf.nest.map_structure(
+        lambda spec, value: tf.convert_to_tensor(value, spec.dtype),
+        self._environment.action_spec(), action)
+    return tf.nest.map_structure(np.asarray, self._step_fn(action))

@@ -13,6 +13,7 @@ built from them by `make_model(settings, evaluation)`.
 import functools
 from typing import Any, Callable, Dict, NamedTuple, Optional, Tuple
 
+from tf_agents.environments import py_environment
 from tf_agents.environments import tf_environment
 from tf_agents.environments import tf_py_environment
 
@@ -48,6 +49,9 @@ class EnvEntry(NamedTuple):
       evaluation episodes).
     make_env: (model, num_envs, seed) -> the real `TFEnvironment` of
       training; by default the model itself, as a `ModelEnvironment`.
+    make_py_env: (model, num_envs, seed) -> the same real environment as a
+      batched `PyEnvironment`, for `tf_agents.train.Actor`, `PyDriver` and
+      Reverb observers; by default a `ModelPyEnvironment`.
   """
   make_model: Callable[[Dict[str, Any], bool], model_lib.EnvironmentModel]
   defaults: Dict[str, Any]
@@ -58,6 +62,8 @@ class EnvEntry(NamedTuple):
   summary_levels: Tuple[int, ...] = ()
   make_env: Callable[[Any, int, int], tf_environment.TFEnvironment] = (
       model_lib.ModelEnvironment)
+  make_py_env: Callable[[Any, int, int], py_environment.PyEnvironment] = (
+      model_lib.ModelPyEnvironment)
 
 
 def _cube(settings, evaluation: bool) -> rubiks_cube.RubiksCube:
@@ -248,7 +254,8 @@ ENVS: Dict[str, EnvEntry] = {
         presets=dict(paper=_PAPER_CONTINUOUS, trt_smc=_TRT_SMC),
         metrics=('mean_return',),
         eval_settings=('time_limit',),
-        make_env=_gymnasium_env)
+        make_env=_gymnasium_env,
+        make_py_env=gym_adapter.GymnasiumEnvironment)
        for name, task in mujoco_tasks.TASKS.items()},
 }
 

@@ -1,6 +1,7 @@
 """Tests of the launch scripts' shared settings and run handling."""
 
 import pytest
+from tf_agents.environments import utils as env_utils
 
 from environments import registry
 from launch import common
@@ -13,6 +14,18 @@ def test_every_env_and_preset_resolves_to_valid_settings():
       assert set(preset) <= set(common.DEFAULTS), env
     for preset in common.PRESETS:
       common.validate_settings(common.resolve_settings(env, preset, {}))
+
+
+# The MuJoCo tasks' PyEnvironment (gymnasium's) is validated in
+# tests/test_gym_adapter.py.
+@pytest.mark.parametrize('env', ['rubiks_cube', 'pendulum', 'sokoban',
+                                 'snake'])
+def test_every_model_has_a_valid_py_environment(env):
+  settings = common.resolve_settings(env, 'cpu', {'num_levels': 20})
+  entry = registry.entry(env)
+  py_env = entry.make_py_env(common.make_model(settings), 3, 0)
+  assert py_env.batched and py_env.batch_size == 3
+  env_utils.validate_py_environment(py_env, episodes=2)
 
 
 def test_settings_resolve_defaults_env_preset_then_flags():

@@ -1,4 +1,4 @@
-"""Tests for environments.model.ModelEnvironment, driving a RubiksCube."""
+"""Tests for environments.model: ModelEnvironment and ModelPyEnvironment."""
 
 import numpy as np
 import pytest
@@ -152,3 +152,31 @@ def test_checkpoint_round_trip_continues_identically(cube, env, tmp_path):
   # The episodes restarted after the checkpoint were drawn identically.
   step_types = np.stack([t.step_type for t in continued])
   assert np.any(step_types == FIRST)
+
+
+def test_py_environment_replays_the_tf_environment_exactly(cube):
+  """Same model, batch and seed: the same episodes, as NumPy arrays."""
+  tf_env = model_lib.ModelEnvironment(cube, batch_size=BATCH_SIZE, seed=3)
+  py_env = model_lib.ModelPyEnvironment(cube, batch_size=BATCH_SIZE, seed=3)
+  assert py_env.batched and py_env.batch_size == BATCH_SIZE
+  expected, actual = tf_env.reset(), py_env.reset()
+  actions = np.random.default_rng(0).integers(0, 18, size=(12, BATCH_SIZE))
+  step_types = []
+  for action in actions:
+    assert_time_steps_equal(actual, expected)
+    expected = tf_env.step(tf.constant(action, tf.int32))
+    actual = py_env.step(action)
+    assert all(isinstance(x, np.ndarray) for x in tf.nest.flatten(actual))
+    step_types.append(actual.step_type)
+  assert_time_steps_equal(actual, expected)
+  # The 3-step limit ended and restarted episodes along the way.
+  assert set(np.concatenate(step_types).tolist()) == {
+      int(FIRST), int(MID), int(LAST)}
+
+
+def test_py_environment_seeds_give_different_episodes(cube):
+  first = model_lib.ModelPyEnvironment(cube, batch_size=16, seed=0).reset()
+  again = model_lib.ModelPyEnvironment(cube, batch_size=16, seed=0).reset()
+  other = model_lib.ModelPyEnvironment(cube, batch_size=16, seed=1).reset()
+  np.testing.assert_array_equal(first.observation, again.observation)
+  assert not np.array_equal(first.observation, other.observation)

@@ -3,9 +3,13 @@
 import numpy as np
 import pytest
 import tensorflow as tf
+from tf_agents.policies import py_tf_eager_policy
 from tf_agents.specs import tensor_spec
+from tf_agents.train import actor
+from tf_agents.train.utils import train_utils
 from tf_agents.trajectories import time_step as ts
 
+from environments import model as model_lib
 from environments import rubiks_cube
 from environments import toy
 from tf_spo import config as config_lib
@@ -203,3 +207,29 @@ def test_continuous_search_policy_acts_in_bounds_and_greedy_takes_the_best():
   assert all(a in row for a, row in zip(step.action.numpy()[:, 0],
                                         step.info['search_atoms'].numpy()[
                                             ..., 0]))
+
+
+def test_search_policy_collects_through_a_tf_agents_actor():
+  """tf_agents.train.Actor runs the search on a ModelPyEnvironment."""
+  policy, _ = make_policy()
+  trajectories = []
+  collector = actor.Actor(
+      model_lib.ModelPyEnvironment(CUBE, batch_size=4, seed=0),
+      py_tf_eager_policy.PyTFEagerPolicy(policy, use_tf_function=True,
+                                         batch_time_steps=False),
+      train_utils.create_train_step(), steps_per_run=16,
+      observers=[trajectories.append])
+  collector.run()
+  # 16 steps of a batch of 4, not counting episode boundaries.
+  assert len(trajectories) >= 4
+  for trajectory in trajectories:
+    action = trajectory.action
+    assert action.shape == (4,) and np.all((0 <= action) & (action < 18))
+    np.testing.assert_allclose(
+        np.sum(trajectory.policy_info['search_policy'], axis=-1), 1.0,
+        rtol=1e-5)
+    # Each reward is the model's reward of the observed cube and action.
+    state = CUBE.state_from_observation(trajectory.observation)
+    reward = CUBE.step(state, tf.constant(action)).reward.numpy()
+    mid = ~trajectory.is_boundary()
+    np.testing.assert_array_equal(trajectory.reward[mid], reward[mid])
