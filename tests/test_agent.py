@@ -1,5 +1,7 @@
 """Tests of the SPO agent's M-step (tf_spo/agent.py)."""
 
+import json
+
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -10,6 +12,7 @@ from tf_agents.trajectories import trajectory
 from environments import model as model_lib
 from environments import pendulum
 from environments import rubiks_cube
+from tests import conftest
 from tf_spo import agent as agent_lib
 from tf_spo import config as config_lib
 from tf_spo import networks
@@ -341,3 +344,18 @@ def test_agent_rejects_variable_groups_that_miss_a_variable():
   with pytest.raises(ValueError, match='network: its variable_groups'):
     agent_lib.SpoAgent(ts.time_step_spec(PENDULUM.observation_spec()),
                        PENDULUM.action_spec(), network, PENDULUM)
+
+
+def test_two_replicas_train_like_one_replica_on_the_global_batch():
+  """MirroredStrategy over 2 logical CPUs: same losses and updated weights.
+
+  Two train steps on [8, 5] batches (episode boundaries included, so the
+  replicas' mask counts differ), 4 sequences per replica, against one
+  replica on all 8 (tests/mirrored_training.py, in a process of its own).
+  """
+  result = conftest.run_module('tests.mirrored_training')
+  assert result.returncode == 0, result.stderr[-3000:]
+  differences = json.loads(result.stdout.strip().splitlines()[-1])
+  # Losses and extras of both steps, every network, target and dual weight.
+  assert len(differences) > 40
+  assert max(differences.values()) < 1e-5, differences

@@ -145,8 +145,14 @@ class SpoAgent(tf_agent.TFAgent):
           'alpha_cov': _positive_dual(config.initial_alpha_cov, 'alpha_cov')}
     self._optimizer = optimizer or tf.keras.optimizers.Adam(3e-4)
     self._dual_optimizer = dual_optimizer or tf.keras.optimizers.Adam(3e-4)
-    self._compiled_loss_and_gradients = tf.function(
-        self._loss_and_gradients, jit_compile=True)
+    # Under a multi-replica strategy the losses and gradients are summed
+    # over the replicas: synchronisation points, which may not sit in a
+    # nested (or XLA) function; the caller's tf.function around
+    # `strategy.run` compiles them there.
+    self._compiled_loss_and_gradients = (
+        tf.function(self._loss_and_gradients, jit_compile=True)
+        if tf.distribute.get_strategy().num_replicas_in_sync == 1
+        else self._loss_and_gradients)
 
     make_policy = lambda **kwargs: policy_lib.SmcPolicy(
         time_step_spec, action_spec, network, model, search_config,
@@ -168,6 +174,8 @@ class SpoAgent(tf_agent.TFAgent):
         train_step_counter=(train_step_counter if train_step_counter
                             is not None else tf.Variable(
                                 0, dtype=tf.int64, trainable=False,
+                                aggregation=(
+                                    tf.VariableAggregation.ONLY_FIRST_REPLICA),
                                 name='train_step')))
 
   @property
@@ -296,23 +304,29 @@ class SpoAgent(tf_agent.TFAgent):
              policy_losses.alpha_loss + eta_loss)
     alphas = self.alphas
     zero = tf.zeros([])
+    # Every field, the duals' values included, is this replica's share: the
+    # fields sum over the replicas of a strategy.
+    share = losses.replica_share
     extra = SpoLossInfo(
         policy_loss=policy_losses.policy_loss, kl=policy_losses.kl,
         kl_loss=policy_losses.kl_loss, alpha_loss=policy_losses.alpha_loss,
         eta_loss=eta_loss, value_loss=value_loss, q_value_loss=q_value_loss,
-        eta=eta, alpha=alphas.get('alpha', zero), eta_kl=eta_kl,
-        kl_mean=policy_losses.kl_mean, kl_cov=policy_losses.kl_cov,
-        alpha_mean=alphas.get('alpha_mean', zero),
-        alpha_cov=alphas.get('alpha_cov', zero))
+        eta=share(eta), alpha=share(alphas.get('alpha', zero)),
+        eta_kl=eta_kl, kl_mean=policy_losses.kl_mean,
+        kl_cov=policy_losses.kl_cov,
+        alpha_mean=share(alphas.get('alpha_mean', zero)),
+        alpha_cov=share(alphas.get('alpha_cov', zero)))
     return tf_agent.LossInfo(total, extra)
 
   def _loss_and_gradients(self, experience, weights):
     """Losses and clipped gradients; XLA-compiled (see `__init__`)."""
     with tf.GradientTape() as tape:
       loss_info = self._loss(experience, weights=weights, training=True)
-    group_grads, dual_grads = tape.gradient(
+    # Summed over the replicas of a strategy (their losses are shares of the
+    # global batch's), before clipping.
+    group_grads, dual_grads = losses.sum_over_replicas(tape.gradient(
         loss_info.loss,
-        (self._network.variable_groups, self._dual_variables()))
+        (self._network.variable_groups, self._dual_variables())))
     # Each group (actor, critic) is clipped by its own global norm.
     network_grads, group_norms = [], []
     for grads in group_grads:
@@ -324,7 +338,18 @@ class SpoAgent(tf_agent.TFAgent):
             tf.linalg.global_norm(group_norms))
 
   def _train(self, experience, weights=None):
+    """One M-step and dual step on a [B, T] batch.
+
+    Under a `tf.distribute` strategy (agent built in its scope, `train` run
+    by `strategy.run` on each replica's part of the batch) the update is the
+    one of a single replica on the global batch; the returned losses are
+    this replica's shares, which sum over the replicas to the global ones.
+    """
     normalizer = self._network.normalizer
+    if normalizer is not None and losses.num_replicas() > 1:
+      raise ValueError(
+          'network: observation normalisation is not supported with several '
+          'replicas yet; train with one replica or without it.')
     if normalizer is not None:
       # Every replayed observation, terminal ones included, is a state the
       # networks read; the losses below see the updated statistics.
@@ -338,12 +363,19 @@ class SpoAgent(tf_agent.TFAgent):
               tf.debugging.check_numerics(grad_norm, 'SPO gradient norm')]
     with tf.control_dependencies(checks):
       network_grads = tf.nest.map_structure(tf.identity, network_grads)
-    self._optimizer.apply_gradients(zip(network_grads, network_variables))
-    self._dual_optimizer.apply_gradients(zip(dual_grads, dual_variables))
-    common.soft_variables_update(
-        self._network.trainable_variables,
-        self._target_network.trainable_variables,
-        tau=self._config.target_update_tau)
+    # The gradients are already summed over the replicas.
+    aggregation = ({'skip_gradients_aggregation': True}
+                   if losses.num_replicas() > 1 else {})
+    self._optimizer.apply_gradients(zip(network_grads, network_variables),
+                                    **aggregation)
+    self._dual_optimizer.apply_gradients(zip(dual_grads, dual_variables),
+                                         **aggregation)
+    # Mirrored variables are updated from the cross-replica context.
+    tf.distribute.get_replica_context().merge_call(
+        lambda _: common.soft_variables_update(
+            self._network.trainable_variables,
+            self._target_network.trainable_variables,
+            tau=self._config.target_update_tau))
     self.train_step_counter.assign_add(1)
     self._summarize(loss_info, grad_norm, experience,
                     list(zip(network_grads, network_variables)))

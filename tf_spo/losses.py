@@ -19,9 +19,40 @@ from tf_spo import action_spaces
 tfd = tfp.distributions
 
 
+def num_replicas() -> int:
+  """Replicas training in sync under the current `tf.distribute` strategy.
+
+  1 outside a strategy. Every loss below is a sum of terms linear in masked
+  means: with R replicas, each replica's loss is its share of the loss of the
+  global batch (masked sums over the global mask count, constant terms over
+  R), so the replicas' losses and gradients sum to those of one replica on
+  the global batch.
+  """
+  context = tf.distribute.get_replica_context()
+  return context.num_replicas_in_sync if context is not None else 1
+
+
+def sum_over_replicas(values):
+  """Sums a nest of tensors over the replicas (identity for one replica)."""
+  if num_replicas() == 1:
+    return values
+  return tf.distribute.get_replica_context().all_reduce(
+      tf.distribute.ReduceOp.SUM, values)
+
+
 def masked_mean(x: tf.Tensor, mask: tf.Tensor) -> tf.Tensor:
-  """Mean of `x` over the entries where `mask` is 1 (0 if there are none)."""
-  return tf.math.divide_no_nan(tf.reduce_sum(x * mask), tf.reduce_sum(mask))
+  """Mean of `x` over the entries where `mask` is 1 (0 if there are none).
+
+  Under a strategy with several replicas, this replica's share of the mean
+  over the global batch: its masked sum over every replica's mask count.
+  """
+  count = sum_over_replicas(tf.stop_gradient(tf.reduce_sum(mask)))
+  return tf.math.divide_no_nan(tf.reduce_sum(x * mask), count)
+
+
+def replica_share(x: tf.Tensor) -> tf.Tensor:
+  """A constant term of a loss, over the replicas that sum it (x / R)."""
+  return x / num_replicas()
 
 
 def gae_advantages(rewards: tf.Tensor, discounts: tf.Tensor,
@@ -87,7 +118,7 @@ def eta_dual(eta: tf.Tensor, advantages: tf.Tensor, epsilon: float,
   log_mean_exp = (tf.reduce_logsumexp(
       _log_target(advantages, eta, log_ratios), axis=-1)
                   - tf.math.log(num_particles))
-  return eta * epsilon + eta * masked_mean(log_mean_exp, mask)
+  return replica_share(eta * epsilon) + eta * masked_mean(log_mean_exp, mask)
 
 
 def weighted_kl(advantages: tf.Tensor, eta: tf.Tensor,
@@ -146,7 +177,7 @@ def trust_region_losses(alpha: tf.Tensor, kl: tf.Tensor,
      L_alpha = alpha * (epsilon - sg[KL]), trained into alpha).
   """
   kl_loss = tf.stop_gradient(alpha) * kl
-  alpha_loss = alpha * (epsilon - tf.stop_gradient(kl))
+  alpha_loss = replica_share(alpha * epsilon) - alpha * tf.stop_gradient(kl)
   return kl_loss, alpha_loss
 
 
