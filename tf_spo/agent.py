@@ -151,7 +151,7 @@ class SpoAgent(tf_agent.TFAgent):
     # `strategy.run` compiles them there.
     self._compiled_loss_and_gradients = (
         tf.function(self._loss_and_gradients, jit_compile=True)
-        if tf.distribute.get_strategy().num_replicas_in_sync == 1
+        if losses.num_replicas() == 1
         else self._loss_and_gradients)
 
     make_policy = lambda **kwargs: policy_lib.SmcPolicy(

@@ -22,14 +22,14 @@ tfd = tfp.distributions
 def num_replicas() -> int:
   """Replicas training in sync under the current `tf.distribute` strategy.
 
-  1 outside a strategy. Every loss below is a sum of terms linear in masked
-  means: with R replicas, each replica's loss is its share of the loss of the
-  global batch (masked sums over the global mask count, constant terms over
-  R), so the replicas' losses and gradients sum to those of one replica on
-  the global batch.
+  1 outside a strategy; the same in its scope and in its replica context.
+  Every loss below is a sum of terms linear in masked means: with R
+  replicas, each replica's loss is its share of the loss of the global batch
+  (masked sums over the global mask count, constant terms over R), so the
+  replicas' losses and gradients sum to those of one replica on the global
+  batch.
   """
-  context = tf.distribute.get_replica_context()
-  return context.num_replicas_in_sync if context is not None else 1
+  return tf.distribute.get_strategy().num_replicas_in_sync
 
 
 def sum_over_replicas(values):
