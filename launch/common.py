@@ -11,7 +11,7 @@ A run is described by a flat dict of settings whose keys are the flag names of
 import json
 import os
 import time
-from typing import Any, Callable, Dict, NamedTuple
+from typing import Any, Callable, Dict, NamedTuple, Optional
 
 from absl import logging
 import numpy as np
@@ -340,6 +340,30 @@ def set_aside_unreadable_checkpoints(checkpoint_dir: str) -> None:
       checkpoint_dir, paths[-1], all_model_checkpoint_paths=paths)
 
 
+def make_agent(settings: Dict[str, Any], model, time_step_spec, action_spec,
+               seed: Optional[int] = None,
+               train_step_counter: Optional[tf.Variable] = None
+               ) -> agent_lib.SpoAgent:
+  """The run's `SpoAgent` on the real environment's specs.
+
+  Args:
+    settings: run settings.
+    model: the planning model.
+    time_step_spec: `TimeStep` spec of the real environment (tensor specs).
+    action_spec: its action spec.
+    seed: seed of the policies' random generators (default the run's seed;
+      each actor of a distributed run passes its own).
+    train_step_counter: the step counter variable (default the agent's own).
+  """
+  return agent_lib.SpoAgent(
+      time_step_spec, action_spec, network(settings, model), model,
+      search_config=search_config(settings), config=spo_config(settings),
+      optimizer=tf.keras.optimizers.Adam(settings['learning_rate']),
+      dual_optimizer=tf.keras.optimizers.Adam(settings['dual_learning_rate']),
+      seed=settings['seed'] if seed is None else seed, debug_summaries=True,
+      train_step_counter=train_step_counter)
+
+
 def build_run(settings: Dict[str, Any], root_dir: str) -> Run:
   """Builds the environment, agent, replay buffer and checkpointer of a run.
 
@@ -353,12 +377,7 @@ def build_run(settings: Dict[str, Any], root_dir: str) -> Run:
   model = make_model(settings)
   env = registry.entry(settings['env']).make_env(
       model, settings['num_envs'], settings['seed'])
-  agent = agent_lib.SpoAgent(
-      env.time_step_spec(), env.action_spec(), network(settings, model), model,
-      search_config=search_config(settings), config=spo_config(settings),
-      optimizer=tf.keras.optimizers.Adam(settings['learning_rate']),
-      dual_optimizer=tf.keras.optimizers.Adam(settings['dual_learning_rate']),
-      seed=settings['seed'], debug_summaries=True)
+  agent = make_agent(settings, model, env.time_step_spec(), env.action_spec())
   replay_buffer = replay.StatelessUniformReplayBuffer(
       agent.collect_data_spec, batch_size=settings['num_envs'],
       max_length=settings['replay_capacity'] // settings['num_envs'],
@@ -558,7 +577,8 @@ class ActionOnlyPolicy(tf_policy.TFPolicy):
     raise NotImplementedError('Exported for action only.')
 
 
-def export_policies(run: Run, export_dir: str) -> Dict[str, str]:
+def export_policies(agent: agent_lib.SpoAgent, model,
+                    export_dir: str) -> Dict[str, str]:
   """Exports the search policy and the bare network policy as SavedModels.
 
   They load with plain TensorFlow: `tf.saved_model.load(path)`, then
@@ -566,13 +586,18 @@ def export_policies(run: Run, export_dir: str) -> Dict[str, str]:
   runs Python (the MuJoCo simulator, behind `tf.numpy_function`) cannot be
   saved: only the network policy is exported then.
 
+  Args:
+    agent: the trained agent.
+    model: its planning model.
+    export_dir: parent directory of the SavedModels.
+
   Returns:
     {'search': <dir>, 'network': <dir>} of the written SavedModels, without
     'search' for such models.
   """
-  policies = [('network', run.agent.export_network_policy())]
-  if run.model.xla_compatible:
-    policies.insert(0, ('search', run.agent.policy))
+  policies = [('network', agent.export_network_policy())]
+  if model.xla_compatible:
+    policies.insert(0, ('search', agent.policy))
   paths = {}
   verbosity = logging.get_verbosity()
   # PolicySaver warns that the distribution is not exported: that is the
@@ -583,7 +608,7 @@ def export_policies(run: Run, export_dir: str) -> Dict[str, str]:
       path = os.path.join(export_dir, kind)
       policy_saver.PolicySaver(
           ActionOnlyPolicy(policy),
-          train_step=run.agent.train_step_counter).save(path)
+          train_step=agent.train_step_counter).save(path)
       paths[kind] = path
   finally:
     logging.set_verbosity(verbosity)

@@ -22,7 +22,7 @@ def main(argv):
   """Restores the run of --root_dir and exports its policies."""
   del argv
   run = common.restore_run(FLAGS.root_dir)
-  paths = common.export_policies(run, FLAGS.output_dir or
+  paths = common.export_policies(run.agent, run.model, FLAGS.output_dir or
                                  f'{FLAGS.root_dir}/policy')
   print(f'exported train step {int(run.agent.train_step_counter.numpy())}: '
         + ', '.join(f'{kind} -> {path}' for kind, path in paths.items()))

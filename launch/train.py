@@ -68,7 +68,7 @@ def eval_columns(settings) -> tuple:
           ('search_mean_length',))
 
 
-class _EvalLog:
+class EvalLog:
   """Appends evaluation results to <root_dir>/eval.csv."""
 
   def __init__(self, root_dir, columns):
@@ -87,6 +87,14 @@ class _EvalLog:
       with tf.io.gfile.GFile(self._path, 'w') as f:
         f.write('\n'.join([header] + kept) + '\n')
 
+  def last_train_step(self) -> Optional[int]:
+    """The train step of the last row; None before the first."""
+    with tf.io.gfile.GFile(self._path) as f:
+      header, *rows = f.read().splitlines()
+    if not rows:
+      return None
+    return int(rows[-1].split(',')[header.split(',').index('train_steps')])
+
   def append(self, row: Dict[str, float]) -> None:
     with tf.io.gfile.GFile(self._path, 'a') as f:
       f.write(','.join(str(row[c]) if isinstance(row[c], int) else
@@ -103,12 +111,11 @@ def _duration(seconds: float) -> str:
   return f'{seconds}s'
 
 
-def policy_scores(run: common.Run,
-                  settings: Dict[str, Any]) -> Dict[str, float]:
+def policy_scores(agent, settings: Dict[str, Any]) -> Dict[str, float]:
   """The env's metrics of the search and network policies.
 
   Args:
-    run: the run whose policies play.
+    agent: the `SpoAgent` whose policies play.
     settings: settings of the held-out evaluation episodes (the run's own,
       or with a different level of the env's evaluation sweep).
 
@@ -119,8 +126,8 @@ def policy_scores(run: common.Run,
   model = common.make_model(settings, evaluation=True)
   seed = settings['seed'] + common.EVAL_SEED_OFFSET
   result = {}
-  for kind, policy in (('search', run.agent.policy),
-                       ('network', run.agent.network_policy)):
+  for kind, policy in (('search', agent.policy),
+                       ('network', agent.network_policy)):
     scores = common.evaluate_policy(policy, model, settings['eval_episodes'],
                                     seed)
     result.update({f'{kind}_{metric}': scores[metric]
@@ -136,7 +143,7 @@ def evaluate(run: common.Run) -> Dict[str, float]:
       'env_steps': int(run.env_steps.numpy()),
       'wall_clock_s': float(run.wall_clock.numpy()),
       'train_steps': int(run.agent.train_step_counter.numpy()),
-      **policy_scores(run, run.settings),
+      **policy_scores(run.agent, run.settings),
   }
 
 
@@ -165,7 +172,7 @@ def level_scores(run: common.Run,
                 for column in eval_columns(run.settings)[3:]}
     else:
       scores = policy_scores(
-          run, dict(run.settings, **{entry.eval_sweep: level}))
+          run.agent, dict(run.settings, **{entry.eval_sweep: level}))
     by_level[str(level)] = scores
   return {f'by_{entry.eval_sweep}': by_level}
 
@@ -261,7 +268,7 @@ def train(settings: Dict[str, Any], root_dir: str,
   run = common.build_run(settings, root_dir)
   agent = run.agent
   loop = make_loop(run)
-  eval_log = _EvalLog(root_dir, eval_columns(settings))
+  eval_log = EvalLog(root_dir, eval_columns(settings))
   writer = tf.summary.create_file_writer(os.path.join(root_dir, 'train'))
   writer.set_as_default()
 
@@ -328,7 +335,8 @@ def train(settings: Dict[str, Any], root_dir: str,
       run.checkpointer.save(run.env_steps)
 
   final = evaluations[-1] if evaluations else log_eval()
-  paths = common.export_policies(run, os.path.join(root_dir, 'policy'))
+  paths = common.export_policies(run.agent, run.model,
+                                 os.path.join(root_dir, 'policy'))
   summary = {
       'env': settings['env'],
       'env_steps': final['env_steps'],

@@ -1,0 +1,176 @@
+"""Tests of the Reverb actor-learner path.
+
+tf_spo.reverb_replay and launch.distributed.
+"""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import reverb
+import tensorflow as tf
+from tf_agents.specs import tensor_spec
+from tf_agents.trajectories import trajectory as trajectory_lib
+
+from launch import common
+from launch import distributed
+from tf_spo import reverb_replay
+
+# A tiny cube run: 2 gradient steps per 32 env steps, 256 train steps in all.
+TINY_FLAGS = ('--torso_units=32', '--head_units=32', '--num_residual_blocks=1',
+              '--num_envs=8', '--rollout_length=4', '--batch_size=8',
+              '--num_epochs=2', '--num_particles=4', '--depth=2',
+              '--resample_period=2', '--sequence_length=5',
+              '--replay_capacity=4096', '--total_env_steps=4096',
+              '--eval_interval=2048', '--eval_episodes=16',
+              '--checkpoint_interval=512', '--log_interval=512')
+
+
+def _step_spec():
+  return trajectory_lib.Trajectory(
+      step_type=tf.TensorSpec([], tf.int32),
+      observation=tf.TensorSpec([2], tf.float32),
+      action=tf.TensorSpec([], tf.int32),
+      policy_info=(),
+      next_step_type=tf.TensorSpec([], tf.int32),
+      reward=tf.TensorSpec([], tf.float32),
+      discount=tf.TensorSpec([], tf.float32))
+
+
+def _batched_step(t, num_envs):
+  """Step t of every env, with values that name the env and the step."""
+  env = np.arange(num_envs)
+  return trajectory_lib.Trajectory(
+      step_type=np.full(num_envs, t % 3, np.int32),
+      observation=np.stack([env, np.full(num_envs, t)], -1).astype(np.float32),
+      action=(10 * env + t).astype(np.int32),
+      policy_info=(),
+      next_step_type=np.full(num_envs, (t + 1) % 3, np.int32),
+      reward=np.full(num_envs, t, np.float32),
+      discount=np.ones(num_envs, np.float32))
+
+
+def test_sequence_observer_writes_every_window_of_each_env():
+  """Env i's stream gives the windows t..t+T-1, across episode boundaries."""
+  length, num_envs, steps = 3, 2, 6
+  signature = tensor_spec.add_outer_dim(_step_spec(), length)
+  server = reverb.Server([reverb.Table.queue('q', 100, signature=signature)])
+  client = reverb.Client(f'localhost:{server.port}')
+  observer = reverb_replay.SequenceObserver(client, 'q', length, num_envs)
+  for t in range(steps):
+    observer(_batched_step(t, num_envs))
+  observer.flush()
+  assert client.server_info()['q'].current_size == num_envs * (
+      steps - length + 1)
+  windows = [tuple(sample.data.action) for sample in client.sample(
+      'q', num_samples=8, emit_timesteps=False,
+      unpack_as_table_signature=True)]
+  # Each env's writer streams on its own: compare regardless of order.
+  expected = [tuple(10 * env + np.arange(t - length + 1, t + 1))
+              for t in range(length - 1, steps) for env in range(num_envs)]
+  assert sorted(windows) == sorted(expected)
+  observer.close()
+  server.stop()
+
+
+def test_sequence_observer_rejects_a_wrong_batch():
+  server = reverb.Server([reverb.Table.queue('q', 10)])
+  client = reverb.Client(f'localhost:{server.port}')
+  with pytest.raises(ValueError, match='sequence_length'):
+    reverb_replay.SequenceObserver(client, 'q', 0, 2)
+  observer = reverb_replay.SequenceObserver(client, 'q', 2, 3)
+  with pytest.raises(ValueError, match='batch 3'):
+    observer(_batched_step(0, 2))
+  server.stop()
+
+
+def test_schedule_keeps_the_single_process_ratio():
+  settings = common.resolve_settings('rubiks_cube', 'cpu', {})
+  schedule = distributed.Schedule(settings)
+  per_iteration = settings['num_envs'] * settings['rollout_length']
+  assert schedule.train_steps(10 * per_iteration) == (
+      10 * settings['num_epochs'])
+  assert schedule.env_steps(10 * settings['num_epochs']) == 10 * per_iteration
+  assert schedule.samples_per_insert == pytest.approx(
+      settings['num_epochs'] * settings['batch_size'] / per_iteration)
+
+
+def test_actors_get_distinct_seeds_and_experience():
+  """Two actors of a run, and actors of two runs, never share a seed."""
+  settings = common.resolve_settings('rubiks_cube', 'cpu', {})
+  seeds = {distributed.actor_seed(dict(settings, seed=seed), actor_id)
+           for seed in range(3) for actor_id in range(100)}
+  assert len(seeds) == 300
+  model = common.make_model(settings)
+  first = [
+      common.registry.entry('rubiks_cube').make_py_env(
+          model, 4, distributed.actor_seed(settings, k)).reset().observation
+      for k in range(2)]
+  assert not np.array_equal(first[0], first[1])
+
+
+def _wait_for(predicate, timeout_s, what):
+  deadline = time.time() + timeout_s
+  while not predicate():
+    if time.time() > deadline:
+      raise AssertionError(f'timed out waiting for {what}')
+    time.sleep(0.5)
+
+
+def _read(path):
+  with open(path) as f:
+    return f.read()
+
+
+@pytest.mark.slow
+def test_loopback_run_survives_killed_actor_and_learner(tmp_path):
+  """2 actors train, export and stop; SIGKILLed actor and learner rejoin."""
+  root = str(tmp_path / 'run')
+  launcher = subprocess.Popen(
+      [sys.executable, '-m', 'launch.distributed', f'--root_dir={root}',
+       '--num_actors=2', *TINY_FLAGS],
+      stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+      cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+  logs = os.path.join(root, 'logs')
+  checkpoints = os.path.join(root, 'learner', 'train', 'checkpoints')
+  try:
+    _wait_for(lambda: tf.train.latest_checkpoint(checkpoints) is not None,
+              300, 'a learner checkpoint')
+    with open(os.path.join(logs, 'pids.json')) as f:
+      pids = json.load(f)
+    os.kill(pids['actor_0'], signal.SIGKILL)
+    # The learner keeps training on actor 1's data meanwhile.
+    before = tf.train.latest_checkpoint(checkpoints)
+    _wait_for(lambda: tf.train.latest_checkpoint(checkpoints) != before,
+              300, 'a newer learner checkpoint after the actor was killed')
+    os.kill(pids['learner'], signal.SIGKILL)
+    output, _ = launcher.communicate(timeout=600)
+  finally:
+    if launcher.poll() is None:
+      launcher.kill()
+  assert launcher.returncode == 0, output
+  assert 'actor_0 exited with code -9; restarting it' in output
+  assert 'learner exited with code -9; restarting it' in output
+  assert _read(os.path.join(logs, 'actor_0.log')).count(
+      '[actor 0] collecting, seed 1') == 2
+  learner_log = _read(os.path.join(logs, 'learner.log'))
+  assert '[learner] starting at train step 0 of 256' in learner_log
+  resumed = [line for line in learner_log.splitlines()
+             if line.startswith('[learner] resumed at train step')]
+  assert len(resumed) == 1 and int(resumed[0].split()[5]) > 0
+  with open(os.path.join(root, 'summary.json')) as f:
+    summary = json.load(f)
+  assert summary['train_steps'] == 256
+  assert summary['env_steps_equivalent'] == 4096
+  for kind in ('search', 'network'):
+    assert tf.saved_model.contains_saved_model(
+        os.path.join(root, 'policy', kind))
+  rows = _read(os.path.join(root, 'eval.csv')).splitlines()
+  assert rows[-1].split(',')[2] == '256'
+  # The replay tables were checkpointed with the learner.
+  assert os.listdir(os.path.join(root, 'reverb'))

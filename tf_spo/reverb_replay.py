@@ -1,0 +1,174 @@
+"""Reverb replay for SPO: tables, a batched sequence writer and the dataset.
+
+The single-process loop keeps one stream of steps per environment and trains
+on uniformly sampled windows of `sequence_length` consecutive steps, episode
+boundaries included (the losses mask them). The Reverb path keeps the same
+semantics across processes:
+
+- `SequenceObserver` is a `tf_agents.train.Actor` observer for *batched*
+  trajectories (TF-Agents' `ReverbAddTrajectoryObserver` takes one
+  environment and drops windows that cross an episode end, which would drop
+  every episode shorter than the window). It writes one stream per
+  environment and an item for every window of `sequence_length` steps.
+- `experience_table` samples items uniformly, removes the oldest first, and
+  rate-limits sampling to a fixed number of sampled sequences per inserted
+  step: the single-process loop's ratio of `num_epochs * batch_size`
+  sequences per `num_envs * rollout_length` steps.
+- `variable_table` holds the newest weights for `ReverbVariableContainer`.
+"""
+
+from typing import Any, Dict, Sequence
+
+import numpy as np
+import reverb
+import tensorflow as tf
+from tf_agents.experimental.distributed import reverb_variable_container
+from tf_agents.replay_buffers import reverb_replay_buffer
+from tf_agents.specs import tensor_spec
+import tree
+
+EXPERIENCE_TABLE = 'experience'
+VARIABLE_TABLE = reverb_variable_container.DEFAULT_TABLE
+
+
+def experience_table(data_spec: Any, sequence_length: int, capacity: int,
+                     samples_per_insert: float, min_size_to_sample: int,
+                     error_buffer: float) -> reverb.Table:
+  """The table of `sequence_length`-step windows of trajectories.
+
+  Args:
+    data_spec: the agent's `collect_data_spec` (one step, no batch).
+    sequence_length: steps per item (T).
+    capacity: most items kept; the oldest are removed first.
+    samples_per_insert: sampled items per inserted item, on average.
+    min_size_to_sample: items needed before the first sample.
+    error_buffer: how far (in samples) the ratio may stray either way
+      before inserts or samples block.
+  """
+  signature = tensor_spec.add_outer_dim(tensor_spec.from_spec(data_spec),
+                                        sequence_length)
+  return reverb.Table(
+      EXPERIENCE_TABLE,
+      sampler=reverb.selectors.Uniform(),
+      remover=reverb.selectors.Fifo(),
+      max_size=capacity,
+      rate_limiter=reverb.rate_limiters.SampleToInsertRatio(
+          samples_per_insert=samples_per_insert,
+          min_size_to_sample=min_size_to_sample,
+          error_buffer=error_buffer),
+      signature=signature)
+
+
+def variable_table(variables: Dict[str, Any]) -> reverb.Table:
+  """The one-item table of the newest weights (`ReverbVariableContainer`)."""
+  signature = tf.nest.map_structure(
+      lambda variable: tf.TensorSpec(variable.shape, variable.dtype),
+      variables)
+  return reverb.Table(
+      VARIABLE_TABLE,
+      sampler=reverb.selectors.Fifo(),
+      remover=reverb.selectors.Fifo(),
+      max_size=1,
+      rate_limiter=reverb.rate_limiters.MinSize(1),
+      signature=signature)
+
+
+class SequenceObserver:
+  """Writes batched trajectories to Reverb as windows of consecutive steps.
+
+  Call it with each batched `Trajectory` (arrays [num_envs, ...]), as an
+  observer of `tf_agents.train.Actor` or `PyDriver`. Environment i's steps
+  form one stream; once it holds `sequence_length` steps, every
+  `stride_length`-th new step creates an item of its last `sequence_length`
+  steps, across episode boundaries, as `StatelessUniformReplayBuffer`
+  samples them.
+  """
+
+  def __init__(self, py_client: reverb.Client, table_name: str,
+               sequence_length: int, num_envs: int, stride_length: int = 1):
+    """Creates one trajectory writer per environment.
+
+    Args:
+      py_client: client of the replay server.
+      table_name: table the items go to.
+      sequence_length: steps per item (>= 1).
+      num_envs: batch size of the observed trajectories.
+      stride_length: steps between the starts of consecutive items (>= 1).
+
+    Raises:
+      ValueError: naming the argument that is out of range.
+    """
+    for name, value in (('sequence_length', sequence_length),
+                        ('num_envs', num_envs),
+                        ('stride_length', stride_length)):
+      if value < 1:
+        raise ValueError(f'{name} must be >= 1, got {value}.')
+    self._table_name = table_name
+    self._sequence_length = sequence_length
+    self._stride_length = stride_length
+    self._num_envs = num_envs
+    self._writers = [
+        py_client.trajectory_writer(num_keep_alive_refs=sequence_length)
+        for _ in range(num_envs)]
+    self._steps = [0] * num_envs
+
+  def __call__(self, trajectory: Any) -> None:
+    """Appends step i of the batch to stream i and creates due items."""
+    leaves = tree.flatten(trajectory)
+    batch = {np.shape(leaf)[0] for leaf in leaves}
+    if batch != {self._num_envs}:
+      raise ValueError(f'expected trajectories of batch {self._num_envs}, '
+                       f'got leading dimensions {sorted(batch)}.')
+    for i, writer in enumerate(self._writers):
+      writer.append(tree.unflatten_as(
+          trajectory, [np.asarray(leaf[i]) for leaf in leaves]))
+      self._steps[i] += 1
+      steps = self._steps[i]
+      if (steps >= self._sequence_length and
+          (steps - self._sequence_length) % self._stride_length == 0):
+        writer.create_item(
+            self._table_name, priority=1.0,
+            trajectory=tree.map_structure(
+                lambda column: column[-self._sequence_length:],
+                writer.history))
+
+  def flush(self) -> None:
+    """Blocks until every created item has reached the server."""
+    for writer in self._writers:
+      writer.flush()
+
+  def close(self) -> None:
+    for writer in self._writers:
+      writer.end_episode(clear_buffers=True)
+      writer.close()
+
+
+def experience_dataset(data_spec: Any, server_address: str,
+                       batch_size: int, sequence_length: int,
+                       table_name: str = EXPERIENCE_TABLE) -> tf.data.Dataset:
+  """Batches [batch_size, sequence_length] of sampled items, with their info.
+
+  Elements are `(trajectory, SampleInfo)`, what `tf_agents.train.Learner`
+  unpacks.
+  """
+  replay_buffer = reverb_replay_buffer.ReverbReplayBuffer(
+      data_spec, table_name, sequence_length=sequence_length,
+      server_address=server_address)
+  return replay_buffer.as_dataset(sample_batch_size=batch_size,
+                                  num_steps=sequence_length).prefetch(2)
+
+
+def tables(data_spec: Any, variables: Dict[str, Any], sequence_length: int,
+           capacity: int, samples_per_insert: float, min_size_to_sample: int
+           ) -> Sequence[reverb.Table]:
+  """The experience and variable tables of a replay server.
+
+  The error buffer allows a few learner iterations of slack either way, so
+  an actor's pause (or death) does not stall the learner at once.
+  """
+  error_buffer = max(10.0 * samples_per_insert * min_size_to_sample,
+                     2.0 * min_size_to_sample)
+  return [experience_table(data_spec, sequence_length, capacity,
+                           samples_per_insert, min_size_to_sample,
+                           error_buffer),
+          variable_table(variables)]
