@@ -207,6 +207,16 @@ def actor(settings: Dict[str, Any], address: str, actor_id: int) -> None:
         f'{int(parts.train_step.numpy())}', flush=True)
 
 
+def inserted_items(client: reverb.Client) -> int:
+  """Items the actors have written: one per env step collected.
+
+  Each environment's first `sequence_length - 1` steps complete no window,
+  so this undercounts the env steps by that much per actor environment.
+  """
+  info = client.server_info()[reverb_replay.EXPERIENCE_TABLE]
+  return int(info.rate_limiter_info.insert_stats.completed)
+
+
 class _ReplayCheckpointTrigger:
   """Checkpoints the replay tables with the learner's checkpoints."""
 
@@ -249,14 +259,18 @@ def learner(settings: Dict[str, Any], root_dir: str, address: str
   print(f'[learner] {"resumed" if step else "starting"} at train step '
         f'{step} of {total}', flush=True)
   container.push(parts.variables)
-  start, last_log = time.time(), time.time()
+  start = last_log = time.time()
+  first_inserted = last_inserted = inserted_items(client)
   while step < total:
     loss_info = train_learner.run(iterations=schedule.num_epochs)
     container.push(parts.variables)
     step = int(parts.train_step.numpy())
     if time.time() - last_log > 10 or step >= total:
-      last_log = time.time()
+      now, inserted = time.time(), inserted_items(client)
+      rate = (inserted - last_inserted) / (now - last_log)
+      last_log, last_inserted = now, inserted
       print(f'[learner] train_steps={step}/{total} '
+            f'collected_env_steps={inserted} env_steps/s={rate:.0f} '
             f'loss={float(loss_info.loss):.4f} '
             f'policy_loss={float(loss_info.extra.policy_loss):.4f} '
             f'value_loss={float(loss_info.extra.value_loss):.4f} '
@@ -274,6 +288,10 @@ def learner(settings: Dict[str, Any], root_dir: str, address: str
   summary = {'env': settings['env'], 'train_steps': step,
              'env_steps_equivalent': schedule.env_steps(step),
              'learner_wall_clock_s': round(time.time() - start, 1),
+             'collected_env_steps': inserted_items(client),
+             'env_steps_per_s': round(
+                 (inserted_items(client) - first_inserted) /
+                 (time.time() - start), 1),
              'checkpoint': final_checkpointer.manager.latest_checkpoint,
              'saved_models': paths}
   with tf.io.gfile.GFile(os.path.join(root_dir, 'summary.json'), 'w') as f:

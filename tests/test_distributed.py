@@ -172,5 +172,19 @@ def test_loopback_run_survives_killed_actor_and_learner(tmp_path):
         os.path.join(root, 'policy', kind))
   rows = _read(os.path.join(root, 'eval.csv')).splitlines()
   assert rows[-1].split(',')[2] == '256'
-  # The replay tables were checkpointed with the learner.
-  assert os.listdir(os.path.join(root, 'reverb'))
+  # A restarted replay server reloads the tables checkpointed at the end.
+  port = distributed._free_port()
+  server = subprocess.Popen(
+      [sys.executable, '-m', 'launch.distributed', f'--root_dir={root}',
+       '--role=replay_server', f'--replay_port={port}', *TINY_FLAGS],
+      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+      cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+  try:
+    client = distributed._wait_for_server(f'localhost:{port}', timeout_s=120)
+    info = client.server_info()
+    # 256 train steps of 8 sequences at 0.5 samples per insert need about
+    # 4,000 inserted items; the table keeps up to its capacity of 4,096.
+    assert 3_500 < info[reverb_replay.EXPERIENCE_TABLE].current_size <= 4_096
+    assert info[reverb_replay.VARIABLE_TABLE].current_size == 1
+  finally:
+    server.kill()
