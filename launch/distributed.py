@@ -25,7 +25,8 @@ Roles:
 - actor K: `tf_agents.train.Actor` running the collect search policy on a
   batched `PyEnvironment` of the task (seed `seed * 1000 + K + 1` for both
   the environments and the search), writing windows of `sequence_length`
-  steps with `reverb_replay.SequenceObserver`; fresh weights come from a
+  steps of `--envs_per_item` environments each with
+  `reverb_replay.SequenceObserver`; fresh weights come from a
   `ReverbVariableContainer` before every run of `rollout_length` steps.
 - learner: `tf_agents.train.Learner` on the Reverb dataset, `num_epochs`
   gradient steps per run, then pushes its weights. Checkpoints (agent,
@@ -39,6 +40,7 @@ Roles:
 """
 
 import json
+import math
 import os
 import signal
 import socket
@@ -87,6 +89,10 @@ def define_flags() -> None:
                       'server (default localhost:--replay_port).')
   flags.DEFINE_integer('replay_port', 0, 'Port of the replay server; 0 picks '
                        'a free one (--role=all only).')
+  flags.DEFINE_integer('envs_per_item', 0, 'Environments per Reverb item and '
+                       'stream (a divisor of --num_envs and --batch_size; '
+                       'the same for every part); 0: gcd(8, num_envs, '
+                       'batch_size).')
 
 
 class Schedule:
@@ -142,17 +148,17 @@ class _Parts:
         reverb_variable_container.TRAIN_STEP_KEY: self.train_step}
 
 
-def replay_server(settings: Dict[str, Any], root_dir: str,
-                  port: int) -> None:
+def replay_server(settings: Dict[str, Any], root_dir: str, port: int,
+                  envs_per_item: int) -> None:
   """Serves the replay tables until killed; restores them on restart."""
   parts = _Parts(settings)
-  schedule = Schedule(settings)
   tables = reverb_replay.tables(
       parts.agent.collect_data_spec, parts.variables,
       sequence_length=settings['sequence_length'],
-      capacity=settings['replay_capacity'],
-      samples_per_insert=schedule.samples_per_insert,
-      min_size_to_sample=settings['batch_size'])
+      envs_per_item=envs_per_item,
+      capacity=max(settings['replay_capacity'] // envs_per_item, 1),
+      samples_per_insert=Schedule(settings).samples_per_insert,
+      min_size_to_sample=max(settings['batch_size'] // envs_per_item, 1))
   checkpointer = reverb.checkpointers.DefaultCheckpointer(
       os.path.join(root_dir, REVERB_SUBDIR))
   server = reverb.Server(tables, port=port, checkpointer=checkpointer)
@@ -176,7 +182,8 @@ def _wait_for_server(address: str, timeout_s: float = 300.0
                          ) from error
 
 
-def actor(settings: Dict[str, Any], address: str, actor_id: int) -> None:
+def actor(settings: Dict[str, Any], address: str, actor_id: int,
+          envs_per_item: int) -> None:
   """Collects with the search policy until the learner is done."""
   seed = actor_seed(settings, actor_id)
   parts = _Parts(settings, seed=seed)
@@ -187,7 +194,7 @@ def actor(settings: Dict[str, Any], address: str, actor_id: int) -> None:
       address, table_names=[reverb_replay.VARIABLE_TABLE])
   observer = reverb_replay.SequenceObserver(
       client, reverb_replay.EXPERIENCE_TABLE, settings['sequence_length'],
-      settings['num_envs'])
+      settings['num_envs'], envs_per_item=envs_per_item)
   policy = py_tf_eager_policy.PyTFEagerPolicy(
       parts.agent.collect_policy, use_tf_function=True,
       batch_time_steps=False)
@@ -207,14 +214,14 @@ def actor(settings: Dict[str, Any], address: str, actor_id: int) -> None:
         f'{int(parts.train_step.numpy())}', flush=True)
 
 
-def inserted_items(client: reverb.Client) -> int:
-  """Items the actors have written: one per env step collected.
+def collected_env_steps(client: reverb.Client, envs_per_item: int) -> int:
+  """Env steps the actors have written: `envs_per_item` per item.
 
-  Each environment's first `sequence_length - 1` steps complete no window,
-  so this undercounts the env steps by that much per actor environment.
+  A stream's first `sequence_length - 1` steps complete no window, so this
+  undercounts by that much per actor environment.
   """
   info = client.server_info()[reverb_replay.EXPERIENCE_TABLE]
-  return int(info.rate_limiter_info.insert_stats.completed)
+  return int(info.rate_limiter_info.insert_stats.completed) * envs_per_item
 
 
 class _ReplayCheckpointTrigger:
@@ -234,12 +241,16 @@ class _ReplayCheckpointTrigger:
       self._last = step
 
 
-def learner(settings: Dict[str, Any], root_dir: str, address: str
-            ) -> Dict[str, Any]:
+def learner(settings: Dict[str, Any], root_dir: str, address: str,
+            envs_per_item: int) -> Dict[str, Any]:
   """Trains on the replay server's data; exports and summarises at the end."""
   parts = _Parts(settings)
   agent, schedule = parts.agent, Schedule(settings)
   client = _wait_for_server(address)
+
+  def collected():
+    return collected_env_steps(client, envs_per_item)
+
   container = reverb_variable_container.ReverbVariableContainer(
       address, table_names=[reverb_replay.VARIABLE_TABLE])
   checkpoint_steps = schedule.train_steps(settings['checkpoint_interval'])
@@ -247,7 +258,7 @@ def learner(settings: Dict[str, Any], root_dir: str, address: str
       os.path.join(root_dir, LEARNER_SUBDIR), parts.train_step, agent,
       experience_dataset_fn=lambda: reverb_replay.experience_dataset(
           agent.collect_data_spec, address, settings['batch_size'],
-          settings['sequence_length']),
+          settings['sequence_length'], envs_per_item),
       triggers=[_ReplayCheckpointTrigger(client, checkpoint_steps),
                 triggers.StepPerSecondLogTrigger(
                     parts.train_step,
@@ -260,13 +271,13 @@ def learner(settings: Dict[str, Any], root_dir: str, address: str
         f'{step} of {total}', flush=True)
   container.push(parts.variables)
   start = last_log = time.time()
-  first_inserted = last_inserted = inserted_items(client)
+  first_inserted = last_inserted = collected()
   while step < total:
     loss_info = train_learner.run(iterations=schedule.num_epochs)
     container.push(parts.variables)
     step = int(parts.train_step.numpy())
     if time.time() - last_log > 10 or step >= total:
-      now, inserted = time.time(), inserted_items(client)
+      now, inserted = time.time(), collected()
       rate = (inserted - last_inserted) / (now - last_log)
       last_log, last_inserted = now, inserted
       print(f'[learner] train_steps={step}/{total} '
@@ -288,9 +299,9 @@ def learner(settings: Dict[str, Any], root_dir: str, address: str
   summary = {'env': settings['env'], 'train_steps': step,
              'env_steps_equivalent': schedule.env_steps(step),
              'learner_wall_clock_s': round(time.time() - start, 1),
-             'collected_env_steps': inserted_items(client),
+             'collected_env_steps': collected(),
              'env_steps_per_s': round(
-                 (inserted_items(client) - first_inserted) /
+                 (collected() - first_inserted) /
                  (time.time() - start), 1),
              'checkpoint': final_checkpointer.manager.latest_checkpoint,
              'saved_models': paths}
@@ -455,6 +466,12 @@ def main(argv):
       raise ValueError(f'--num_actors must be >= 1, got {FLAGS.num_actors}.')
     if FLAGS.actor_id < 0:
       raise ValueError(f'--actor_id must be >= 0, got {FLAGS.actor_id}.')
+    envs_per_item = FLAGS.envs_per_item or math.gcd(
+        8, settings['num_envs'], settings['batch_size'])
+    for name in ('num_envs', 'batch_size'):
+      if envs_per_item < 1 or settings[name] % envs_per_item:
+        raise ValueError(f'--envs_per_item must be a positive divisor of '
+                         f'--{name}={settings[name]}, got {envs_per_item}.')
   except ValueError as error:
     raise app.UsageError(str(error)) from error
   address = FLAGS.replay_server_address or f'localhost:{FLAGS.replay_port}'
@@ -469,12 +486,12 @@ def main(argv):
   elif FLAGS.role == 'replay_server':
     if not FLAGS.replay_port:
       raise app.UsageError('--role=replay_server needs --replay_port.')
-    replay_server(settings, root_dir, FLAGS.replay_port)
+    replay_server(settings, root_dir, FLAGS.replay_port, envs_per_item)
   elif FLAGS.role == 'actor':
-    actor(settings, address, FLAGS.actor_id)
+    actor(settings, address, FLAGS.actor_id, envs_per_item)
   elif FLAGS.role == 'learner':
     common.write_settings(root_dir, settings)
-    learner(settings, root_dir, address)
+    learner(settings, root_dir, address, envs_per_item)
   else:
     evaluator(settings, root_dir, address)
 

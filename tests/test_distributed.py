@@ -14,7 +14,6 @@ import numpy as np
 import pytest
 import reverb
 import tensorflow as tf
-from tf_agents.specs import tensor_spec
 from tf_agents.trajectories import trajectory as trajectory_lib
 
 from launch import common
@@ -28,7 +27,8 @@ TINY_FLAGS = ('--torso_units=32', '--head_units=32', '--num_residual_blocks=1',
               '--resample_period=2', '--sequence_length=5',
               '--replay_capacity=4096', '--total_env_steps=4096',
               '--eval_interval=2048', '--eval_episodes=16',
-              '--checkpoint_interval=512', '--log_interval=512')
+              '--checkpoint_interval=512', '--log_interval=512',
+              '--envs_per_item=4')
 
 
 def _step_spec():
@@ -55,26 +55,66 @@ def _batched_step(t, num_envs):
       discount=np.ones(num_envs, np.float32))
 
 
-def test_sequence_observer_writes_every_window_of_each_env():
-  """Env i's stream gives the windows t..t+T-1, across episode boundaries."""
-  length, num_envs, steps = 3, 2, 6
-  signature = tensor_spec.add_outer_dim(_step_spec(), length)
-  server = reverb.Server([reverb.Table.queue('q', 100, signature=signature)])
+def _written_windows(length, num_envs, envs_per_item, steps):
+  """An in-process server holding the observer's items of `steps` steps."""
+  signature = reverb_replay.item_spec(_step_spec(), length, envs_per_item)
+  server = reverb.Server([
+      reverb.Table(reverb_replay.EXPERIENCE_TABLE, reverb.selectors.Fifo(),
+                   reverb.selectors.Fifo(), 1000,
+                   reverb.rate_limiters.MinSize(1), max_times_sampled=1,
+                   signature=signature)])
   client = reverb.Client(f'localhost:{server.port}')
-  observer = reverb_replay.SequenceObserver(client, 'q', length, num_envs)
+  observer = reverb_replay.SequenceObserver(
+      client, reverb_replay.EXPERIENCE_TABLE, length, num_envs,
+      envs_per_item=envs_per_item)
   for t in range(steps):
     observer(_batched_step(t, num_envs))
   observer.flush()
-  assert client.server_info()['q'].current_size == num_envs * (
-      steps - length + 1)
-  windows = [tuple(sample.data.action) for sample in client.sample(
-      'q', num_samples=8, emit_timesteps=False,
-      unpack_as_table_signature=True)]
-  # Each env's writer streams on its own: compare regardless of order.
+  observer.close()
+  return server, client
+
+
+@pytest.mark.parametrize('envs_per_item', [1, 2])
+def test_sequence_observer_writes_every_window_of_each_env(envs_per_item):
+  """Env i's stream gives the windows t..t+T-1, across episode boundaries."""
+  length, num_envs, steps = 3, 4, 6
+  server, client = _written_windows(length, num_envs, envs_per_item, steps)
+  groups = num_envs // envs_per_item
+  items = client.server_info()[reverb_replay.EXPERIENCE_TABLE].current_size
+  assert items == groups * (steps - length + 1)
+  windows = []
+  for sample in client.sample(reverb_replay.EXPERIENCE_TABLE,
+                              num_samples=items, emit_timesteps=False,
+                              unpack_as_table_signature=True):
+    action = sample.data.action
+    assert action.shape == (length, envs_per_item)
+    windows += [tuple(action[:, j]) for j in range(envs_per_item)]
+  # Each group's writer streams on its own: compare regardless of order.
   expected = [tuple(10 * env + np.arange(t - length + 1, t + 1))
               for t in range(length - 1, steps) for env in range(num_envs)]
   assert sorted(windows) == sorted(expected)
-  observer.close()
+  server.stop()
+
+
+def test_experience_dataset_splits_items_into_env_sequences():
+  """[items, T, G] items become [batch, T] windows of one env each."""
+  length, num_envs, envs_per_item = 3, 4, 2
+  server, _ = _written_windows(length, num_envs, envs_per_item, steps=5)
+  dataset = reverb_replay.experience_dataset(
+      _step_spec(), f'localhost:{server.port}', batch_size=4,
+      sequence_length=length, envs_per_item=envs_per_item)
+  trajectory, _ = next(iter(dataset))
+  assert trajectory.observation.shape == (4, length, 2)
+  for row, action in zip(trajectory.observation.numpy(),
+                         trajectory.action.numpy()):
+    env, start = int(row[0, 0]), int(row[0, 1])
+    np.testing.assert_array_equal(row[:, 0], env)
+    np.testing.assert_array_equal(row[:, 1], start + np.arange(length))
+    np.testing.assert_array_equal(action, 10 * env + row[:, 1])
+  with pytest.raises(ValueError, match='batch_size=3'):
+    reverb_replay.experience_dataset(
+        _step_spec(), f'localhost:{server.port}', batch_size=3,
+        sequence_length=length, envs_per_item=envs_per_item)
   server.stop()
 
 
@@ -83,6 +123,8 @@ def test_sequence_observer_rejects_a_wrong_batch():
   client = reverb.Client(f'localhost:{server.port}')
   with pytest.raises(ValueError, match='sequence_length'):
     reverb_replay.SequenceObserver(client, 'q', 0, 2)
+  with pytest.raises(ValueError, match='envs_per_item=2 must divide'):
+    reverb_replay.SequenceObserver(client, 'q', 2, 3, envs_per_item=2)
   observer = reverb_replay.SequenceObserver(client, 'q', 2, 3)
   with pytest.raises(ValueError, match='batch 3'):
     observer(_batched_step(0, 2))
@@ -182,9 +224,11 @@ def test_loopback_run_survives_killed_actor_and_learner(tmp_path):
   try:
     client = distributed._wait_for_server(f'localhost:{port}', timeout_s=120)
     info = client.server_info()
-    # 256 train steps of 8 sequences at 0.5 samples per insert need about
-    # 4,000 inserted items; the table keeps up to its capacity of 4,096.
-    assert 3_500 < info[reverb_replay.EXPERIENCE_TABLE].current_size <= 4_096
+    # 256 train steps of 8 sequences at 0.5 sequences per env step need
+    # about 4,000 env steps; the table keeps up to its capacity of 4,096
+    # env steps, 4 per item.
+    items = info[reverb_replay.EXPERIENCE_TABLE].current_size
+    assert 3_500 < 4 * items <= 4_096
     assert info[reverb_replay.VARIABLE_TABLE].current_size == 1
   finally:
     server.kill()
