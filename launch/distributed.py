@@ -315,9 +315,9 @@ def evaluator(settings: Dict[str, Any], root_dir: str, address: str) -> None:
   """Evaluates the newest weights every `eval_interval` env steps' worth.
 
   Rows of <root_dir>/eval.csv carry the train step, its env-step
-  equivalent in the single-process loop and the seconds since the
-  evaluator's first evaluation; a restarted evaluator goes on after its
-  last row.
+  equivalent in the single-process loop and the seconds since this
+  evaluator process started; a restarted evaluator goes on after its last
+  row.
   """
   parts = _Parts(settings)
   schedule = Schedule(settings)
@@ -356,8 +356,8 @@ def _free_port() -> int:
 
 _LAUNCHER_FLAGS = ('--role', '--replay_server_address', '--replay_port',
                    '--num_actors', '--actor_id')
-# A role that dies this many times in a row without the learner advancing
-# stops the run: it is a bug or a bad config, not a transient failure.
+# A role that fails more often than this stops the run: it is a bug or a bad
+# config, not a transient failure.
 _MAX_RESTARTS = 5
 
 
