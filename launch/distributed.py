@@ -198,11 +198,11 @@ def actor(settings: Dict[str, Any], address: str, actor_id: int,
   policy = py_tf_eager_policy.PyTFEagerPolicy(
       parts.agent.collect_policy, use_tf_function=True,
       batch_time_steps=False)
+  schedule = Schedule(settings)
   collector = actor_lib.Actor(
       env, policy, parts.train_step,
-      steps_per_run=Schedule(settings).steps_per_iteration,
-      observers=[observer])
-  total = Schedule(settings).train_steps(settings['total_env_steps'])
+      steps_per_run=schedule.steps_per_iteration, observers=[observer])
+  total = schedule.train_steps(settings['total_env_steps'])
   container.update(parts.variables)
   print(f'[actor {actor_id}] collecting, seed {seed}', flush=True)
   while int(parts.train_step.numpy()) < total:

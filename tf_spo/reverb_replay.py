@@ -92,14 +92,13 @@ class SequenceObserver:
   Call it with each batched `Trajectory` (arrays [num_envs, ...]), as an
   observer of `tf_agents.train.Actor` or `PyDriver`. Environments
   g * envs_per_item ... (g + 1) * envs_per_item - 1 form stream g; once it
-  holds `sequence_length` steps, every `stride_length`-th new step creates an
-  item of its last `sequence_length` steps ([T, envs_per_item, ...]), across
+  holds `sequence_length` steps, every new step creates an item of its last
+  `sequence_length` steps ([T, envs_per_item, ...]), across
   episode boundaries, as `StatelessUniformReplayBuffer` samples them.
   """
 
   def __init__(self, py_client: reverb.Client, table_name: str,
-               sequence_length: int, num_envs: int, envs_per_item: int = 1,
-               stride_length: int = 1):
+               sequence_length: int, num_envs: int, envs_per_item: int = 1):
     """Creates one trajectory writer per group of environments.
 
     Args:
@@ -108,15 +107,13 @@ class SequenceObserver:
       sequence_length: steps per item (>= 1).
       num_envs: batch size of the observed trajectories.
       envs_per_item: environments per stream and item; divides `num_envs`.
-      stride_length: steps between the starts of consecutive items (>= 1).
 
     Raises:
       ValueError: naming the argument that is out of range.
     """
     for name, value in (('sequence_length', sequence_length),
                         ('num_envs', num_envs),
-                        ('envs_per_item', envs_per_item),
-                        ('stride_length', stride_length)):
+                        ('envs_per_item', envs_per_item)):
       if value < 1:
         raise ValueError(f'{name} must be >= 1, got {value}.')
     if num_envs % envs_per_item:
@@ -124,7 +121,6 @@ class SequenceObserver:
                        f'num_envs={num_envs}.')
     self._table_name = table_name
     self._sequence_length = sequence_length
-    self._stride_length = stride_length
     self._num_envs = num_envs
     self._envs_per_item = envs_per_item
     self._writers = [
@@ -140,8 +136,7 @@ class SequenceObserver:
       raise ValueError(f'expected trajectories of batch {self._num_envs}, '
                        f'got leading dimensions {sorted(batch)}.')
     self._steps += 1
-    due = (self._steps >= self._sequence_length and
-           (self._steps - self._sequence_length) % self._stride_length == 0)
+    due = self._steps >= self._sequence_length
     width = self._envs_per_item
     for g, writer in enumerate(self._writers):
       writer.append(tree.unflatten_as(
