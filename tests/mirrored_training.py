@@ -1,11 +1,14 @@
-"""One agent trained on one replica and on two, on the same global batch.
+"""Agents trained on one replica and on two, on the same global batch.
 
 Run as `python -m tests.mirrored_training` (a process of its own: the two
-logical CPU devices must be configured before TensorFlow starts). Trains the
-cube agent of tests/test_agent.py for two steps on a fabricated [8, 5] batch,
-once without a strategy and once under a `MirroredStrategy` over 2 logical
-CPUs with 4 sequences per replica, and prints as JSON the largest absolute
-differences of the losses and of every variable.
+logical CPU devices must be configured before TensorFlow starts). Trains two
+agents of tests/test_agent.py for two steps each, once without a strategy and
+once under a `MirroredStrategy` over 2 logical CPUs with half of the batch per
+replica: the cube agent on fabricated [8, 5] batches, and a pendulum agent
+with MLPs and an observation normaliser on [8, 6] batches its search
+collected. Prints as JSON the largest differences of the losses and of every
+variable (the normaliser's statistics included), each relative to the
+single-replica value where that exceeds 1 (absolute below).
 """
 
 import json
@@ -17,16 +20,41 @@ GLOBAL_BATCH = 8
 NUM_REPLICAS = 2
 
 
-def largest_differences():
-  """Trains both ways; returns {what: largest absolute difference}."""
+def pendulum_agent():
+  """A pendulum agent with actor and critic MLPs and a normaliser."""
   # Imported here: their module-level models would start TF's devices.
   from tests import test_agent  # pylint: disable=g-import-not-at-top
+  from tf_spo import config as config_lib  # pylint: disable=g-import-not-at-top
+  from tf_spo import networks  # pylint: disable=g-import-not-at-top
 
-  single = test_agent.make_agent()
-  strategy = tf.distribute.MirroredStrategy(
-      [f'/cpu:{i}' for i in range(NUM_REPLICAS)])
+  spec = test_agent.PENDULUM.network_input_spec()
+  network = networks.MlpActorCriticNetwork(
+      spec, test_agent.PENDULUM.action_spec(), actor_units=(32, 32),
+      critic_units=(32, 32), normalizer=networks.ObservationNormalizer(spec))
+  return test_agent.make_agent(
+      config_lib.SpoConfig(epsilon_eta=0.2, initial_eta=10.0),
+      test_agent.PENDULUM, test_agent.SEARCH, network)
+
+
+def difference(actual, expected) -> float:
+  """Largest |actual - expected| / max(1, |expected|) over the elements."""
+  expected = np.asarray(expected, np.float64)
+  return float(np.max(np.abs(np.asarray(actual, np.float64) - expected) /
+                      np.maximum(1.0, np.abs(expected))))
+
+
+def largest_differences(strategy, make_agent, make_experience):
+  """Trains both ways; returns {what: largest difference}.
+
+  Args:
+    strategy: the 2-replica strategy (one per process: strategies share
+      collective keys).
+    make_agent: builds the agent (called outside and inside the strategy).
+    make_experience: (agent, step) -> the [8, T] batch of that train step.
+  """
+  single = make_agent()
   with strategy.scope():
-    mirrored = test_agent.make_agent()
+    mirrored = make_agent()
   for source, target in zip(single.variables, mirrored.variables):
     target.assign(source)  # The same initial weights.
   share = GLOBAL_BATCH // NUM_REPLICAS
@@ -37,8 +65,7 @@ def largest_differences():
 
   differences = {}
   for step in range(2):
-    experience = test_agent.fabricated_experience(single, batch=GLOBAL_BATCH,
-                                                  seed=step)
+    experience = make_experience(single, step)
     expected = single.train(experience)
 
     def replica_part(context, experience=experience):
@@ -50,12 +77,12 @@ def largest_differences():
         replica_part)
     actual = strategy.reduce(tf.distribute.ReduceOp.SUM,
                              train(per_replica), axis=None)
-    differences[f'loss {step}'] = float(abs(actual.loss - expected.loss))
+    differences[f'loss {step}'] = difference(actual.loss, expected.loss)
     for name, value in expected.extra._asdict().items():
-      differences[f'{name} {step}'] = float(
-          abs(getattr(actual.extra, name) - value))
+      differences[f'{name} {step}'] = difference(getattr(actual.extra, name),
+                                                 value)
   for a, b in zip(single.variables, mirrored.variables):
-    differences[a.name] = float(np.max(np.abs(a.numpy() - b.numpy())))
+    differences[a.name] = difference(b.numpy(), a.numpy())
   differences['train_step'] = float(
       mirrored.train_step_counter.numpy() - 2)
   return differences
@@ -65,7 +92,21 @@ def main():
   cpu = tf.config.list_physical_devices('CPU')[0]
   tf.config.set_logical_device_configuration(
       cpu, [tf.config.LogicalDeviceConfiguration()] * NUM_REPLICAS)
-  print(json.dumps(largest_differences()))
+  from tests import test_agent  # pylint: disable=g-import-not-at-top
+  strategy = tf.distribute.MirroredStrategy(
+      [f'/cpu:{i}' for i in range(NUM_REPLICAS)])
+  differences = {}
+  for name, make_agent, make_experience in (
+      ('cube', test_agent.make_agent,
+       lambda agent, step: test_agent.fabricated_experience(
+           agent, batch=GLOBAL_BATCH, seed=step)),
+      ('pendulum', pendulum_agent,
+       lambda agent, step: test_agent.collected_experience(
+           agent, batch=GLOBAL_BATCH))):
+    differences.update({
+        f'{name}: {what}': value for what, value in
+        largest_differences(strategy, make_agent, make_experience).items()})
+  print(json.dumps(differences))
 
 
 if __name__ == '__main__':

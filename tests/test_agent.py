@@ -349,13 +349,18 @@ def test_agent_rejects_variable_groups_that_miss_a_variable():
 def test_two_replicas_train_like_one_replica_on_the_global_batch():
   """MirroredStrategy over 2 logical CPUs: same losses and updated weights.
 
-  Two train steps on [8, 5] batches (episode boundaries included, so the
-  replicas' mask counts differ), 4 sequences per replica, against one
-  replica on all 8 (tests/mirrored_training.py, in a process of its own).
+  Two train steps each for the cube agent on [8, 5] batches (episode
+  boundaries included, so the replicas' mask counts differ) and for a
+  pendulum agent whose observation normaliser merges both replicas' halves,
+  4 sequences per replica, against one replica on all 8
+  (tests/mirrored_training.py, in a process of its own).
   """
   result = conftest.run_module('tests.mirrored_training')
   assert result.returncode == 0, result.stderr[-3000:]
   differences = json.loads(result.stdout.strip().splitlines()[-1])
-  # Losses and extras of both steps, every network, target and dual weight.
-  assert len(differences) > 40
+  # Losses and extras of both steps, every network, target, dual and
+  # normaliser variable of both agents.
+  assert len(differences) > 100
+  assert {'pendulum: ObservationNormalizer/count:0',
+          'pendulum: ObservationNormalizer/m2:0'} <= set(differences)
   assert max(differences.values()) < 1e-5, differences

@@ -346,10 +346,6 @@ class SpoAgent(tf_agent.TFAgent):
     this replica's shares, which sum over the replicas to the global ones.
     """
     normalizer = self._network.normalizer
-    if normalizer is not None and losses.num_replicas() > 1:
-      raise ValueError(
-          'network: observation normalisation is not supported with several '
-          'replicas yet; train with one replica or without it.')
     if normalizer is not None:
       # Every replayed observation, terminal ones included, is a state the
       # networks read; the losses below see the updated statistics.

@@ -345,6 +345,10 @@ class ObservationNormalizer(tf.Module):
              mask: Optional[tf.Tensor] = None) -> None:
     """Merges a batch of observations into the running statistics.
 
+    Under a `tf.distribute` strategy, called in each replica with its part
+    of the batch, it merges the whole global batch, the same on every
+    replica.
+
     Args:
       observations: [..., D] float observations.
       mask: optional [...] bool, which observations to count (all by
@@ -362,15 +366,32 @@ class ObservationNormalizer(tf.Module):
       valid = tf.ones_like(x[:, :1], tf.bool)
     else:
       valid = tf.reshape(tf.cast(mask, tf.bool), [-1, 1])
-    zeros = tf.zeros_like(x)
-    batch_count = tf.reduce_sum(tf.cast(valid, tf.float64))
-    batch_mean = tf.math.divide_no_nan(
-        tf.reduce_sum(tf.where(valid, x, zeros), axis=0), batch_count)
-    batch_m2 = tf.reduce_sum(
-        tf.where(valid, tf.square(x - batch_mean), zeros), axis=0)
+    # Count, sum and sum of squares of the deviations from the running mean
+    # (a shift every replica shares), in one vector [1 + 2D].
+    deviation = tf.where(valid, x - self._mean, tf.zeros_like(x))
+    sums = tf.concat([tf.reduce_sum(tf.cast(valid, tf.float64), [0]),
+                      tf.reduce_sum(deviation, 0),
+                      tf.reduce_sum(tf.square(deviation), 0)], 0)
+    context = tf.distribute.get_replica_context()
+    if context is None:  # Cross-replica context: `x` is the whole batch.
+      self._merge(sums)
+    else:
+      # Under a strategy every replica merges the sums over all replicas'
+      # batches, so the statistics are those of the global batch.
+      context.merge_call(
+          lambda strategy, sums: self._merge(strategy.reduce(
+              tf.distribute.ReduceOp.SUM, sums, axis=None)), args=(sums,))
+
+  def _merge(self, sums: tf.Tensor) -> None:
+    """Merges a batch's [count, deviation sum, squared deviation sum]."""
+    batch_count = sums[0]
+    deviation_sum, squares = sums[1:1 + self._size], sums[1 + self._size:]
+    # The batch's mean minus the running mean, and its sum of squared
+    # deviations from its own mean.
+    delta = tf.math.divide_no_nan(deviation_sum, batch_count)
+    batch_m2 = squares - delta * deviation_sum
     count = self._count + batch_count
     batch_fraction = tf.math.divide_no_nan(batch_count, count)
-    delta = batch_mean - self._mean
     self._m2.assign_add(
         batch_m2 + tf.square(delta) * self._count * batch_fraction)
     self._mean.assign_add(delta * batch_fraction)
