@@ -8,6 +8,7 @@ A run is described by a flat dict of settings whose keys are the flag names of
 `evaluate`, `export` and a resumed `train` rebuild exactly the same agent.
 """
 
+import contextlib
 import json
 import os
 import time
@@ -114,6 +115,15 @@ SETTINGS = (
     ('eval_scramble', 7, 'rubiks_cube: scramble moves of the held-out '
      'evaluation cubes.'),
     ('num_threads', 1, 'MuJoCo tasks: threads stepping the simulator.'),
+    ('strategy', 'default', 'tf.distribute strategy of launch.train: '
+     'default (one device), mirrored (--num_replicas replicas on the local '
+     'GPUs, or on as many logical CPU devices without a GPU) or tpu '
+     '(TPUStrategy on --tpu). Each replica searches and trains on its '
+     'share of the environments and of the batch.'),
+    ('num_replicas', 1, '--strategy=mirrored: replicas (local GPUs or '
+     'logical CPU devices); must divide --num_envs and --batch_size.'),
+    ('tpu', '', '--strategy=tpu: address of the TPU (TPUClusterResolver); '
+     'empty for the TPU of this host.'),
     ('eval_episodes', 200, 'Held-out episodes per evaluation.'),
     ('eval_interval', 10_000, 'Evaluate every this many environment steps.'),
     ('checkpoint_interval', 10_000,
@@ -128,6 +138,10 @@ PRESETS = ('cpu', 'paper', 'trt_smc')
 # Settings that only say how long or how often: they may change on resume.
 SCHEDULE_SETTINGS = ('total_env_steps', 'eval_interval', 'eval_episodes',
                      'checkpoint_interval', 'log_interval')
+# Settings that say on which devices: they may change on resume too (the
+# checkpoint holds one copy of every variable).
+DEVICE_SETTINGS = ('strategy', 'num_replicas', 'tpu')
+STRATEGIES = ('default', 'mirrored', 'tpu')
 
 CONFIG_FILE = 'config.json'
 CHECKPOINT_SUBDIR = 'checkpoints'
@@ -190,9 +204,80 @@ def validate_settings(settings: Dict[str, Any]) -> None:
         settings['num_levels'])
   for name in ('learning_rate', 'dual_learning_rate'):
     check(settings[name] > 0, name, '> 0', settings[name])
+  validate_device_settings(settings)
   search_config(settings)
   spo_config(settings)
-  network(settings, make_model(settings))
+  model = make_model(settings)
+  check(settings['strategy'] != 'tpu' or model.xla_compatible, 'strategy',
+        "not 'tpu' for a task whose model runs Python (the MuJoCo simulator)",
+        settings['strategy'])
+  network(settings, model)
+
+
+def validate_device_settings(settings: Dict[str, Any]) -> None:
+  """Checks --strategy, --num_replicas and their shares of the work.
+
+  Raises:
+    ValueError: naming the flag and its allowed range.
+  """
+  check = config_lib.check
+  check(settings['strategy'] in STRATEGIES, 'strategy',
+        f'one of {list(STRATEGIES)}', settings['strategy'])
+  replicas = settings['num_replicas']
+  check(replicas >= 1, 'num_replicas', '>= 1', replicas)
+  check(replicas == 1 or settings['strategy'] == 'mirrored', 'num_replicas',
+        '1 unless --strategy=mirrored', replicas)
+  for name in ('num_envs', 'batch_size'):
+    check(settings[name] % replicas == 0, name,
+          f'a multiple of --num_replicas={replicas}', settings[name])
+
+
+def make_strategy(settings: Dict[str, Any]) -> tf.distribute.Strategy:
+  """The run's `tf.distribute` strategy (see the --strategy flag).
+
+  `--strategy=mirrored` without a GPU splits the CPU into --num_replicas
+  logical devices, which must happen before TensorFlow starts: call this
+  first (`launch.train` does). If TensorFlow already runs with enough
+  logical CPU devices, those are used.
+
+  Raises:
+    ValueError: naming --strategy, --num_replicas or --tpu if the devices
+      are not there.
+  """
+  validate_device_settings(settings)
+  if settings['strategy'] == 'default':
+    return tf.distribute.get_strategy()
+  if settings['strategy'] == 'tpu':
+    try:
+      resolver = tf.distribute.cluster_resolver.TPUClusterResolver(
+          tpu=settings['tpu'])
+      tf.config.experimental_connect_to_cluster(resolver)
+      tf.tpu.experimental.initialize_tpu_system(resolver)
+    except (ValueError, tf.errors.OpError) as error:
+      raise ValueError(
+          f'--strategy=tpu: no TPU at --tpu={settings["tpu"]!r} '
+          f'({str(error).splitlines()[0]}).') from error
+    return tf.distribute.TPUStrategy(resolver)
+  replicas = settings['num_replicas']
+  gpus = tf.config.list_physical_devices('GPU')
+  if gpus:
+    config_lib.check(replicas <= len(gpus), 'num_replicas',
+                     f'<= {len(gpus)}, the local GPUs', replicas)
+    devices = [f'/gpu:{i}' for i in range(replicas)]
+  else:
+    cpu = tf.config.list_physical_devices('CPU')[0]
+    # Once TensorFlow runs its devices are fixed, and this raises.
+    with contextlib.suppress(RuntimeError):
+      tf.config.set_logical_device_configuration(
+          cpu, [tf.config.LogicalDeviceConfiguration()] * replicas)
+    available = len(tf.config.list_logical_devices('CPU'))
+    if available < replicas:
+      raise ValueError(
+          f'--num_replicas={replicas} needs as many logical CPU devices, and '
+          f'TensorFlow started with {available}: choose the strategy before '
+          'running TensorFlow ops.')
+    devices = [f'/cpu:{i}' for i in range(replicas)]
+  return tf.distribute.MirroredStrategy(devices)
 
 
 def parse_conv_channels(conv_channels: str) -> tuple[int, ...]:
@@ -289,7 +374,9 @@ class Run(NamedTuple):
 
   `env` is the real environment: the model itself for pure-TF tasks (its
   state is checkpointed), gymnasium for the MuJoCo tasks (its episodes
-  restart when a run resumes). `model` is the planning model.
+  restart when a run resumes). `model` is the planning model. The agent's
+  variables live in `strategy`'s scope; the environment, replay buffer and
+  counters outside it.
   """
   settings: Dict[str, Any]
   root_dir: str
@@ -300,6 +387,7 @@ class Run(NamedTuple):
   wall_clock: tf.Variable
   checkpointer: common.Checkpointer
   model: model_lib.EnvironmentModel
+  strategy: tf.distribute.Strategy
 
 
 def set_aside_unreadable_checkpoints(checkpoint_dir: str) -> None:
@@ -364,11 +452,19 @@ def make_agent(settings: Dict[str, Any], model, time_step_spec, action_spec,
       train_step_counter=train_step_counter)
 
 
-def build_run(settings: Dict[str, Any], root_dir: str) -> Run:
+def build_run(settings: Dict[str, Any], root_dir: str,
+              strategy: Optional[tf.distribute.Strategy] = None) -> Run:
   """Builds the environment, agent, replay buffer and checkpointer of a run.
 
   Restores the newest readable checkpoint in `<root_dir>/checkpoints`, if
   any (see `set_aside_unreadable_checkpoints`).
+
+  Args:
+    settings: run settings.
+    root_dir: run directory.
+    strategy: `tf.distribute` strategy whose scope holds the agent (see
+      `make_strategy`); default: the current one, no distribution. Evaluation
+      and export use the default whatever the run trained with.
   """
   validate_settings(settings)
   # Python, NumPy and TF seeds: Keras draws unseeded initialisers from
@@ -377,7 +473,10 @@ def build_run(settings: Dict[str, Any], root_dir: str) -> Run:
   model = make_model(settings)
   env = registry.entry(settings['env']).make_env(
       model, settings['num_envs'], settings['seed'])
-  agent = make_agent(settings, model, env.time_step_spec(), env.action_spec())
+  strategy = strategy or tf.distribute.get_strategy()
+  with strategy.scope():
+    agent = make_agent(settings, model, env.time_step_spec(),
+                       env.action_spec())
   replay_buffer = replay.StatelessUniformReplayBuffer(
       agent.collect_data_spec, batch_size=settings['num_envs'],
       max_length=settings['replay_capacity'] // settings['num_envs'],
@@ -395,7 +494,7 @@ def build_run(settings: Dict[str, Any], root_dir: str) -> Run:
   # never create them, so unmatched checkpoint values are expected.
   checkpointer.initialize_or_restore().expect_partial()
   return Run(settings, root_dir, env, agent, replay_buffer, env_steps,
-             wall_clock, checkpointer, model)
+             wall_clock, checkpointer, model, strategy)
 
 
 class PathFlagError(FileNotFoundError):
@@ -432,7 +531,9 @@ def read_settings(root_dir: str) -> Dict[str, Any]:
     raise PathFlagError(f'--root_dir {root_dir} has no {CONFIG_FILE}: '
                         'is it the root_dir of a launch.train run?')
   with tf.io.gfile.GFile(path) as f:
-    return json.load(f)
+    settings = json.load(f)
+  # Runs from before the device settings trained on the default strategy.
+  return dict({name: DEFAULTS[name] for name in DEVICE_SETTINGS}, **settings)
 
 
 def write_settings(root_dir: str, settings: Dict[str, Any]) -> None:
@@ -448,7 +549,7 @@ def write_settings(root_dir: str, settings: Dict[str, Any]) -> None:
     differing = [
         f'--{name}={previous.get(name)!r} (now {settings[name]!r})'
         for name in sorted(settings)
-        if name not in SCHEDULE_SETTINGS and
+        if name not in SCHEDULE_SETTINGS + DEVICE_SETTINGS and
         previous.get(name) != settings[name]
     ]
     if differing:

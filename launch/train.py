@@ -177,6 +177,23 @@ def level_scores(run: common.Run,
   return {f'by_{entry.eval_sweep}': by_level}
 
 
+def replica_part(nest):
+  """This replica's share of the outer dimension of a nest of tensors.
+
+  Called in a replica of a strategy with R replicas: replica r gets rows
+  [r * n, (r + 1) * n) of every [R * n, ...] tensor (static shapes, as TPUs
+  need); without a strategy, the nest itself.
+  """
+  context = tf.distribute.get_replica_context()
+  replicas = context.num_replicas_in_sync
+  if replicas == 1:
+    return nest
+  return tf.nest.map_structure(
+      lambda x: tf.gather(tf.reshape(
+          x, [replicas, x.shape[0] // replicas, *x.shape[1:]]),
+                          context.replica_id_in_sync_group), nest)
+
+
 class Loop(NamedTuple):
   """The compiled pieces of a training iteration (see `make_loop`)."""
   collect: Callable[[], None]
@@ -192,9 +209,16 @@ def make_loop(run: common.Run) -> Loop:
   `ready_to_train()`, `num_epochs` calls of `train_step()` (one gradient step
   on [batch_size, sequence_length] replayed sequences, returning its
   `LossInfo`).
+
+  Under a strategy of R replicas (`run.strategy`), replica r searches for
+  environments [r * num_envs / R, (r + 1) * num_envs / R) with its own random
+  stream and trains on the same share of each replayed batch; the actions
+  are gathered for the environment step, and the returned `LossInfo` is
+  summed over the replicas (each replica's loss is its share of the global
+  batch's).
   """
   settings, agent = run.settings, run.agent
-  env, replay_buffer = run.env, run.replay_buffer
+  env, replay_buffer, strategy = run.env, run.replay_buffer, run.strategy
   steps_per_iteration = settings['num_envs'] * settings['rollout_length']
   frames_needed = settings['num_envs'] * settings['sequence_length']
 
@@ -203,7 +227,12 @@ def make_loop(run: common.Run) -> Loop:
     """Steps every environment `rollout_length` times into the buffer."""
     time_step = env.current_time_step()
     for _ in tf.range(settings['rollout_length']):
-      action_step = agent.collect_policy.action(time_step)
+      # (`Strategy.gather` takes one tensor: given a nest, it returns
+      # the first replica's.)
+      action_step = tf.nest.map_structure(
+          lambda x: strategy.gather(x, axis=0),
+          strategy.run(lambda time_step: agent.collect_policy.action(
+              replica_part(time_step)), args=(time_step,)))
       next_time_step = env.step(action_step.action)
       replay_buffer.add_batch(trajectory.from_transition(
           time_step, action_step, next_time_step))
@@ -213,8 +242,11 @@ def make_loop(run: common.Run) -> Loop:
   @tfa_common.function
   def train_step():
     """One gradient step on sequences replayed from the buffer."""
-    return agent.train(replay_buffer.sample_sequences(
-        settings['batch_size'], settings['sequence_length']))
+    experience = replay_buffer.sample_sequences(settings['batch_size'],
+                                                settings['sequence_length'])
+    return strategy.reduce(tf.distribute.ReduceOp.SUM, strategy.run(
+        lambda experience: agent.train(replica_part(experience)),
+        args=(experience,)), axis=None)
 
   def ready_to_train():
     return bool(replay_buffer.num_frames() >= frames_needed)
@@ -251,7 +283,9 @@ def run_iteration(loop: Loop, num_epochs: int) -> IterationTimes:
 
 
 def train(settings: Dict[str, Any], root_dir: str,
-          stop_after_env_steps: Optional[int] = None) -> Dict[str, Any]:
+          stop_after_env_steps: Optional[int] = None,
+          strategy: Optional[tf.distribute.Strategy] = None
+          ) -> Dict[str, Any]:
   """Trains (or resumes) the run in `root_dir` and returns its summary.
 
   Args:
@@ -259,13 +293,16 @@ def train(settings: Dict[str, Any], root_dir: str,
     root_dir: run directory; an existing compatible run is resumed.
     stop_after_env_steps: for tests, return (without final evaluation or
       export) once this many environment steps are done, as if killed.
+    strategy: the `common.make_strategy(settings)` made before TensorFlow
+      started; made here by default.
 
   Returns:
     The result summary (also written to <root_dir>/summary.json).
   """
+  strategy = strategy or common.make_strategy(settings)
   common.validate_settings(settings)
   common.write_settings(root_dir, settings)
-  run = common.build_run(settings, root_dir)
+  run = common.build_run(settings, root_dir, strategy)
   agent = run.agent
   loop = make_loop(run)
   eval_log = EvalLog(root_dir, eval_columns(settings))
@@ -362,10 +399,13 @@ def main(argv):
   logging.set_verbosity(logging.WARNING)
   settings = settings_from_flags()
   try:
+    # First: a mirrored strategy on the CPU configures its logical devices
+    # before TensorFlow starts.
+    strategy = common.make_strategy(settings)
     common.validate_settings(settings)
   except ValueError as error:
     raise app.UsageError(str(error)) from error
-  train(settings, FLAGS.root_dir)
+  train(settings, FLAGS.root_dir, strategy=strategy)
 
 
 def run():

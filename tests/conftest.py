@@ -7,6 +7,8 @@ import sys
 
 import pytest
 
+from launch import common
+
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -20,6 +22,16 @@ TINY_FLAGS = (
     '--num_residual_blocks=1', '--num_particles=4', '--depth=2',
     '--resample_period=1', '--min_scramble=1', '--max_scramble=2',
     '--eval_scramble=2')
+
+
+def tiny_settings(**overrides):
+  """Settings of `TINY_FLAGS` on the defaults, with `overrides`."""
+  settings = dict(common.DEFAULTS)
+  for flag in TINY_FLAGS:
+    name, value = flag[2:].split('=')
+    settings[name] = type(common.DEFAULTS[name])(value)
+  settings.update(overrides)
+  return settings
 
 
 def run_module(module, *args, timeout=600):

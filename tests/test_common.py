@@ -1,6 +1,7 @@
 """Tests of the launch scripts' shared settings and run handling."""
 
 import pytest
+import tensorflow as tf
 from tf_agents.environments import utils as env_utils
 
 from environments import registry
@@ -71,11 +72,41 @@ def test_settings_resolve_defaults_env_preset_then_flags():
     (dict(conv_residual_blocks=-1), '--conv_residual_blocks must be >= 0'),
     (dict(env='sokoban', num_levels=0), '--num_levels must be >= 1'),
     (dict(env='sokoban', levels_dir='/nonexistent/levels'), '--levels_dir'),
+    (dict(strategy='horovod'),
+     "--strategy must be one of ['default', 'mirrored', 'tpu']"),
+    (dict(num_replicas=2), '--num_replicas must be 1 unless '
+     '--strategy=mirrored'),
+    (dict(strategy='mirrored', num_replicas=0), '--num_replicas must be >= 1'),
+    (dict(strategy='mirrored', num_replicas=3),
+     '--num_envs must be a multiple of --num_replicas=3, got 64'),
+    (dict(strategy='mirrored', num_replicas=2, num_envs=2, batch_size=5),
+     '--batch_size must be a multiple of --num_replicas=2, got 5'),
+    (dict(common.resolve_settings('halfcheetah', 'cpu', {}), strategy='tpu'),
+     "--strategy must be not 'tpu' for a task whose model runs Python"),
 ])
 def test_validate_settings_names_the_flag(overrides, message):
   with pytest.raises(ValueError, match=message.replace('[', r'\[').replace(
       ']', r'\]')):
     common.validate_settings(dict(common.DEFAULTS, **overrides))
+
+
+def test_make_strategy_without_the_devices_names_the_flag():
+  assert common.make_strategy(dict(common.DEFAULTS)) is (
+      tf.distribute.get_strategy())
+  tf.constant(0.0).numpy()  # TensorFlow runs, with one CPU device.
+  with pytest.raises(ValueError, match='--num_replicas=2 needs as many '
+                     'logical CPU devices, and TensorFlow started with 1'):
+    common.make_strategy(dict(common.DEFAULTS, strategy='mirrored',
+                              num_replicas=2))
+  with pytest.raises(ValueError, match="--strategy=tpu: no TPU at --tpu=''"):
+    common.make_strategy(dict(common.DEFAULTS, strategy='tpu'))
+
+
+def test_device_settings_may_change_on_resume(tmp_path):
+  common.write_settings(str(tmp_path), dict(common.DEFAULTS))
+  common.write_settings(str(tmp_path), dict(
+      common.DEFAULTS, strategy='mirrored', num_replicas=2))
+  assert common.read_settings(str(tmp_path))['num_replicas'] == 2
 
 
 def test_read_settings_of_a_missing_run(tmp_path):

@@ -2,6 +2,7 @@
 
 import csv
 import glob
+import json
 import os
 import signal
 import subprocess
@@ -16,15 +17,7 @@ from launch import common
 from launch import evaluate
 from launch import train
 from tests import conftest
-
-
-def tiny_settings(**overrides):
-  settings = dict(common.DEFAULTS)
-  for flag in conftest.TINY_FLAGS:
-    name, value = flag[2:].split('=')
-    settings[name] = type(common.DEFAULTS[name])(value)
-  settings.update(overrides)
-  return settings
+from tests.conftest import tiny_settings
 
 
 def network_actions(run, summary, sample):
@@ -242,6 +235,27 @@ def test_grid_run_trains_the_conv_network_and_exports_both_policies(
   np.testing.assert_array_equal(exported, restored)
 
 
+def test_two_replica_run_trains_exports_and_steps_like_one_replica(tmp_path):
+  """`--strategy=mirrored --num_replicas=2` on 2 logical CPU devices.
+
+  The tiny run trains, evaluates and exports with each replica searching for
+  half of the environments and training on half of each batch; from its
+  final checkpoint, two more steps of its loop match one replica's loop on
+  the same replay buffer (tests/mirrored_loop.py, a process of its own).
+  """
+  result = conftest.run_module('tests.mirrored_loop', str(tmp_path))
+  assert result.returncode == 0, result.stderr[-3000:]
+  output = json.loads(result.stdout.strip().splitlines()[-1])
+  summary = output['summary']
+  assert summary['env_steps'] == 1024 and summary['train_steps'] > 0
+  assert set(summary['saved_models']) == {'search', 'network'}
+  assert eval_rows(str(tmp_path / 'mirrored')) == [0, 512, 1024]
+  assert output['parts'] == [[0, 1, 2, 3], [4, 5, 6, 7]]
+  differences = output['differences']
+  assert len(differences) > 50  # Losses, network, target and dual weights.
+  assert max(differences.values()) < 1e-5, differences
+
+
 def test_incompatible_root_dir_is_refused(tmp_path):
   common.write_settings(str(tmp_path), tiny_settings())
   with pytest.raises(ValueError, match=r'--num_particles=4 \(now 8\)'):
@@ -259,6 +273,10 @@ def test_cli_reports_bad_flags(tmp_path):
   result = conftest.run_module('launch.train', f'--root_dir={tmp_path}',
                                '--depth=2', '--resample_period=3')
   assert '--resample_period must be in [1, depth=2], got 3' in result.stderr
+  result = conftest.run_module('launch.train', f'--root_dir={tmp_path}',
+                               '--strategy=tpu')
+  assert "--strategy=tpu: no TPU at --tpu=''" in result.stderr
+  assert 'Traceback' not in result.stderr
   assert not os.listdir(tmp_path)  # nothing written for a bad config
 
 
