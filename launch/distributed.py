@@ -92,7 +92,7 @@ def define_flags() -> None:
   flags.DEFINE_integer('envs_per_item', 0, 'Environments per Reverb item and '
                        'stream (a divisor of --num_envs and --batch_size; '
                        'the same for every part); 0: gcd(8, num_envs, '
-                       'batch_size).')
+                       'batch_size / num_replicas).')
 
 
 class Schedule:
@@ -135,13 +135,16 @@ def actor_seed(settings: Dict[str, Any], actor_id: int) -> int:
 class _Parts:
   """The model, an agent and the variables every role shares."""
 
-  def __init__(self, settings: Dict[str, Any], seed: Optional[int] = None):
+  def __init__(self, settings: Dict[str, Any], seed: Optional[int] = None,
+               strategy: Optional[tf.distribute.Strategy] = None):
     self.model = common.make_model(settings)
     self.time_step_spec, self.action_spec = specs(settings, self.model)
-    self.train_step = train_utils.create_train_step()
-    self.agent = common.make_agent(
-        settings, self.model, self.time_step_spec, self.action_spec,
-        seed=seed, train_step_counter=self.train_step)
+    self.strategy = strategy or tf.distribute.get_strategy()
+    with self.strategy.scope():
+      self.train_step = train_utils.create_train_step()
+      self.agent = common.make_agent(
+          settings, self.model, self.time_step_spec, self.action_spec,
+          seed=seed, train_step_counter=self.train_step)
     self.variables = {
         reverb_variable_container.POLICY_KEY:
             self.agent.collect_policy.variables(),
@@ -242,10 +245,19 @@ class _ReplayCheckpointTrigger:
 
 
 def learner(settings: Dict[str, Any], root_dir: str, address: str,
-            envs_per_item: int) -> Dict[str, Any]:
-  """Trains on the replay server's data; exports and summarises at the end."""
-  parts = _Parts(settings)
+            envs_per_item: int,
+            strategy: Optional[tf.distribute.Strategy] = None
+            ) -> Dict[str, Any]:
+  """Trains on the replay server's data; exports and summarises at the end.
+
+  Under a `tf.distribute` strategy of R replicas (--strategy), each replica
+  reads batches of `batch_size / R` sequences and the update is that of the
+  global batch, as in `launch.train`.
+  """
+  parts = _Parts(settings, strategy=strategy)
   agent, schedule = parts.agent, Schedule(settings)
+  replica_batch = (settings['batch_size'] //
+                   parts.strategy.num_replicas_in_sync)
   client = _wait_for_server(address)
 
   def collected():
@@ -257,8 +269,9 @@ def learner(settings: Dict[str, Any], root_dir: str, address: str,
   train_learner = learner_lib.Learner(
       os.path.join(root_dir, LEARNER_SUBDIR), parts.train_step, agent,
       experience_dataset_fn=lambda: reverb_replay.experience_dataset(
-          agent.collect_data_spec, address, settings['batch_size'],
+          agent.collect_data_spec, address, replica_batch,
           settings['sequence_length'], envs_per_item),
+      strategy=parts.strategy,
       triggers=[_ReplayCheckpointTrigger(client, checkpoint_steps),
                 triggers.StepPerSecondLogTrigger(
                     parts.train_step,
@@ -267,8 +280,10 @@ def learner(settings: Dict[str, Any], root_dir: str, address: str,
       summary_interval=schedule.train_steps(settings['log_interval']))
   total = schedule.train_steps(settings['total_env_steps'])
   step = int(parts.train_step.numpy())
+  replicas = parts.strategy.num_replicas_in_sync
   print(f'[learner] {"resumed" if step else "starting"} at train step '
-        f'{step} of {total}', flush=True)
+        f'{step} of {total} on {replicas} '
+        f'{"replica" if replicas == 1 else "replicas"}', flush=True)
   container.push(parts.variables)
   start = last_log = time.time()
   first_inserted = last_inserted = collected()
@@ -461,17 +476,27 @@ def main(argv):
   logging.set_verbosity(logging.WARNING)
   settings = train_lib.settings_from_flags()
   try:
+    # The learner trains on --strategy (made before TensorFlow starts); the
+    # other parts ignore it.
+    strategy = (common.make_strategy(settings) if FLAGS.role == 'learner'
+                else None)
     common.validate_settings(settings)
     if FLAGS.role == 'all' and FLAGS.num_actors < 1:
       raise ValueError(f'--num_actors must be >= 1, got {FLAGS.num_actors}.')
     if FLAGS.actor_id < 0:
       raise ValueError(f'--actor_id must be >= 0, got {FLAGS.actor_id}.')
     envs_per_item = FLAGS.envs_per_item or math.gcd(
-        8, settings['num_envs'], settings['batch_size'])
+        8, settings['num_envs'],
+        settings['batch_size'] // settings['num_replicas'])
     for name in ('num_envs', 'batch_size'):
       if envs_per_item < 1 or settings[name] % envs_per_item:
         raise ValueError(f'--envs_per_item must be a positive divisor of '
                          f'--{name}={settings[name]}, got {envs_per_item}.')
+    replica_batch = settings['batch_size'] // settings['num_replicas']
+    if replica_batch % envs_per_item:
+      raise ValueError(
+          f"--envs_per_item must divide each replica's batch, --batch_size / "
+          f'--num_replicas = {replica_batch}, got {envs_per_item}.')
   except ValueError as error:
     raise app.UsageError(str(error)) from error
   address = FLAGS.replay_server_address or f'localhost:{FLAGS.replay_port}'
@@ -491,7 +516,7 @@ def main(argv):
     actor(settings, address, FLAGS.actor_id, envs_per_item)
   elif FLAGS.role == 'learner':
     common.write_settings(root_dir, settings)
-    learner(settings, root_dir, address, envs_per_item)
+    learner(settings, root_dir, address, envs_per_item, strategy)
   else:
     evaluator(settings, root_dir, address)
 

@@ -18,6 +18,7 @@ from tf_agents.trajectories import trajectory as trajectory_lib
 
 from launch import common
 from launch import distributed
+from tests import conftest
 from tf_spo import reverb_replay
 
 # A tiny cube run: 2 gradient steps per 32 env steps, 256 train steps in all.
@@ -171,11 +172,16 @@ def _read(path):
 
 @pytest.mark.slow
 def test_loopback_run_survives_killed_actor_and_learner(tmp_path):
-  """2 actors train, export and stop; SIGKILLed actor and learner rejoin."""
+  """2 actors train, export and stop; SIGKILLed actor and learner rejoin.
+
+  The learner trains on a 2-replica MirroredStrategy (2 logical CPUs),
+  before and after its restart from the checkpoint.
+  """
   root = str(tmp_path / 'run')
   launcher = subprocess.Popen(
       [sys.executable, '-m', 'launch.distributed', f'--root_dir={root}',
-       '--num_actors=2', *TINY_FLAGS],
+       '--num_actors=2', '--strategy=mirrored', '--num_replicas=2',
+       *TINY_FLAGS],
       stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
       cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
   logs = os.path.join(root, 'logs')
@@ -201,10 +207,12 @@ def test_loopback_run_survives_killed_actor_and_learner(tmp_path):
   assert _read(os.path.join(logs, 'actor_0.log')).count(
       '[actor 0] collecting, seed 1') == 2
   learner_log = _read(os.path.join(logs, 'learner.log'))
-  assert '[learner] starting at train step 0 of 256' in learner_log
+  assert ('[learner] starting at train step 0 of 256 on 2 replicas'
+          in learner_log)
   resumed = [line for line in learner_log.splitlines()
              if line.startswith('[learner] resumed at train step')]
   assert len(resumed) == 1 and int(resumed[0].split()[5]) > 0
+  assert resumed[0].endswith('of 256 on 2 replicas')
   with open(os.path.join(root, 'summary.json')) as f:
     summary = json.load(f)
   assert summary['train_steps'] == 256
@@ -232,3 +240,15 @@ def test_loopback_run_survives_killed_actor_and_learner(tmp_path):
     assert info[reverb_replay.VARIABLE_TABLE].current_size == 1
   finally:
     server.kill()
+
+
+def test_cli_reports_bad_distributed_flags(tmp_path):
+  result = conftest.run_module(
+      'launch.distributed', f'--root_dir={tmp_path}', '--role=learner',
+      '--replay_server_address=localhost:1', '--strategy=mirrored',
+      '--num_replicas=2', '--batch_size=8', '--envs_per_item=8')
+  assert result.returncode != 0
+  assert ("--envs_per_item must divide each replica's batch, --batch_size / "
+          '--num_replicas = 4, got 8.') in result.stderr
+  assert 'Traceback' not in result.stderr
+  assert not os.listdir(tmp_path)
