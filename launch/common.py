@@ -36,6 +36,10 @@ from tf_spo import replay
 SETTINGS = (
     ('env', 'rubiks_cube', f'Task, one of {sorted(registry.ENVS)}.'),
     ('seed', 0, 'Seed of the network, environments and search.'),
+    ('algorithm', 'spo', 'Algorithm: spo (the SMC search; TRT-SMC with its '
+     'switches on), gumbel (Gumbel MuZero search on the true model, same '
+     'M-step and value targets) or ppo (TF-Agents PPOClipAgent, no '
+     'search).'),
     ('num_envs', 64, 'Environments stepped in parallel.'),
     ('rollout_length', 8, 'Environment steps per environment per iteration.'),
     ('total_env_steps', 40_000, 'Environment steps to train for.'),
@@ -134,6 +138,7 @@ SETTINGS = (
 DEFAULTS = {name: default for name, default, _ in SETTINGS}
 
 PRESETS = ('cpu', 'paper', 'trt_smc')
+ALGORITHMS = ('spo', 'gumbel', 'ppo')
 
 # Settings that only say how long or how often: they may change on resume.
 SCHEDULE_SETTINGS = ('total_env_steps', 'eval_interval', 'eval_episodes',
@@ -186,6 +191,8 @@ def validate_settings(settings: Dict[str, Any]) -> None:
     raise ValueError(f'Unknown settings: {unknown}.')
   check = config_lib.check
   registry.entry(settings['env'])
+  check(settings['algorithm'] in ALGORITHMS, 'algorithm',
+        f'one of {list(ALGORITHMS)}', settings['algorithm'])
   check(settings['network'] in ('residual', 'mlp'), 'network',
         "one of ['mlp', 'residual']", settings['network'])
   for name in ('num_envs', 'rollout_length', 'total_env_steps', 'batch_size',
@@ -532,8 +539,10 @@ def read_settings(root_dir: str) -> Dict[str, Any]:
                         'is it the root_dir of a launch.train run?')
   with tf.io.gfile.GFile(path) as f:
     settings = json.load(f)
-  # Runs from before the device settings trained on the default strategy.
-  return dict({name: DEFAULTS[name] for name in DEVICE_SETTINGS}, **settings)
+  # Runs from before the device and algorithm settings trained SPO on the
+  # default strategy.
+  return {**{name: DEFAULTS[name] for name in DEVICE_SETTINGS},
+          'algorithm': 'spo', **settings}
 
 
 def write_settings(root_dir: str, settings: Dict[str, Any]) -> None:
