@@ -25,6 +25,7 @@ from tf_agents.utils import common
 
 from environments import model as model_lib
 from environments import registry
+from tf_spo import action_spaces
 from tf_spo import agent as agent_lib
 from tf_spo import config as config_lib
 from tf_spo import networks
@@ -60,6 +61,14 @@ SETTINGS = (
     ('policy_inference', 'dirac', 'q-hat estimator: dirac (SPO) or '
      'message_passing (TRT-SMC).'),
     ('retrace_lambda', 0.95, 'Lambda of the Retrace search value.'),
+    ('num_simulations', 64, '--algorithm=gumbel: simulations (model steps) '
+     'per search; 64 matches 16 particles x depth 4.'),
+    ('max_num_considered_actions', 16, '--algorithm=gumbel: actions sampled '
+     'at the root (Gumbel-top-k) for Sequential Halving.'),
+    ('gumbel_scale', 1.0, '--algorithm=gumbel: scale of the root Gumbel '
+     'noise of the collect policy.'),
+    ('c_visit', 50.0, '--algorithm=gumbel: visit offset of sigma(q).'),
+    ('c_scale', 0.1, '--algorithm=gumbel: scale of sigma(q).'),
     ('search_value_weight', 0.0, 'TRT-SMC: sigma in [0, 1], weight of the '
      'Retrace search value in the TD(lambda) bootstrap; 0 is SPO.'),
     ('network', 'residual', 'Network: residual (a shared residual torso '
@@ -218,6 +227,10 @@ def validate_settings(settings: Dict[str, Any]) -> None:
   check(settings['strategy'] != 'tpu' or model.xla_compatible, 'strategy',
         "not 'tpu' for a task whose model runs Python (the MuJoCo simulator)",
         settings['strategy'])
+  check(settings['algorithm'] != 'gumbel' or
+        action_spaces.for_spec(model.action_spec()).is_discrete, 'algorithm',
+        "not 'gumbel' for a task with continuous actions (this Gumbel "
+        'MuZero is discrete)', settings['algorithm'])
   network(settings, model)
 
 
@@ -312,11 +325,12 @@ def parse_conv_channels(conv_channels: str) -> tuple[int, ...]:
   return channels
 
 
-def search_config(settings) -> config_lib.SearchConfig:
-  """The run's `SearchConfig`."""
-  return config_lib.SearchConfig(**{
-      field: settings[field]
-      for field in config_lib.SearchConfig.__dataclass_fields__})
+def search_config(settings):
+  """The run's `SearchConfig`, or `GumbelConfig` for --algorithm=gumbel."""
+  kind = (config_lib.GumbelConfig if settings['algorithm'] == 'gumbel'
+          else config_lib.SearchConfig)
+  return kind(**{field: settings[field]
+                 for field in kind.__dataclass_fields__})
 
 
 def spo_config(settings) -> config_lib.SpoConfig:
@@ -352,7 +366,7 @@ def network(settings, model):
   observation normaliser if `--normalize_observations`.
   """
   spec = model.network_input_spec()
-  q_head = settings['proposal_alpha'] > 0
+  q_head = settings['proposal_alpha'] > 0 and settings['algorithm'] == 'spo'
   if settings['network'] == 'mlp':
     if settings['conv_channels']:
       raise ValueError('--conv_channels needs --network=residual.')

@@ -105,6 +105,34 @@ def test_trt_smc_run_compiles_and_exports(tmp_path):
   assert all(0 <= a < 18 for a in result['action'])
 
 
+def test_gumbel_run_trains_and_exports_its_search(tmp_path):
+  """--algorithm=gumbel: same loop, M-step and export, no temperature."""
+  root_dir = tmp_path / 'gumbel'
+  result = conftest.run_module(
+      'launch.train', f'--root_dir={root_dir}', '--algorithm=gumbel',
+      '--num_simulations=8', '--max_num_considered_actions=4',
+      *conftest.TINY_FLAGS)
+  assert result.returncode == 0, result.stderr[-3000:]
+  run = common.restore_run(str(root_dir))
+  assert run.agent.train_step_counter.numpy() > 0
+  # Gumbel MuZero has no eta: its dual is never trained.
+  assert run.agent.eta.numpy() == pytest.approx(run.settings['initial_eta'])
+  info = run.replay_buffer.gather_all().policy_info
+  assert sorted(info) == ['search_policy', 'search_value', 'visit_entropy']
+  np.testing.assert_allclose(info['search_policy'].numpy().sum(-1), 1.0,
+                             rtol=1e-5)
+  # The evaluation search has no noise: the SavedModel in a fresh process
+  # acts as the restored policy does.
+  observation_path = str(tmp_path / 'observation.npz')
+  observation = cube_observations(observation_path)
+  exported = load_and_act(str(root_dir / 'policy' / 'search'),
+                          observation_path)
+  assert exported['project_modules'] == []
+  time_step = ts.restart(tf.constant(observation), 12)
+  np.testing.assert_array_equal(run.agent.policy.action(time_step).action,
+                                exported['action'])
+
+
 def test_export_cli_writes_both_policies(tiny_run, tmp_path):
   root_dir, _, _ = tiny_run
   result = conftest.run_module('launch.export', f'--root_dir={root_dir}',

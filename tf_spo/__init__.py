@@ -1,22 +1,27 @@
 """tf-spo: Sequential Monte Carlo Policy Optimisation for TF-Agents.
 
 Modules, from the inside out:
-  config    validated `SearchConfig` and `SpoConfig`.
+  config    validated `SearchConfig`, `GumbelConfig` and `SpoConfig`.
   search    the pure-TF, XLA-compiled SMC search (`smc_search`).
+  gumbel    the Gumbel MuZero baseline search (`gumbel_search`).
   networks  the policy/value networks and the observation normaliser.
   losses    M-step losses and the eta / alpha duals.
-  policy    `SmcPolicy` (search) and `NetworkPolicy` (prior) TF-Agents policies.
+  policy    `SmcPolicy`, `GumbelPolicy` (searches) and `NetworkPolicy` (prior)
+            TF-Agents policies.
   agent     `SpoAgent`, the TF-Agents agent.
   replay    `StatelessUniformReplayBuffer`, reproducible replay sampling.
 """
 
 from tf_spo.agent import SpoAgent
 from tf_spo.agent import SpoLossInfo
+from tf_spo.config import GumbelConfig
 from tf_spo.config import SearchConfig
 from tf_spo.config import SpoConfig
+from tf_spo.gumbel import gumbel_search
 from tf_spo.networks import MlpActorCriticNetwork
 from tf_spo.networks import ObservationNormalizer
 from tf_spo.networks import PolicyValueNetwork
+from tf_spo.policy import GumbelPolicy
 from tf_spo.policy import NetworkPolicy
 from tf_spo.policy import SmcPolicy
 from tf_spo.replay import StatelessUniformReplayBuffer

@@ -1,9 +1,10 @@
 """SPO as a TF-Agents agent (paper 000, section 4.3 and appendix D).
 
-The collect and evaluation policies are `SmcPolicy` searches; `train` is the
-M-step on replayed sequences: for categorical policies, cross-entropy of
-pi_theta to the search target q-hat under a KL trust region to the
-Polyak-averaged target policy (Lagrange multiplier alpha); for Gaussian
+The collect and evaluation policies are `SmcPolicy` searches (or, for the
+Gumbel MuZero baseline, `GumbelPolicy` searches trained the same way);
+`train` is the M-step on replayed sequences: for categorical policies,
+cross-entropy of pi_theta to the search target q-hat under a KL trust region
+to the Polyak-averaged target policy (Lagrange multiplier alpha); for Gaussian
 policies, weighted maximum likelihood of q-hat's atoms under decoupled mean
 and covariance trust regions (alpha_mu, alpha_Sigma); the temperature dual
 g(eta), and a value loss on GAE targets computed with the target critic.
@@ -105,7 +106,9 @@ class SpoAgent(tf_agent.TFAgent):
         with the replayed observations). Its `variable_groups` (e.g. actor
         and critic) each get their gradient clipped by its own global norm.
       model: the planning `EnvironmentModel`.
-      search_config: `SearchConfig` of the SMC search.
+      search_config: `SearchConfig` of the SMC search, or `GumbelConfig`
+        for the Gumbel MuZero baseline (discrete actions; policy target its
+        improved policy, no temperature eta).
       config: `SpoConfig` of the M-step and duals.
       optimizer: optimizer of the network (default Adam 3e-4).
       dual_optimizer: optimizer of eta and the alphas (default Adam 3e-4).
@@ -154,12 +157,12 @@ class SpoAgent(tf_agent.TFAgent):
         if losses.num_replicas() == 1
         else self._loss_and_gradients)
 
-    make_policy = lambda **kwargs: policy_lib.SmcPolicy(
+    make_policy = lambda **kwargs: policy_lib.search_policy(
         time_step_spec, action_spec, network, model, search_config,
         self._eta, **kwargs)
-    policy = make_policy(greedy=greedy_eval, seed=seed, name='SmcPolicy')
+    policy = make_policy(greedy=greedy_eval, seed=seed, name='SearchPolicy')
     collect_policy = make_policy(add_root_noise=True, seed=seed + 1,
-                                 name='SmcCollectPolicy')
+                                 name='SearchCollectPolicy')
     self._network_policy = policy_lib.NetworkPolicy(
         time_step_spec, action_spec, network, greedy=greedy_eval,
         name='NetworkPolicy')
@@ -274,17 +277,21 @@ class SpoAgent(tf_agent.TFAgent):
     policy_losses = self._policy_losses(info, policy, target_policy, valid)
 
     eta = tf.convert_to_tensor(self._eta)
-    eta_loss = losses.eta_dual(eta, info['eta_advantages'], config.epsilon_eta,
-                               valid, info['eta_log_ratios'])
-    eta_kl = losses.masked_mean(
-        losses.weighted_kl(info['eta_advantages'], tf.stop_gradient(eta),
-                           info['eta_log_ratios']), valid)
+    eta_loss = eta_kl = tf.zeros([])
+    if 'eta_advantages' in info:  # The SMC search's temperature.
+      eta_loss = losses.eta_dual(eta, info['eta_advantages'],
+                                 config.epsilon_eta, valid,
+                                 info['eta_log_ratios'])
+      eta_kl = losses.masked_mean(
+          losses.weighted_kl(info['eta_advantages'], tf.stop_gradient(eta),
+                             info['eta_log_ratios']), valid)
 
     # TD(lambda) targets bootstrap from the target critic, mixed with the
-    # search's Retrace value by sigma (paper 001, sec. 3.4).
+    # search's Retrace value by sigma (paper 001, sec. 3.4); a search without
+    # one (Gumbel MuZero) offers its root value.
     sigma = config.search_value_weight
     bootstrap = ((1.0 - sigma) * target_values +
-                 sigma * info['retrace_value'])
+                 sigma * info.get('retrace_value', info['search_value']))
     advantages = losses.gae_advantages(
         experience.reward, config.discount * experience.discount,
         bootstrap, valid, config.gae_lambda)
@@ -386,10 +393,11 @@ class SpoAgent(tf_agent.TFAgent):
     for name, value in loss_info.extra._asdict().items():
       tf.compat.v2.summary.scalar(f'loss/{name}', value, step=step)
     if self.debug_summaries:
-      for key in policy_lib.SCALAR_INFO:
-        tf.compat.v2.summary.scalar(
-            f'search/{key}', tf.reduce_mean(experience.policy_info[key]),
-            step=step)
+      for key, spec in self.collect_policy.info_spec.items():
+        if not spec.shape:
+          tf.compat.v2.summary.scalar(
+              f'search/{key}', tf.reduce_mean(experience.policy_info[key]),
+              step=step)
     if self.summarize_grads_and_vars:
       common.add_variables_summaries(grads_and_vars, step)
       common.add_gradients_summaries(grads_and_vars, step)

@@ -79,6 +79,44 @@ class SearchConfig:
           self.retrace_lambda)
 
 
+@dataclasses.dataclass(frozen=True)
+class GumbelConfig:
+  """Static configuration of the Gumbel MuZero search (Danihelka et al. 2022).
+
+  The baseline the papers compare SPO with: a tree search on the true model
+  with Gumbel-top-k root sampling, Sequential Halving and completed
+  Q-values (`tf_spo.gumbel`). Its model steps per search equal
+  `num_simulations`, so 64 simulations match a 16 x 4 SMC search.
+
+  Attributes:
+    num_simulations: simulations (model steps) per search, >= 1.
+    max_num_considered_actions: m, actions sampled without replacement at
+      the root (Gumbel-top-m) and halved by Sequential Halving, >= 1.
+    gumbel_scale: scale of the root Gumbel noise of the collect policy,
+      >= 0 (the evaluation policy uses none).
+    c_visit: sigma's visit offset in (c_visit + max_b N(b)) * c_scale * q,
+      >= 0.
+    c_scale: sigma's scale of the min-max normalised Q-values, > 0.
+    discount: gamma of the tree's backups, in [0, 1].
+  """
+
+  num_simulations: int = 64
+  max_num_considered_actions: int = 16
+  gumbel_scale: float = 1.0
+  c_visit: float = 50.0
+  c_scale: float = 0.1
+  discount: float = 0.99
+
+  def __post_init__(self):
+    check(self.num_simulations >= 1, 'num_simulations', '>= 1',
+          self.num_simulations)
+    check(self.max_num_considered_actions >= 1, 'max_num_considered_actions',
+          '>= 1', self.max_num_considered_actions)
+    check(self.gumbel_scale >= 0.0, 'gumbel_scale', '>= 0', self.gumbel_scale)
+    check(self.c_visit >= 0.0, 'c_visit', '>= 0', self.c_visit)
+    check(self.c_scale > 0.0, 'c_scale', '> 0', self.c_scale)
+    check(0.0 <= self.discount <= 1.0, 'discount', 'in [0, 1]', self.discount)
+
 
 @dataclasses.dataclass(frozen=True)
 class SpoConfig:

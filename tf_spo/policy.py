@@ -1,8 +1,9 @@
-"""TF-Agents policies of SPO: the SMC search policy and the bare network.
+"""TF-Agents policies of SPO: the search policies and the bare network.
 
 `SmcPolicy` runs the SMC search (`tf_spo.search`, XLA-compiled for pure-TF
 models) from each observation and acts from its target q-hat; its `info`
-carries the training targets. `NetworkPolicy` acts from the network's prior
+carries the training targets. `GumbelPolicy` runs the Gumbel MuZero baseline
+(`tf_spo.gumbel`) the same way. `NetworkPolicy` acts from the network's prior
 pi alone, reading only the network input of the observations. Both serve
 discrete and continuous actions (`tf_spo.action_spaces`).
 """
@@ -19,6 +20,7 @@ from tf_agents.utils import nest_utils
 from environments import model as model_lib
 from tf_spo import action_spaces
 from tf_spo import config as config_lib
+from tf_spo import gumbel as gumbel_lib
 from tf_spo import search as search_lib
 
 tfd = tfp.distributions
@@ -100,16 +102,81 @@ def search_info_spec(action_space: action_spaces.ActionSpace,
   return spec
 
 
-class SmcPolicy(tf_policy.TFPolicy):
+class SearchPolicy(tf_policy.TFPolicy):
+  """Acts by running a search from the current observation.
+
+  The search is a `tf.function`, XLA-compiled when the model is
+  (`model.xla_compatible`). Without an explicit `seed` in `action`, seeds
+  come from a `tf.random.Generator` owned by the policy, so a restored or
+  exported policy continues the same random stream. Subclasses give the
+  search (`_search`), the distribution it acts from (`_q_hat`) and the
+  policy info of its training targets (`_info`).
+  """
+
+  def __init__(self, time_step_spec, action_spec, network, model, info_spec,
+               seed: int = 0, name: Optional[str] = None):
+    """Creates the policy.
+
+    Args:
+      time_step_spec: `TimeStep` spec; its observation must match the model.
+      action_spec: the model's action spec.
+      network: a `PolicyValueNetwork` of the network input and action spec.
+      model: the planning `EnvironmentModel`.
+      info_spec: spec of the policy info.
+      seed: seed of the policy's random generator.
+      name: policy name.
+    """
+    super().__init__(time_step_spec, action_spec, info_spec=info_spec,
+                     name=name)
+    self._network = network
+    self._model = model
+    self._rng = tf.random.Generator.from_seed(seed)
+    self._compiled_search = tf.function(
+        self._search, jit_compile=model.xla_compatible)
+
+  def _network_fn(self, network_input):
+    output, _ = self._network(network_input)
+    return output
+
+  def _search(self, observation, seed):
+    raise NotImplementedError
+
+  def _q_hat(self, output) -> tfd.Distribution:
+    raise NotImplementedError
+
+  def _info(self, output) -> dict:
+    raise NotImplementedError
+
+  def search(self, observation, seed: tf.Tensor):
+    """Runs the compiled search on observations [B, ...] with a seed [2]."""
+    return self._compiled_search(observation, seed)
+
+  def _step(self, time_step, policy_state, seed):
+    if seed is None:
+      seed = tf.cast(self._rng.make_seeds(1)[:, 0], tf.int32)
+    else:
+      seed = tfp.random.sanitize_seed(seed)
+    search_seed, sample_seed = tf.unstack(
+        tf.random.experimental.stateless_split(seed, num=2))
+    output = self.search(time_step.observation, search_seed)
+    return (policy_step.PolicyStep(self._q_hat(output), policy_state,
+                                   self._info(output)),
+            sample_seed)
+
+  def _distribution(self, time_step, policy_state):
+    return self._step(time_step, policy_state, seed=None)[0]
+
+  def _action(self, time_step, policy_state, seed=None):
+    step, sample_seed = self._step(time_step, policy_state, seed)
+    return step._replace(action=step.action.sample(seed=sample_seed))
+
+
+class SmcPolicy(SearchPolicy):
   """Acts by running the SPO SMC search from the current observation.
 
   Collect policies sample from q-hat with root noise; evaluation policies
   sample from q-hat or take its mode (`greedy=True`: the most probable
-  discrete action, or the highest-weight atom). The search is a
-  `tf.function`, XLA-compiled when the model is (`model.xla_compatible`).
-  Without an explicit `seed` in `action`, seeds come from a
-  `tf.random.Generator` owned by the policy, so a restored or exported
-  policy continues the same random stream.
+  discrete action, or the highest-weight atom).
   """
 
   def __init__(self,
@@ -147,24 +214,14 @@ class SmcPolicy(tf_policy.TFPolicy):
         not getattr(network, 'has_q_head', False)):
       raise ValueError('--proposal_alpha > 0 needs Q-values: use a '
                        'PolicyValueNetwork(q_head=True).')
-    super().__init__(
-        time_step_spec, action_spec,
-        info_spec=search_info_spec(self._action_space,
-                                   search_config.num_particles),
-        name=name)
-    self._network = network
-    self._model = model
     self._search_config = search_config
     self._temperature = temperature
     self._greedy = greedy
     self._add_root_noise = add_root_noise
-    self._rng = tf.random.Generator.from_seed(seed)
-    self._compiled_search = tf.function(
-        self._search, jit_compile=model.xla_compatible)
-
-  def _network_fn(self, network_input):
-    output, _ = self._network(network_input)
-    return output
+    super().__init__(
+        time_step_spec, action_spec, network, model,
+        search_info_spec(self._action_space, search_config.num_particles),
+        seed=seed, name=name)
 
   def _search(self, observation, seed):
     return search_lib.smc_search(
@@ -172,10 +229,6 @@ class SmcPolicy(tf_policy.TFPolicy):
         tf.convert_to_tensor(self._temperature), self._search_config, seed,
         add_root_noise=self._add_root_noise,
         q_fn=(self._network.q_values if self._network.has_q_head else None))
-
-  def search(self, observation, seed: tf.Tensor) -> search_lib.SearchOutput:
-    """Runs the compiled search on observations [B, ...] with a seed [2]."""
-    return self._compiled_search(observation, seed)
 
   def _q_hat(self, output: search_lib.SearchOutput) -> tfd.Distribution:
     """q-hat as a distribution over environment actions."""
@@ -194,14 +247,7 @@ class SmcPolicy(tf_policy.TFPolicy):
         tfd.Categorical(probs=output.atom_weights),
         tfd.Independent(tfd.Deterministic(env_atoms), 1))
 
-  def _step(self, time_step, policy_state, seed):
-    if seed is None:
-      seed = tf.cast(self._rng.make_seeds(1)[:, 0], tf.int32)
-    else:
-      seed = tfp.random.sanitize_seed(seed)
-    search_seed, sample_seed = tf.unstack(
-        tf.random.experimental.stateless_split(seed, num=2))
-    output = self.search(time_step.observation, search_seed)
+  def _info(self, output: search_lib.SearchOutput) -> dict:
     if self._action_space.is_discrete:
       info = {'search_policy': output.action_weights}
     else:
@@ -212,15 +258,112 @@ class SmcPolicy(tf_policy.TFPolicy):
                 search_value=output.value)
     info.update({name: getattr(output, name) for name in SCALAR_INFO
                  if name != 'search_value'})
-    return (policy_step.PolicyStep(self._q_hat(output), policy_state, info),
-            sample_seed)
+    return info
 
-  def _distribution(self, time_step, policy_state):
-    return self._step(time_step, policy_state, seed=None)[0]
 
-  def _action(self, time_step, policy_state, seed=None):
-    step, sample_seed = self._step(time_step, policy_state, seed)
-    return step._replace(action=step.action.sample(seed=sample_seed))
+# Scalar outputs of the Gumbel search carried in the policy info.
+GUMBEL_SCALAR_INFO = ('search_value', 'visit_entropy')
+
+
+class GumbelPolicy(SearchPolicy):
+  """Acts by running the Gumbel MuZero search (`tf_spo.gumbel`).
+
+  The action is the search's choice: Gumbel-top-k sampling with Sequential
+  Halving at the root for the collect policy (`add_root_noise`), the same
+  without Gumbel noise for the evaluation policy, which is then
+  deterministic. The info holds the improved policy as `search_policy`
+  (the policy target, as q-hat is for SPO), the root's search value and the
+  entropy of the root's visit distribution. Discrete actions only.
+  """
+
+  def __init__(self,
+               time_step_spec,
+               action_spec,
+               network,
+               model,
+               search_config: config_lib.GumbelConfig,
+               add_root_noise: bool = False,
+               seed: int = 0,
+               name: Optional[str] = None):
+    """Creates the policy.
+
+    Args:
+      time_step_spec: `TimeStep` spec; its observation must match the model.
+      action_spec: the model's scalar discrete action spec.
+      network: a `PolicyValueNetwork` of the network input and action spec.
+      model: the planning `EnvironmentModel`.
+      search_config: static `GumbelConfig`.
+      add_root_noise: Gumbel noise at the root (collect policy).
+      seed: seed of the policy's random generator.
+      name: policy name.
+
+    Raises:
+      ValueError: naming the argument that does not fit, or `--algorithm`
+        for continuous actions.
+    """
+    action_space = check_specs(time_step_spec, action_spec, model, network)
+    if not action_space.is_discrete:
+      raise ValueError('--algorithm=gumbel needs discrete actions; '
+                       f'action_spec {action_spec} is continuous.')
+    self._search_config = search_config
+    self._add_root_noise = add_root_noise
+    info_spec = {'search_policy': tensor_spec.TensorSpec(
+        [action_space.num_actions], tf.float32, 'search_policy')}
+    info_spec.update({name: tensor_spec.TensorSpec((), tf.float32, name)
+                      for name in GUMBEL_SCALAR_INFO})
+    super().__init__(time_step_spec, action_spec, network, model, info_spec,
+                     seed=seed, name=name)
+
+  def _search(self, observation, seed):
+    return gumbel_lib.gumbel_search(
+        observation, self._model, self._network_fn, self._search_config,
+        seed, add_noise=self._add_root_noise)
+
+  def _q_hat(self, output: gumbel_lib.GumbelOutput) -> tfd.Distribution:
+    return tfd.Deterministic(tf.cast(output.action, self.action_spec.dtype))
+
+  def _info(self, output: gumbel_lib.GumbelOutput) -> dict:
+    visits = output.visit_counts / tf.reduce_sum(
+        output.visit_counts, axis=-1, keepdims=True)
+    return {
+        'search_policy': output.action_weights,
+        'search_value': output.value,
+        'visit_entropy': -tf.reduce_sum(
+            visits * tf.math.log(tf.maximum(visits, 1e-30)), axis=-1),
+    }
+
+
+def search_policy(time_step_spec, action_spec, network, model, search_config,
+                  temperature: Any, greedy: bool = False,
+                  add_root_noise: bool = False, seed: int = 0,
+                  name: Optional[str] = None) -> SearchPolicy:
+  """The search policy of a search configuration.
+
+  Args:
+    time_step_spec: `TimeStep` spec; its observation must match the model.
+    action_spec: the model's action spec.
+    network: a `PolicyValueNetwork` of the network input and action spec.
+    model: the planning `EnvironmentModel`.
+    search_config: `SearchConfig` (SMC search, `SmcPolicy`) or
+      `GumbelConfig` (Gumbel MuZero, `GumbelPolicy`).
+    temperature: eta of the SMC search (unused by Gumbel MuZero).
+    greedy: the mode of q-hat (SMC); Gumbel MuZero's noise-free choice
+      (without it, Gumbel MuZero's evaluation policy keeps the noise).
+    add_root_noise: root noise (collect policy).
+    seed: seed of the policy's random generator.
+    name: policy name.
+
+  Returns:
+    A `SearchPolicy`.
+  """
+  if isinstance(search_config, config_lib.GumbelConfig):
+    return GumbelPolicy(time_step_spec, action_spec, network, model,
+                        search_config,
+                        add_root_noise=add_root_noise or not greedy,
+                        seed=seed, name=name)
+  return SmcPolicy(time_step_spec, action_spec, network, model,
+                   search_config, temperature, greedy=greedy,
+                   add_root_noise=add_root_noise, seed=seed, name=name)
 
 
 class NetworkPolicy(tf_policy.TFPolicy):
