@@ -189,6 +189,20 @@ def resolve_settings(env: str, preset: str,
   return settings
 
 
+def algorithm_name(settings: Dict[str, Any]) -> str:
+  """The algorithm a run trains, as reports name it.
+
+  'gumbel' or 'ppo' for those baselines; for SPO runs 'trt_smc' if any
+  TRT-SMC switch is on, else 'spo'.
+  """
+  if settings['algorithm'] != 'spo':
+    return settings['algorithm']
+  trt_smc = (settings['proposal_alpha'] > 0 or settings['revived_resampling']
+             or settings['policy_inference'] != 'dirac'
+             or settings['search_value_weight'] > 0)
+  return 'trt_smc' if trt_smc else 'spo'
+
+
 def validate_settings(settings: Dict[str, Any]) -> None:
   """Checks the settings not covered by the config dataclasses.
 

@@ -65,14 +65,6 @@ class RunRecord(NamedTuple):
   scores: np.ndarray
 
 
-def algorithm_name(settings: Dict[str, Any]) -> str:
-  """'trt_smc' if any TRT-SMC switch is on, else 'spo'."""
-  trt_smc = (settings['proposal_alpha'] > 0 or settings['revived_resampling']
-             or settings['policy_inference'] != 'dirac'
-             or settings['search_value_weight'] > 0)
-  return 'trt_smc' if trt_smc else 'spo'
-
-
 def read_run(run_dir: str, policy: str = 'search') -> RunRecord:
   """Reads a run's config.json and eval.csv.
 
@@ -100,7 +92,8 @@ def read_run(run_dir: str, policy: str = 'search') -> RunRecord:
     if name not in rows[0]:
       raise ReportError(f'{run_dir}: eval.csv has no column {name!r}')
   return RunRecord(
-      run_dir, algorithm_name(settings), env, int(settings['seed']), metric,
+      run_dir, common.algorithm_name(settings), env, int(settings['seed']),
+      metric,
       np.array([int(row['env_steps']) for row in rows]),
       np.array([float(row['wall_clock_s']) for row in rows]),
       np.array([float(row[column]) for row in rows]))
