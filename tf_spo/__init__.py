@@ -7,6 +7,7 @@ Modules, from the inside out:
   losses    M-step losses and the eta / alpha duals.
   policy    `SmcPolicy` (search) and `NetworkPolicy` (prior) TF-Agents policies.
   agent     `SpoAgent`, the TF-Agents agent.
+  ppo       `PpoAgent`, the PPO baseline (TF-Agents' PPOClipAgent).
   replay    `StatelessUniformReplayBuffer`, reproducible replay sampling.
 """
 
@@ -19,6 +20,8 @@ from tf_spo.networks import ObservationNormalizer
 from tf_spo.networks import PolicyValueNetwork
 from tf_spo.policy import NetworkPolicy
 from tf_spo.policy import SmcPolicy
+from tf_spo.ppo import PpoAgent
+from tf_spo.ppo import PpoConfig
 from tf_spo.replay import StatelessUniformReplayBuffer
 from tf_spo.search import SearchOutput
 from tf_spo.search import smc_search
