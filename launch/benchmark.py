@@ -25,6 +25,7 @@ same run.
 
   python -m launch.benchmark --mode=train             # the cube's cpu preset
   python -m launch.benchmark --mode=train --env=snake
+  python -m launch.benchmark --mode=train --algorithm=ppo  # the PPO baseline
 """
 
 import functools
@@ -365,7 +366,10 @@ def train_benchmark(env: str = 'rubiks_cube', preset: str = 'cpu',
   iteration's network FLOPs (search: B * (1 + N * depth) forward passes per
   env step; training: 4 forward passes' worth per replayed step, i.e. the
   online forward and backward and the target forward) at the matmul peak
-  measured in the same run.
+  measured in the same run. With `--algorithm=ppo` (in `overrides`) the
+  network is the actor and the critic, and an iteration costs
+  2 + 3 * num_epochs of their forward passes per env step: the collect, the
+  values of the rollout, and each epoch's forward and backward.
 
   Returns:
     A dict with the run's main settings, `env_steps_per_iteration`, median
@@ -400,14 +404,17 @@ def train_benchmark(env: str = 'rubiks_cube', preset: str = 'cpu',
     flops = network_flops(run.agent.network, run.model.network_input_spec())
   median = {kind: statistics.median(t) for kind, t in times.items()}
   steps = settings['num_envs'] * settings['rollout_length']
-  forward_passes = (
-      steps * (1 + settings['num_particles'] * settings['depth']) +
-      4 * settings['num_epochs'] * settings['batch_size'] *
-      settings['sequence_length'])
+  if settings['algorithm'] == 'ppo':
+    forward_passes = steps * (2 + 3 * settings['num_epochs'])
+  else:
+    forward_passes = (
+        steps * (1 + settings['num_particles'] * settings['depth']) +
+        4 * settings['num_epochs'] * settings['batch_size'] *
+        settings['sequence_length'])
   peak = matmul_peak_gflops()
   ideal_s = forward_passes * flops / (peak * 1e9)
   return dict(
-      env=env, preset=preset,
+      env=env, preset=preset, algorithm=settings['algorithm'],
       **{name: settings[name] for name in (
           'num_envs', 'rollout_length', 'num_particles', 'depth',
           'num_epochs', 'batch_size', 'sequence_length')},
@@ -460,11 +467,16 @@ def format_table(result: Dict[str, Any]) -> str:
 def format_train_table(result: Dict[str, Any]) -> str:
   """A small human-readable table of a `train_benchmark` result."""
   iteration = result['iteration_s']
+  if result.get('algorithm') == 'ppo':
+    training = (f'{result["num_epochs"]} PPO epochs on the '
+                f'{result["num_envs"]}x{result["rollout_length"]} rollout')
+  else:
+    training = (f'{result["num_epochs"]} gradient steps of '
+                f'{result["batch_size"]}x{result["sequence_length"]}')
   rows = [
       ('env, preset', f'{result["env"]}, {result["preset"]}'),
       ('iteration', f'{result["env_steps_per_iteration"]} env steps, '
-                    f'{result["num_epochs"]} gradient steps of '
-                    f'{result["batch_size"]}x{result["sequence_length"]}'),
+                    f'{training}'),
       ('iteration ms (median)', f'{1e3 * iteration:.1f}'),
   ] + [
       (f'  {kind} ms', f'{1e3 * result[f"{kind}_s"]:.1f} '
@@ -491,6 +503,8 @@ def run():
                     'settings (the search and network flags do not apply).')
   flags.DEFINE_enum('preset', 'cpu', list(common.PRESETS),
                     '--mode=train: preset of the timed run.')
+  flags.DEFINE_enum('algorithm', 'spo', list(common.ALGORITHMS),
+                    '--mode=train: algorithm of the timed run.')
   flags.DEFINE_enum('env', 'rubiks_cube', sorted(registry.ENVS),
                     'Task of the registry (its default model).')
   flags.DEFINE_integer('batch_size', 64, 'B, root states per search.')
@@ -517,7 +531,8 @@ def main(argv):
   if FLAGS.mode == 'train':
     try:
       result = train_benchmark(FLAGS.env, FLAGS.preset, FLAGS.repeats,
-                               FLAGS.warmup)
+                               FLAGS.warmup,
+                               overrides={'algorithm': FLAGS.algorithm})
     except ValueError as e:
       raise app.UsageError(str(e)) from e
     print(format_train_table(result))

@@ -12,7 +12,7 @@ import contextlib
 import json
 import os
 import time
-from typing import Any, Callable, Dict, NamedTuple, Optional
+from typing import Any, Callable, Dict, NamedTuple, Optional, Union
 
 from absl import logging
 import numpy as np
@@ -29,6 +29,7 @@ from tf_spo import action_spaces
 from tf_spo import agent as agent_lib
 from tf_spo import config as config_lib
 from tf_spo import networks
+from tf_spo import ppo
 from tf_spo import replay
 
 # (name, default, help). Defaults are the CPU preset: a run that finishes in
@@ -107,7 +108,12 @@ SETTINGS = (
     ('initial_alpha_cov', 500.0, 'Initial multiplier alpha_Sigma of the '
      'Gaussian covariance.'),
     ('value_loss_coef', 0.5, 'Weight of the value loss.'),
-    ('max_grad_norm', 0.5, 'Global-norm gradient clipping, per actor/critic.'),
+    ('ppo_clip_ratio', 0.2, '--algorithm=ppo: epsilon in (0, 1) of the '
+     'clipped importance ratio of the surrogate objective.'),
+    ('ppo_entropy_coef', 0.01, '--algorithm=ppo: weight of the entropy '
+     'bonus (0 for none).'),
+    ('max_grad_norm', 0.5, 'Global-norm gradient clipping, per actor/critic '
+     '(PPO: of both together).'),
     ('batch_size', 64, 'Sequences per gradient step.'),
     ('sequence_length', 17, 'Steps per replayed sequence (>= 2).'),
     ('num_epochs', 8, 'Gradient steps per iteration.'),
@@ -156,6 +162,8 @@ SCHEDULE_SETTINGS = ('total_env_steps', 'eval_interval', 'eval_episodes',
 # checkpoint holds one copy of every variable).
 DEVICE_SETTINGS = ('strategy', 'num_replicas', 'tpu')
 STRATEGIES = ('default', 'mirrored', 'tpu')
+# Settings of --algorithm=ppo alone (runs from before them read the defaults).
+PPO_SETTINGS = ('ppo_clip_ratio', 'ppo_entropy_coef')
 
 CONFIG_FILE = 'config.json'
 CHECKPOINT_SUBDIR = 'checkpoints'
@@ -225,9 +233,17 @@ def validate_settings(settings: Dict[str, Any]) -> None:
     check(settings[name] >= 1, name, '>= 1', settings[name])
   check(settings['sequence_length'] >= 2, 'sequence_length', '>= 2',
         settings['sequence_length'])
-  check(settings['replay_capacity'] >= settings['num_envs'] *
-        settings['sequence_length'], 'replay_capacity',
-        '>= num_envs * sequence_length', settings['replay_capacity'])
+  if settings['algorithm'] == 'ppo':
+    # An iteration trains on its own rollout; the replay settings are unused.
+    check(settings['rollout_length'] >= 2, 'rollout_length',
+          '>= 2 with --algorithm=ppo (the last step of a rollout only '
+          'bootstraps the values)', settings['rollout_length'])
+    check(settings['strategy'] == 'default', 'strategy',
+          "'default' with --algorithm=ppo", settings['strategy'])
+  else:
+    check(settings['replay_capacity'] >= settings['num_envs'] *
+          settings['sequence_length'], 'replay_capacity',
+          '>= num_envs * sequence_length', settings['replay_capacity'])
   check(settings['eval_scramble'] >= 0, 'eval_scramble', '>= 0',
         settings['eval_scramble'])
   check(settings['num_levels'] >= 1, 'num_levels', '>= 1',
@@ -237,6 +253,7 @@ def validate_settings(settings: Dict[str, Any]) -> None:
   validate_device_settings(settings)
   search_config(settings)
   spo_config(settings)
+  ppo_config(settings)
   model = make_model(settings)
   check(settings['strategy'] != 'tpu' or model.xla_compatible, 'strategy',
         "not 'tpu' for a task whose model runs Python (the MuJoCo simulator)",
@@ -354,6 +371,13 @@ def spo_config(settings) -> config_lib.SpoConfig:
       for field in config_lib.SpoConfig.__dataclass_fields__})
 
 
+def ppo_config(settings) -> ppo.PpoConfig:
+  """The run's `PpoConfig` (--algorithm=ppo)."""
+  return ppo.PpoConfig(**{
+      field: settings[field]
+      for field in ppo.PpoConfig.__dataclass_fields__})
+
+
 def make_model(settings, evaluation: bool = False
                ) -> model_lib.EnvironmentModel:
   """The run's model; with `evaluation`, that of the held-out episodes."""
@@ -466,8 +490,10 @@ def set_aside_unreadable_checkpoints(checkpoint_dir: str) -> None:
 def make_agent(settings: Dict[str, Any], model, time_step_spec, action_spec,
                seed: Optional[int] = None,
                train_step_counter: Optional[tf.Variable] = None
-               ) -> agent_lib.SpoAgent:
-  """The run's `SpoAgent` on the real environment's specs.
+               ) -> Union[agent_lib.SpoAgent, ppo.PpoAgent]:
+  """The run's agent on the real environment's specs.
+
+  A `SpoAgent`, or with `--algorithm=ppo` a `ppo.PpoAgent` (`ppo_agent`).
 
   Args:
     settings: run settings.
@@ -478,6 +504,9 @@ def make_agent(settings: Dict[str, Any], model, time_step_spec, action_spec,
       each actor of a distributed run passes its own).
     train_step_counter: the step counter variable (default the agent's own).
   """
+  if settings['algorithm'] == 'ppo':
+    return ppo_agent(settings, model, time_step_spec, action_spec, seed,
+                     train_step_counter)
   return agent_lib.SpoAgent(
       time_step_spec, action_spec, network(settings, model), model,
       search_config=search_config(settings), config=spo_config(settings),
@@ -485,6 +514,72 @@ def make_agent(settings: Dict[str, Any], model, time_step_spec, action_spec,
       dual_optimizer=tf.keras.optimizers.Adam(settings['dual_learning_rate']),
       seed=settings['seed'] if seed is None else seed, debug_summaries=True,
       train_step_counter=train_step_counter)
+
+
+def ppo_agent(settings: Dict[str, Any], model, time_step_spec, action_spec,
+              seed: Optional[int] = None,
+              train_step_counter: Optional[tf.Variable] = None
+              ) -> ppo.PpoAgent:
+  """The run's `PpoAgent`: TF-Agents' PPOClipAgent, no search.
+
+  Its actor and critic are separate networks of the sizes of the run's
+  `network`, as far as TF-Agents' `ActorDistributionNetwork` and
+  `ValueNetwork` allow: `--network=mlp` gives each `--mlp_layers` SiLU layers
+  of `--mlp_units` (observations normalised with
+  `--normalize_observations`); `--network=residual` gives each
+  `--num_residual_blocks` + 1 ReLU layers of `--torso_units` and one of
+  `--head_units`, without skip connections, after one 3x3 'valid'
+  convolution per `--conv_channels` stage (`--conv_residual_blocks` does not
+  apply). Continuous actions: a Gaussian with tanh-squashed mean and a
+  state-independent standard deviation starting at `--initial_scale`.
+  `--learning_rate`, `--discount`, `--gae_lambda`, `--num_epochs` (full-batch
+  epochs per rollout), `--value_loss_coef`, `--max_grad_norm` (over both
+  networks' gradients together), `--ppo_clip_ratio` and
+  `--ppo_entropy_coef` apply; the search and SPO settings do not.
+
+  Args:
+    settings: run settings.
+    model: the planning model (only its specs are used).
+    time_step_spec: `TimeStep` spec of the real environment.
+    action_spec: its action spec.
+    seed: seed of the collect policy's random generator (default the run's
+      seed).
+    train_step_counter: the step counter variable (default the agent's own).
+  """
+  if time_step_spec.observation != model.observation_spec():
+    raise ValueError(
+        f'time_step_spec.observation {time_step_spec.observation} does not '
+        f'match the model observation_spec {model.observation_spec()}.')
+  if settings['network'] == 'mlp':
+    layers = dict(fc_layer_params=(settings['mlp_units'],) *
+                  settings['mlp_layers'],
+                  activation_fn=tf.keras.activations.swish)
+  else:
+    channels = parse_conv_channels(settings['conv_channels'])
+    layers = dict(
+        fc_layer_params=((settings['torso_units'],) *
+                         (settings['num_residual_blocks'] + 1) +
+                         (settings['head_units'],)),
+        conv_layer_params=[(c, 3, 1) for c in channels] or None,
+        activation_fn=tf.keras.activations.relu)
+  return ppo.PpoAgent(
+      time_step_spec, action_spec, **layers,
+      initial_scale=settings['initial_scale'],
+      normalize_observations=settings['normalize_observations'],
+      config=ppo_config(settings),
+      optimizer=tf.keras.optimizers.Adam(settings['learning_rate']),
+      seed=settings['seed'] if seed is None else seed,
+      train_step_counter=train_step_counter)
+
+
+def replay_length(settings: Dict[str, Any]) -> int:
+  """Steps per environment the run's replay buffer keeps.
+
+  PPO keeps exactly one rollout, the one its next train step learns from.
+  """
+  if settings['algorithm'] == 'ppo':
+    return settings['rollout_length']
+  return settings['replay_capacity'] // settings['num_envs']
 
 
 def build_run(settings: Dict[str, Any], root_dir: str,
@@ -514,8 +609,7 @@ def build_run(settings: Dict[str, Any], root_dir: str,
                        env.action_spec())
   replay_buffer = replay.StatelessUniformReplayBuffer(
       agent.collect_data_spec, batch_size=settings['num_envs'],
-      max_length=settings['replay_capacity'] // settings['num_envs'],
-      seed=settings['seed'])
+      max_length=replay_length(settings), seed=settings['seed'])
   env_steps = tf.Variable(0, dtype=tf.int64, name='env_steps')
   wall_clock = tf.Variable(0.0, dtype=tf.float64, name='wall_clock')
   checkpoint_dir = os.path.join(root_dir, CHECKPOINT_SUBDIR)
@@ -568,8 +662,8 @@ def read_settings(root_dir: str) -> Dict[str, Any]:
   with tf.io.gfile.GFile(path) as f:
     settings = json.load(f)
   # Runs from before the device and algorithm settings trained SPO on the
-  # default strategy.
-  return {**{name: DEFAULTS[name] for name in DEVICE_SETTINGS},
+  # default strategy; the PPO settings do not apply to them.
+  return {**{name: DEFAULTS[name] for name in DEVICE_SETTINGS + PPO_SETTINGS},
           'algorithm': 'spo', **settings}
 
 
@@ -722,7 +816,8 @@ def export_policies(agent: agent_lib.SpoAgent, model,
   They load with plain TensorFlow: `tf.saved_model.load(path)`, then
   `.action(time_step, ())` or the `action` signature. A search whose model
   runs Python (the MuJoCo simulator, behind `tf.numpy_function`) cannot be
-  saved: only the network policy is exported then.
+  saved: only the network policy is exported then, as for an agent without
+  search (PPO, whose `policy` is its `network_policy`).
 
   Args:
     agent: the trained agent.
@@ -731,10 +826,10 @@ def export_policies(agent: agent_lib.SpoAgent, model,
 
   Returns:
     {'search': <dir>, 'network': <dir>} of the written SavedModels, without
-    'search' for such models.
+    'search' for such models and agents.
   """
   policies = [('network', agent.export_network_policy())]
-  if model.xla_compatible:
+  if model.xla_compatible and agent.policy is not agent.network_policy:
     policies.insert(0, ('search', agent.policy))
   paths = {}
   verbosity = logging.get_verbosity()

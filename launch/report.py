@@ -17,6 +17,10 @@ to --output_dir:
   python -m launch.report --run_dirs='runs/cube_s*,runs/trt_s*' \
       --output_dir=runs/report
 
+A run's algorithm is its --algorithm ('trt_smc' for SPO with a TRT-SMC switch
+on). PPO has no search: both policies' columns of its eval.csv hold its
+greedy policy's scores, so it compares with either --policy.
+
 A run's score is the headline metric of its env (the solve rate, or the mean
 return) of --policy at the last row of eval.csv. Solve rates are already in
 [0, 1]; returns are min-max normalised per env over every evaluation of every

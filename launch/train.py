@@ -13,6 +13,24 @@ network policy as SavedModels and writes a result summary.
 Outputs in --root_dir: config.json, checkpoints/, train/ (TensorBoard),
 eval.csv (the env's metrics vs env steps and wall-clock), policy/search and
 policy/network (SavedModels), summary.json.
+
+With --algorithm=ppo it trains the PPO baseline instead (`tf_spo.ppo`,
+TF-Agents' PPOClipAgent, no search), on-policy: an iteration collects
+num_envs x rollout_length steps with the PPO collect policy into a buffer
+that holds exactly that rollout, then trains once on it, in time order
+([num_envs, rollout_length]; `num_epochs` full-batch epochs inside the
+agent's `train`; the last step of each environment only bootstraps the
+values), and the next rollout overwrites it. The replay settings
+(replay_capacity, batch_size, sequence_length) and the search and SPO
+settings do not apply.
+
+  python -m launch.train --algorithm=ppo --root_dir=runs/cube_ppo
+
+eval.csv keeps its columns for PPO, so that every reader (launch.report
+reads search_<metric> by default) compares it with SPO: PPO has no search,
+its greedy policy is evaluated once per evaluation and its scores fill both
+the search_<metric> and the network_<metric> columns (they are equal).
+summary.json says so in its `search` entry; only policy/network is exported.
 """
 
 import json
@@ -114,6 +132,9 @@ def _duration(seconds: float) -> str:
 def policy_scores(agent, settings: Dict[str, Any]) -> Dict[str, float]:
   """The env's metrics of the search and network policies.
 
+  An agent without search (PPO), whose `policy` is its `network_policy`,
+  plays once: its scores fill both the search_ and the network_ columns.
+
   Args:
     agent: the `SpoAgent` whose policies play.
     settings: settings of the held-out evaluation episodes (the run's own,
@@ -126,10 +147,13 @@ def policy_scores(agent, settings: Dict[str, Any]) -> Dict[str, float]:
   model = common.make_model(settings, evaluation=True)
   seed = settings['seed'] + common.EVAL_SEED_OFFSET
   result = {}
+  played = {}
   for kind, policy in (('search', agent.policy),
                        ('network', agent.network_policy)):
-    scores = common.evaluate_policy(policy, model, settings['eval_episodes'],
-                                    seed)
+    if id(policy) not in played:
+      played[id(policy)] = common.evaluate_policy(
+          policy, model, settings['eval_episodes'], seed)
+    scores = played[id(policy)]
     result.update({f'{kind}_{metric}': scores[metric]
                    for metric in common.metrics(settings)})
     if kind == 'search':
@@ -195,14 +219,19 @@ def replica_part(nest):
 
 
 class Loop(NamedTuple):
-  """The compiled pieces of a training iteration (see `make_loop`)."""
+  """The compiled pieces of a training iteration (see `make_loop`).
+
+  `train_steps_per_iteration` is how many `train_step()` calls follow a
+  `collect()` (None: `--num_epochs`).
+  """
   collect: Callable[[], None]
   train_step: Callable[[], Any]
   ready_to_train: Callable[[], bool]
+  train_steps_per_iteration: Optional[int] = None
 
 
 def make_loop(run: common.Run) -> Loop:
-  """The collect and train functions of a run.
+  """The collect and train functions of a run (`make_ppo_loop` for PPO).
 
   An iteration is `collect()` (every environment steps `rollout_length`
   times with the collect search policy, into the replay buffer), then, once
@@ -217,6 +246,8 @@ def make_loop(run: common.Run) -> Loop:
   summed over the replicas (each replica's loss is its share of the global
   batch's).
   """
+  if run.settings['algorithm'] == 'ppo':
+    return make_ppo_loop(run)
   settings, agent = run.settings, run.agent
   env, replay_buffer, strategy = run.env, run.replay_buffer, run.strategy
   steps_per_iteration = settings['num_envs'] * settings['rollout_length']
@@ -254,6 +285,54 @@ def make_loop(run: common.Run) -> Loop:
   return Loop(collect, train_step, ready_to_train)
 
 
+def make_ppo_loop(run: common.Run) -> Loop:
+  """The on-policy loop of `--algorithm=ppo`.
+
+  `collect()` steps every environment `rollout_length` times with the PPO
+  collect policy (continuous actions clipped into the bounds for the
+  environment, kept unclipped in the trajectories) into the replay buffer,
+  which holds exactly one rollout (`common.replay_length`); then one
+  `train_step()` (`train_steps_per_iteration` = 1) gives that whole
+  rollout, [num_envs, rollout_length] in time order, to `agent.train`,
+  which takes its `num_epochs` gradient steps, and returns its `LossInfo`.
+  The next `collect()` overwrites the rollout. Runs on the default strategy
+  only (`common.validate_settings`).
+  """
+  settings, agent, env = run.settings, run.agent, run.env
+  replay_buffer = run.replay_buffer
+  rollout_length = settings['rollout_length']
+  steps_per_iteration = settings['num_envs'] * rollout_length
+  action_spec = env.action_spec()
+
+  def env_action(action):
+    if action_spec.dtype.is_floating:
+      return tfa_common.clip_to_spec(action, action_spec)
+    return action
+
+  @tf.function
+  def collect():
+    """Steps every environment `rollout_length` times into the buffer."""
+    time_step = env.current_time_step()
+    for _ in tf.range(rollout_length):
+      action_step = agent.collect_policy.action(time_step)
+      next_time_step = env.step(env_action(action_step.action))
+      replay_buffer.add_batch(trajectory.from_transition(
+          time_step, action_step, next_time_step))
+      time_step = next_time_step
+    run.env_steps.assign_add(steps_per_iteration)
+
+  @tfa_common.function
+  def train_step():
+    """`num_epochs` PPO gradient steps on the last rollout."""
+    return agent.train(replay_buffer.newest_steps(rollout_length))
+
+  def ready_to_train():
+    return bool(replay_buffer.num_frames() >= steps_per_iteration)
+
+  return Loop(collect, train_step, ready_to_train,
+              train_steps_per_iteration=1)
+
+
 class IterationTimes(NamedTuple):
   """What one `run_iteration` call did and how long its two halves took.
 
@@ -269,17 +348,36 @@ def run_iteration(loop: Loop, num_epochs: int) -> IterationTimes:
   """Runs one training iteration and times its halves.
 
   Collects one rollout with the search, then takes `num_epochs` gradient
-  steps once the buffer holds enough sequences.
+  steps once the buffer holds enough sequences (or the loop's
+  `train_steps_per_iteration` train steps: one for PPO).
   """
   start = time.perf_counter()
   loop.collect()
   collected = time.perf_counter()
   loss_info = None
   if loop.ready_to_train():
-    for _ in range(num_epochs):
+    for _ in range(loop.train_steps_per_iteration or num_epochs):
       loss_info = loop.train_step()
   return IterationTimes(loss_info, collected - start,
                         time.perf_counter() - collected)
+
+
+def progress_losses(agent, settings: Dict[str, Any], loss_info) -> str:
+  """The losses of the progress line: SPO's, with its duals, or PPO's."""
+  extra = loss_info.extra
+  if settings['algorithm'] == 'ppo':
+    return (f'loss={float(loss_info.loss):.4f} '
+            f'policy_loss={float(extra.policy_gradient_loss):.4f} '
+            f'value_loss={float(extra.value_estimation_loss):.4f} '
+            f'entropy_loss={float(extra.entropy_regularization_loss):.4f} '
+            f'clip_fraction={float(extra.clip_fraction):.3f}')
+  return (f'loss={float(loss_info.loss):.4f} '
+          f'policy_loss={float(extra.policy_loss):.4f} '
+          f'value_loss={float(extra.value_loss):.4f} '
+          f'eta={float(extra.eta):.3f} ' +
+          ' '.join(f'{name}={float(value):.3f}' for name, value in
+                   agent.alphas.items()) +
+          f' kl={float(extra.kl):.5f}')
 
 
 def train(settings: Dict[str, Any], root_dir: str,
@@ -353,16 +451,10 @@ def train(settings: Dict[str, Any], root_dir: str,
     if crossed(settings['log_interval']) and loss_info is not None:
       now = time.time()
       rate = (after - last_log_steps) / max(now - last_log, 1e-9)
-      extra = loss_info.extra
       print(f'[train] env_steps={after}/{total} '
             f'train_steps={int(agent.train_step_counter.numpy())} '
-            f'steps/s={rate:.0f} loss={float(loss_info.loss):.4f} '
-            f'policy_loss={float(extra.policy_loss):.4f} '
-            f'value_loss={float(extra.value_loss):.4f} '
-            f'eta={float(extra.eta):.3f} ' +
-            ' '.join(f'{name}={float(value):.3f}' for name, value in
-                     agent.alphas.items()) +
-            f' kl={float(extra.kl):.5f} '
+            f'steps/s={rate:.0f} '
+            f'{progress_losses(agent, settings, loss_info)} '
             f'time_left={_duration((total - after) / max(rate, 1e-9))}',
             flush=True)
       last_log, last_log_steps = now, after
@@ -376,6 +468,7 @@ def train(settings: Dict[str, Any], root_dir: str,
                                  os.path.join(root_dir, 'policy'))
   summary = {
       'env': settings['env'],
+      'algorithm': settings['algorithm'],
       'env_steps': final['env_steps'],
       'train_steps': final['train_steps'],
       'wall_clock_s': round(final['wall_clock_s'], 1),
@@ -384,6 +477,10 @@ def train(settings: Dict[str, Any], root_dir: str,
       'checkpoint': run.checkpointer.manager.latest_checkpoint,
       'saved_models': paths,
   }
+  if run.agent.policy is run.agent.network_policy:
+    summary['search'] = (
+        f'none: --algorithm={settings["algorithm"]} has no search; the '
+        'search_* scores are its greedy policy, the same as network_*')
   summary.update({name: settings[name]
                   for name in common.eval_settings(settings)})
   summary.update(level_scores(run, final))

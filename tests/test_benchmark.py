@@ -139,3 +139,23 @@ def test_train_mode_splits_the_iteration_and_its_flop_ideal():
   assert 'ratio to FLOP ideal' in table and 'collect ms' in table
   with pytest.raises(ValueError, match='--repeats '):
     benchmark.train_benchmark(repeats=0, overrides=TINY_TRAIN)
+
+
+def test_train_mode_times_the_ppo_loop():
+  result = benchmark.train_benchmark(
+      'rubiks_cube', 'cpu', repeats=1, warmup=1,
+      overrides=dict(TINY_TRAIN, algorithm='ppo'))
+  assert result['algorithm'] == 'ppo'
+  assert result['env_steps_per_iteration'] == 16
+  assert math.isfinite(result['flop_ratio']) and result['flop_ratio'] > 0
+  # 16 env steps x (collect + rollout values + 2 epochs x 3) forwards of the
+  # actor and the critic, each: the 54 stickers minus their minimum, one-hot
+  # (324) -> 8 -> 8 -> 8 -> 18 logits or 1 value.
+  def dense(n_in, n_out):
+    return 2 * n_in * n_out + n_out
+  trunk = 54 + dense(324, 8) + dense(8, 8) + dense(8, 8)
+  assert result['network_flops'] == 2 * trunk + dense(8, 18) + dense(8, 1)
+  assert result['iteration_gflop'] == pytest.approx(
+      16 * 8 * result['network_flops'] / 1e9)
+  assert '2 PPO epochs on the 4x4 rollout' in benchmark.format_train_table(
+      result)

@@ -252,3 +252,13 @@ def test_cli_reports_bad_distributed_flags(tmp_path):
           '--num_replicas = 4, got 8.') in result.stderr
   assert 'Traceback' not in result.stderr
   assert not os.listdir(tmp_path)
+
+
+def test_cli_refuses_on_policy_ppo(tmp_path):
+  result = conftest.run_module(
+      'launch.distributed', f'--root_dir={tmp_path}', '--role=learner',
+      '--replay_server_address=localhost:1', '--algorithm=ppo')
+  assert result.returncode != 0
+  assert '--algorithm=ppo trains on-policy' in result.stderr
+  assert 'Traceback' not in result.stderr
+  assert not os.listdir(tmp_path)

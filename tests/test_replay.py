@@ -58,3 +58,18 @@ def test_too_few_steps_or_too_long_sequences_are_errors():
     buffer.sample_sequences(4, 3)
   with pytest.raises(ValueError, match=r'num_steps must be in \[1, 4\]'):
     buffer.sample_sequences(4, 5)
+
+
+def test_newest_steps_are_every_envs_last_steps_in_order():
+  # 3 envs x 5 kept steps, 12 written: the ring wrapped around twice.
+  buffer = filled_buffer(num_envs=3, max_length=5, steps=12)
+  newest = buffer.newest_steps(4)
+  np.testing.assert_array_equal(newest['step'], [[8, 9, 10, 11]] * 3)
+  np.testing.assert_array_equal(newest['env'], [[0] * 4, [1] * 4, [2] * 4])
+  np.testing.assert_array_equal(buffer.newest_steps(5)['step'][0],
+                                [7, 8, 9, 10, 11])
+  assert int(buffer.draws.numpy()) == 0
+  with pytest.raises(tf.errors.InvalidArgumentError, match='fewer than 3'):
+    filled_buffer(num_envs=2, max_length=4, steps=2).newest_steps(3)
+  with pytest.raises(ValueError, match=r'num_steps must be in \[1, 5\]'):
+    buffer.newest_steps(6)

@@ -194,3 +194,11 @@ def test_cli_reports_errors_in_one_line(tmp_path):
   assert result.returncode != 0
   assert "error: --run_dirs: '" in result.stderr
   assert 'Traceback' not in result.stderr
+
+
+def test_ppo_and_gumbel_runs_are_named_by_their_algorithm():
+  settings = dict(common.DEFAULTS, proposal_alpha=0.1)
+  assert common.algorithm_name(settings) == 'trt_smc'
+  assert common.algorithm_name(dict(settings, algorithm='ppo')) == 'ppo'
+  assert common.algorithm_name(dict(settings, algorithm='gumbel')) == 'gumbel'
+  assert common.algorithm_name(common.DEFAULTS) == 'spo'

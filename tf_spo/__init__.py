@@ -9,6 +9,7 @@ Modules, from the inside out:
   policy    `SmcPolicy`, `GumbelPolicy` (searches) and `NetworkPolicy` (prior)
             TF-Agents policies.
   agent     `SpoAgent`, the TF-Agents agent.
+  ppo       `PpoAgent`, the PPO baseline (TF-Agents' PPOClipAgent).
   replay    `StatelessUniformReplayBuffer`, reproducible replay sampling.
 """
 
@@ -24,6 +25,8 @@ from tf_spo.networks import PolicyValueNetwork
 from tf_spo.policy import GumbelPolicy
 from tf_spo.policy import NetworkPolicy
 from tf_spo.policy import SmcPolicy
+from tf_spo.ppo import PpoAgent
+from tf_spo.ppo import PpoConfig
 from tf_spo.replay import StatelessUniformReplayBuffer
 from tf_spo.search import SearchOutput
 from tf_spo.search import smc_search

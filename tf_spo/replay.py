@@ -24,7 +24,9 @@ class StatelessUniformReplayBuffer(
   Adding is the parent's. `sample_sequences` replaces `as_dataset` and
   `get_next`: each call draws [B, T] sequences uniformly over the valid
   starts of every environment's segment, from the stateless seed
-  fold_in([seed, stream], draws), then increments `draws`.
+  fold_in([seed, stream], draws), then increments `draws`. `newest_steps`
+  reads every environment's newest steps in order (an on-policy learner's
+  rollout).
   """
 
   def __init__(self, data_spec, batch_size: int, max_length: int,
@@ -86,4 +88,31 @@ class StatelessUniformReplayBuffer(
         self._max_length)
     with tf.control_dependencies([rows]):
       self._draws.assign_add(1)
+    return self._data_table.read(rows)
+
+  def newest_steps(self, num_steps: int):
+    """The newest `num_steps` steps of every environment, oldest first.
+
+    Reads without drawing: `draws` is unchanged.
+
+    Args:
+      num_steps: T, steps per environment (>= 1, at most `max_length`).
+
+    Returns:
+      A nest like `data_spec` with outer dims [batch_size, T].
+
+    Raises:
+      tf.errors.InvalidArgumentError: if fewer than T steps were added.
+    """
+    if not 1 <= num_steps <= self._max_length:
+      raise ValueError(f'num_steps must be in [1, {self._max_length}], got '
+                       f'{num_steps}.')
+    written = self._get_last_id() + 1  # Steps added per environment.
+    tf.debugging.assert_greater_equal(
+        written, tf.constant(num_steps, tf.int64),
+        message=f'The replay buffer holds fewer than {num_steps} steps per '
+        'environment.')
+    steps = written - num_steps + tf.range(num_steps, dtype=tf.int64)
+    rows = tf.math.mod(steps, self._max_length)[None] + tf.range(
+        self._batch_size, dtype=tf.int64)[:, None] * self._max_length
     return self._data_table.read(rows)
