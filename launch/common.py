@@ -25,7 +25,6 @@ from tf_agents.utils import common
 
 from environments import model as model_lib
 from environments import registry
-from tf_spo import action_spaces
 from tf_spo import agent as agent_lib
 from tf_spo import config as config_lib
 from tf_spo import networks
@@ -66,6 +65,8 @@ SETTINGS = (
      'per search; 64 matches 16 particles x depth 4.'),
     ('max_num_considered_actions', 16, '--algorithm=gumbel: actions sampled '
      'at the root (Gumbel-top-k) for Sequential Halving.'),
+    ('num_sampled_actions', 16, '--algorithm=gumbel, continuous actions: '
+     'actions sampled from pi at each node (its edges).'),
     ('gumbel_scale', 1.0, '--algorithm=gumbel: scale of the root Gumbel '
      'noise of the collect policy.'),
     ('c_visit', 50.0, '--algorithm=gumbel: visit offset of sigma(q).'),
@@ -258,10 +259,6 @@ def validate_settings(settings: Dict[str, Any]) -> None:
   check(settings['strategy'] != 'tpu' or model.xla_compatible, 'strategy',
         "not 'tpu' for a task whose model runs Python (the MuJoCo simulator)",
         settings['strategy'])
-  check(settings['algorithm'] != 'gumbel' or
-        action_spaces.for_spec(model.action_spec()).is_discrete, 'algorithm',
-        "not 'gumbel' for a task with continuous actions (this Gumbel "
-        'MuZero is discrete)', settings['algorithm'])
   network(settings, model)
 
 

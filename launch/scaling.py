@@ -31,7 +31,6 @@ import tensorflow as tf
 
 from environments import registry
 from launch import common
-from tf_spo import action_spaces
 from tf_spo import policy as policy_lib
 
 FLAGS = flags.FLAGS
@@ -77,10 +76,8 @@ def search_configs(settings: Dict[str, Any],
   """The searches to compare: name, budget label, model steps, config.
 
   SMC searches keep the run's settings (its TRT-SMC switches, its resample
-  period, capped at the depth); Gumbel MuZero uses the run's discount.
-
-  Raises:
-    ScalingError: naming --gumbel_simulations for continuous actions.
+  period, capped at the depth); Gumbel MuZero uses the run's discount (and
+  its sampled actions per node, for continuous actions).
   """
   smc = dict(settings, algorithm='spo')
   searches = []
@@ -91,13 +88,6 @@ def search_configs(settings: Dict[str, Any],
     searches.append(dict(search=common.algorithm_name(smc),
                          budget=f'{particles}x{depth}',
                          model_steps=particles * depth, config=config))
-  if gumbel_simulations:
-    model = common.make_model(settings)
-    if not action_spaces.for_spec(model.action_spec()).is_discrete:
-      raise ScalingError(
-          '--gumbel_simulations: Gumbel MuZero needs discrete actions, and '
-          f'{settings["env"]} has continuous ones; pass '
-          '--gumbel_simulations=.')
   for simulations in gumbel_simulations:
     config = common.search_config(dict(
         settings, algorithm='gumbel', num_simulations=simulations))

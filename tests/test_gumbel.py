@@ -8,6 +8,9 @@ import tensorflow as tf
 
 from environments import rubiks_cube
 from environments import toy
+from launch import common
+from launch import train
+from tf_spo import action_spaces
 from tf_spo import config as config_lib
 from tf_spo import gumbel
 from tf_spo import networks
@@ -183,6 +186,43 @@ def test_terminal_edges_stop_backups():
   assert out.completed_q.numpy()[0, 0] == 0.5
 
 
+def test_continuous_edges_are_samples_of_pi_with_the_improved_weights():
+  # Sampled actions on the quadratic bandit: reward -(a - 1)^2, terminal.
+  # Each node's K = 8 edges are draws of pi = N(0.5, 0.8^2) with a uniform
+  # prior; S = 8 with m = 8 visits each edge once, so Q(a) = -(a - 1)^2
+  # exactly and the improved weights are softmax(5.1 * normalised Q).
+  bandit = toy.QuadraticBandit(1.0, [1.0])
+
+  def network_fn(observation):
+    batch = tf.shape(observation)[0]
+    fill = lambda x: tf.fill([batch, 1], x)
+    return networks.NetworkOutput(
+        action_spaces.GaussianParams(fill(0.5), fill(0.8)),
+        tf.zeros([batch]))
+
+  config = config_lib.GumbelConfig(num_simulations=8,
+                                   max_num_considered_actions=8,
+                                   num_sampled_actions=8)
+  observation = bandit.observe(bandit.reset(500, tf.constant([0, 0])))
+  out = tf.function(lambda o, s: gumbel.gumbel_search(
+      o, bandit, network_fn, config, s, add_noise=False),
+                    jit_compile=True)(observation, tf.constant([1, 2]))
+  atoms = out.atoms.numpy()[..., 0]
+  assert atoms.shape == (500, 8)
+  assert abs(atoms.mean() - 0.5) < 0.03 and abs(atoms.std() - 0.8) < 0.03
+  np.testing.assert_array_equal(out.visit_counts.numpy(), 1.0)
+  q = -(atoms - 1.0)**2
+  np.testing.assert_allclose(out.completed_q.numpy(), q, rtol=1e-5,
+                             atol=1e-6)
+  normalised = (q - q.min(1, keepdims=True)) / np.ptp(q, 1, keepdims=True)
+  weights = np.exp(5.1 * normalised)
+  np.testing.assert_allclose(out.action_weights.numpy(),
+                             weights / weights.sum(1, keepdims=True),
+                             rtol=1e-4)
+  # Without noise the choice is the best atom.
+  np.testing.assert_array_equal(out.action.numpy(), np.argmax(q, axis=1))
+
+
 def test_compiled_search_equals_eager_on_the_cube():
   tf.keras.utils.set_random_seed(0)
   model = rubiks_cube.RubiksCube(min_scramble=1, max_scramble=4)
@@ -216,6 +256,25 @@ def test_config_errors_name_the_flag():
     config_lib.GumbelConfig(num_simulations=0)
   with pytest.raises(ValueError, match='--c_scale must be > 0'):
     config_lib.GumbelConfig(c_scale=0.0)
-  bandit = toy.QuadraticBandit(1.0, [0.0])
-  with pytest.raises(ValueError, match='--algorithm=gumbel needs discrete'):
-    search(bandit, [0.0], config_lib.GumbelConfig())
+  with pytest.raises(ValueError, match='--num_sampled_actions must be >= 1'):
+    config_lib.GumbelConfig(num_sampled_actions=0)
+
+
+def test_continuous_gumbel_run_trains_the_gaussian_m_step(tmp_path):
+  settings = common.resolve_settings('pendulum', 'cpu', dict(
+      algorithm='gumbel', num_envs=8, rollout_length=8,
+      total_env_steps=256, eval_episodes=2, eval_interval=256,
+      checkpoint_interval=256, log_interval=256, num_simulations=8,
+      num_sampled_actions=4, batch_size=8, sequence_length=4, num_epochs=2))
+  summary = train.train(settings, str(tmp_path))
+  # 4 iterations of 64 env steps, 2 gradient steps each.
+  assert summary['train_steps'] == 8 and 'search' in summary['saved_models']
+  run = common.restore_run(str(tmp_path))
+  info = run.replay_buffer.gather_all().policy_info
+  assert info['search_atoms'].shape[-2:] == (4, 1)
+  np.testing.assert_allclose(info['search_weights'].numpy().sum(-1), 1.0,
+                             rtol=1e-5)
+  # The M-step moved the Gaussian duals; eta, unused, stayed.
+  assert run.agent.alphas['alpha_mean'].numpy() != pytest.approx(
+      settings['initial_alpha_mean'])
+  assert run.agent.eta.numpy() == pytest.approx(settings['initial_eta'])

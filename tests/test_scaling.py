@@ -55,10 +55,12 @@ def test_smc_budgets_keep_the_run_switches_and_cap_the_period():
   assert searches[2]['config'].num_simulations == 32
 
 
-def test_gumbel_on_continuous_actions_names_the_flag():
+def test_gumbel_on_continuous_actions_samples_its_edges():
   settings = common.resolve_settings('pendulum', 'cpu', {})
-  with pytest.raises(scaling.ScalingError, match='--gumbel_simulations'):
-    scaling.search_configs(settings, [], [8])
+  (gumbel,) = scaling.search_configs(settings, [], [8])
+  assert gumbel['config'].num_simulations == 8
+  assert gumbel['config'].num_sampled_actions == settings[
+      'num_sampled_actions']
 
 
 def test_cli_errors_are_one_line(tmp_path):

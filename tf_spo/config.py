@@ -92,6 +92,8 @@ class GumbelConfig:
     num_simulations: simulations (model steps) per search, >= 1.
     max_num_considered_actions: m, actions sampled without replacement at
       the root (Gumbel-top-m) and halved by Sequential Halving, >= 1.
+    num_sampled_actions: K, continuous actions: actions sampled from pi at
+      each node, the node's edges (>= 1).
     gumbel_scale: scale of the root Gumbel noise of the collect policy,
       >= 0 (the evaluation policy uses none).
     c_visit: sigma's visit offset in (c_visit + max_b N(b)) * c_scale * q,
@@ -102,6 +104,7 @@ class GumbelConfig:
 
   num_simulations: int = 64
   max_num_considered_actions: int = 16
+  num_sampled_actions: int = 16
   gumbel_scale: float = 1.0
   c_visit: float = 50.0
   c_scale: float = 0.1
@@ -112,6 +115,8 @@ class GumbelConfig:
           self.num_simulations)
     check(self.max_num_considered_actions >= 1, 'max_num_considered_actions',
           '>= 1', self.max_num_considered_actions)
+    check(self.num_sampled_actions >= 1, 'num_sampled_actions', '>= 1',
+          self.num_sampled_actions)
     check(self.gumbel_scale >= 0.0, 'gumbel_scale', '>= 0', self.gumbel_scale)
     check(self.c_visit >= 0.0, 'c_visit', '>= 0', self.c_visit)
     check(self.c_scale > 0.0, 'c_scale', '> 0', self.c_scale)

@@ -28,7 +28,15 @@ The tree is a set of node-major arrays with `num_simulations + 1` nodes:
 node 0 is the root, simulation s expands node s + 1. Every simulation
 descends from the root to an unexpanded edge, steps the model there (one
 model step and one network evaluation per root), and backs the leaf's value
-up the path. Discrete actions only.
+up the path.
+
+A node has K edges. For discrete actions they are the A actions, with the
+network's logits as prior. For continuous actions (sampled actions, as in
+Sampled MuZero, Hubert et al. 2021) each node draws K =
+`num_sampled_actions` actions from pi when it is expanded, with a uniform
+prior over them (the empirical distribution of samples from pi); the search
+over the K edges is the same, and its targets are the root's K atoms with
+the improved policy as their weights.
 """
 
 import math
@@ -49,22 +57,28 @@ _LOW_LOGIT = -1e9
 
 
 class GumbelOutput(NamedTuple):
-  """What one Gumbel MuZero search returns for B roots and A actions.
+  """What one Gumbel MuZero search returns for B roots with K edges.
 
   Attributes:
-    action: [B] int32, the selected root action.
-    action_weights: [B, A] float32, the improved policy
-      softmax(logits + sigma(completed Q)) at the root: the policy target.
-    visit_counts: [B, A] float32 visits of the root's actions.
-    completed_q: [B, A] float32 completed Q-values at the root (before
+    action: [B] int32, the selected root edge: an index into `atoms` (for
+      discrete actions, the action itself).
+    atoms: [B, K, ...] search actions of the root's edges: the A actions,
+      or K actions sampled from pi (pre-squash for Gaussian policies).
+    action_weights: [B, K] float32, the improved policy
+      softmax(logits + sigma(completed Q)) over the root's edges: the policy
+      target.
+    visit_counts: [B, K] float32 visits of the root's edges.
+    completed_q: [B, K] float32 completed Q-values at the root (before
       sigma).
     value: [B] float32, the root's value: the mean of its network value and
       every simulation's backed-up return.
     root_value: [B] float32, V of the root.
-    prior: [B, A] float32 root logits.
-    gumbel: [B, A] float32 root Gumbel noise (zeros without noise).
+    prior: [B, K] float32 root prior logits over the edges (0 for sampled
+      actions).
+    gumbel: [B, K] float32 root Gumbel noise (zeros without noise).
   """
   action: tf.Tensor
+  atoms: tf.Tensor
   action_weights: tf.Tensor
   visit_counts: tf.Tensor
   completed_q: tf.Tensor
@@ -178,10 +192,26 @@ def score_considered(considered_visit: tf.Tensor, gumbel: tf.Tensor,
   return tf.where(visit_counts == considered_visit, score, -np.inf)
 
 
+def node_actions(policy: Any, action_space: action_spaces.ActionSpace,
+                 config: config_lib.GumbelConfig,
+                 seed: tf.Tensor) -> tuple:
+  """The edges of new nodes: (prior logits [B, K], search actions [B, K, ...]).
+
+  Discrete actions: the A actions with pi's logits. Continuous actions:
+  `config.num_sampled_actions` actions drawn from pi, uniform prior.
+  """
+  if action_space.is_discrete:
+    logits = tf.cast(policy, tf.float32)
+    return logits, tf.broadcast_to(action_space.enumerate(), tf.shape(logits))
+  atoms = action_space.sample(policy, config.num_sampled_actions, seed)
+  return tf.zeros(tf.shape(atoms)[:2]), atoms
+
+
 class _Tree(NamedTuple):
   """Node-major arrays of a batch of trees: [nodes, B, ...]."""
   states: Any
-  logits: tf.Tensor  # [M, B, A]
+  atoms: tf.Tensor  # [M, B, K, ...] search actions of the edges
+  logits: tf.Tensor  # [M, B, K]
   raw_values: tf.Tensor  # [M, B]
   node_values: tf.Tensor  # [M, B]
   node_visits: tf.Tensor  # [M, B] float32
@@ -294,21 +324,25 @@ def _update(array: tf.Tensor, index: tf.Tensor, values: tf.Tensor):
 
 def _expand(tree: _Tree, node_id: tf.Tensor, parent: tf.Tensor,
             action: tf.Tensor, model, network_fn: NetworkFn,
-            config: config_lib.GumbelConfig) -> _Tree:
+            action_space: action_spaces.ActionSpace,
+            config: config_lib.GumbelConfig, seed: tf.Tensor) -> _Tree:
   """Steps the model on edge (parent, action) into new node `node_id`."""
   parent_index = _node_index(parent)
   state = tf.nest.map_structure(lambda x: tf.gather_nd(x, parent_index),
                                 tree.states)
-  step = model.step(state, action)
-  output = network_fn(model_lib.network_input(model.observe(step.state)))
-  new = [[node_id]]
   edge = _edge_index(parent, action)
+  step = model.step(state, action_space.env_action(
+      tf.gather_nd(tree.atoms, edge)))
+  output = network_fn(model_lib.network_input(model.observe(step.state)))
+  logits, atoms = node_actions(output.policy, action_space, config, seed)
+  new = [[node_id]]
   batch = tf.shape(parent)[0]
   return tree._replace(
       states=tf.nest.map_structure(
           lambda x, s: _update(x, new, tf.cast(s, x.dtype)[None]),
           tree.states, step.state),
-      logits=_update(tree.logits, new, output.policy[None]),
+      atoms=_update(tree.atoms, new, atoms[None]),
+      logits=_update(tree.logits, new, logits[None]),
       raw_values=_update(tree.raw_values, new, output.value[None]),
       node_values=_update(tree.node_values, new, output.value[None]),
       node_visits=_update(tree.node_visits, new, tf.ones([1, batch])),
@@ -370,9 +404,9 @@ def gumbel_search(root_observation: Any, model, network_fn: NetworkFn,
   Args:
     root_observation: nest of [B, ...] observations of the model (a
       `PlanningObservation` for models that carry their state).
-    model: an `environments.EnvironmentModel` with a scalar discrete action.
-    network_fn: maps network inputs [M, ...] to a `NetworkOutput` with
-      logits [M, A].
+    model: an `environments.EnvironmentModel` (discrete or continuous
+      actions).
+    network_fn: maps network inputs [M, ...] to a `NetworkOutput`.
     config: static `GumbelConfig`.
     seed: stateless seed, int tensor of shape [2].
     add_noise: Python bool: Gumbel noise of scale `config.gumbel_scale` at
@@ -380,25 +414,23 @@ def gumbel_search(root_observation: Any, model, network_fn: NetworkFn,
 
   Returns:
     A `GumbelOutput`.
-
-  Raises:
-    ValueError: if the model's actions are not discrete.
   """
   action_space = action_spaces.for_spec(model.action_spec())
-  if not action_space.is_discrete:
-    raise ValueError('--algorithm=gumbel needs discrete actions; '
-                     f'{model.action_spec()} is continuous.')
-  num_actions = action_space.num_actions
   num_nodes = config.num_simulations + 1
+  # int32 seeds: TFP's samplers take no others.
+  seeds = tf.random.experimental.stateless_split(
+      tf.cast(seed, tf.int32), num=config.num_simulations + 2, alg='philox')
   root = network_fn(model_lib.network_input(root_observation))
   batch = tf.shape(root.value)[0]
-  logits = tf.cast(root.policy, tf.float32)
+  logits, root_atoms = node_actions(root.policy, action_space, config,
+                                    seeds[1])
+  num_edges = logits.shape[-1]
   gumbel = tf.zeros_like(logits)
   if add_noise and config.gumbel_scale > 0:
     # Integers on (0, 2^24] scaled into (0, 1]: compiled and uncompiled
     # float draws differ for the same seed in TF 2.15, integer ones agree.
     ticks = tf.random.stateless_uniform(
-        tf.shape(logits), tf.cast(seed, tf.int64), minval=1,
+        tf.shape(logits), seeds[0], minval=1,
         maxval=2**24 + 1, dtype=tf.int32, alg='philox')
     uniform = tf.cast(ticks, tf.float32) * 2.0**-24
     gumbel = -config.gumbel_scale * tf.math.log(-tf.math.log(uniform))
@@ -407,22 +439,22 @@ def gumbel_search(root_observation: Any, model, network_fn: NetworkFn,
     return tf.zeros(tf.concat([[num_nodes], tf.shape(x)], 0), x.dtype)
 
   root_state = model_lib.planning_state(model, root_observation)
-  edges = tf.zeros([num_nodes, batch, num_actions])
+  edges = tf.zeros([num_nodes, batch, num_edges])
+  tile = lambda x: tf.tile(x[None], [num_nodes] + [1] * x.shape.rank)
   tree = _Tree(
-      states=tf.nest.map_structure(
-          lambda x: tf.tile(x[None], [num_nodes] + [1] * x.shape.rank),
-          root_state),
+      states=tf.nest.map_structure(tile, root_state),
+      atoms=tile(root_atoms),
       logits=_update(nodes(logits), [[0]], logits[None]),
       raw_values=_update(nodes(root.value), [[0]], root.value[None]),
       node_values=_update(nodes(root.value), [[0]], root.value[None]),
       node_visits=_update(nodes(root.value), [[0]], tf.ones([1, batch])),
       parents=tf.fill([num_nodes, batch], _UNEXPANDED),
       action_from_parent=tf.fill([num_nodes, batch], _UNEXPANDED),
-      children_index=tf.fill([num_nodes, batch, num_actions], _UNEXPANDED),
+      children_index=tf.fill([num_nodes, batch, num_edges], _UNEXPANDED),
       children_visits=edges, children_values=edges, children_rewards=edges,
       children_discounts=edges)
   considered, phase_start = (tf.constant(x) for x in sequential_halving(
-      min(config.max_num_considered_actions, num_actions),
+      min(config.max_num_considered_actions, num_edges),
       config.num_simulations))
 
   def simulate(simulation, tree, ranking):
@@ -431,7 +463,7 @@ def gumbel_search(root_observation: Any, model, network_fn: NetworkFn,
         ranking, config)
     parent, action = _descend(tree, root_action, config)
     tree = _expand(tree, simulation + 1, parent, action, model, network_fn,
-                   config)
+                   action_space, config, seeds[simulation + 2])
     return simulation + 1, _backup(tree, simulation + 1), ranking
 
   _, tree, _ = tf.while_loop(
@@ -446,6 +478,7 @@ def gumbel_search(root_observation: Any, model, network_fn: NetworkFn,
       axis=-1, output_type=tf.int32)
   return GumbelOutput(
       action=action,
+      atoms=root_atoms,
       action_weights=tf.nn.softmax(logits + sigma_q),
       visit_counts=visits,
       completed_q=completed,

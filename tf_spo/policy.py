@@ -271,9 +271,11 @@ class GumbelPolicy(SearchPolicy):
   The action is the search's choice: Gumbel-top-k sampling with Sequential
   Halving at the root for the collect policy (`add_root_noise`), the same
   without Gumbel noise for the evaluation policy, which is then
-  deterministic. The info holds the improved policy as `search_policy`
-  (the policy target, as q-hat is for SPO), the root's search value and the
-  entropy of the root's visit distribution. Discrete actions only.
+  deterministic given the root's edges. The info holds the improved policy
+  as the policy target (as q-hat is for SPO): `search_policy` [A] for
+  discrete actions, the root's sampled atoms `search_atoms` [K, D] with
+  `search_weights` [K] for continuous ones; and the root's search value and
+  the entropy of its visit distribution.
   """
 
   def __init__(self,
@@ -289,7 +291,7 @@ class GumbelPolicy(SearchPolicy):
 
     Args:
       time_step_spec: `TimeStep` spec; its observation must match the model.
-      action_spec: the model's scalar discrete action spec.
+      action_spec: the model's action spec (scalar discrete, or float [D]).
       network: a `PolicyValueNetwork` of the network input and action spec.
       model: the planning `EnvironmentModel`.
       search_config: static `GumbelConfig`.
@@ -298,17 +300,23 @@ class GumbelPolicy(SearchPolicy):
       name: policy name.
 
     Raises:
-      ValueError: naming the argument that does not fit, or `--algorithm`
-        for continuous actions.
+      ValueError: naming the argument that does not fit.
     """
-    action_space = check_specs(time_step_spec, action_spec, model, network)
-    if not action_space.is_discrete:
-      raise ValueError('--algorithm=gumbel needs discrete actions; '
-                       f'action_spec {action_spec} is continuous.')
+    self._action_space = check_specs(time_step_spec, action_spec, model,
+                                     network)
     self._search_config = search_config
     self._add_root_noise = add_root_noise
-    info_spec = {'search_policy': tensor_spec.TensorSpec(
-        [action_space.num_actions], tf.float32, 'search_policy')}
+    if self._action_space.is_discrete:
+      info_spec = {'search_policy': tensor_spec.TensorSpec(
+          [self._action_space.num_actions], tf.float32, 'search_policy')}
+    else:
+      size = search_config.num_sampled_actions
+      info_spec = {
+          'search_atoms': tensor_spec.TensorSpec(
+              [size, self._action_space.action_size], tf.float32,
+              'search_atoms'),
+          'search_weights': tensor_spec.TensorSpec([size], tf.float32,
+                                                   'search_weights')}
     info_spec.update({name: tensor_spec.TensorSpec((), tf.float32, name)
                       for name in GUMBEL_SCALAR_INFO})
     super().__init__(time_step_spec, action_spec, network, model, info_spec,
@@ -320,17 +328,25 @@ class GumbelPolicy(SearchPolicy):
         seed, add_noise=self._add_root_noise)
 
   def _q_hat(self, output: gumbel_lib.GumbelOutput) -> tfd.Distribution:
-    return tfd.Deterministic(tf.cast(output.action, self.action_spec.dtype))
+    action = self._action_space.env_action(
+        tf.gather(output.atoms, output.action, batch_dims=1))
+    if self._action_space.is_discrete:
+      return tfd.Deterministic(tf.cast(action, self.action_spec.dtype))
+    return tfd.Independent(tfd.Deterministic(action), 1)
 
   def _info(self, output: gumbel_lib.GumbelOutput) -> dict:
     visits = output.visit_counts / tf.reduce_sum(
         output.visit_counts, axis=-1, keepdims=True)
-    return {
-        'search_policy': output.action_weights,
-        'search_value': output.value,
-        'visit_entropy': -tf.reduce_sum(
-            visits * tf.math.log(tf.maximum(visits, 1e-30)), axis=-1),
-    }
+    if self._action_space.is_discrete:
+      info = {'search_policy': output.action_weights}
+    else:
+      info = {'search_atoms': output.atoms,
+              'search_weights': output.action_weights}
+    info.update(
+        search_value=output.value,
+        visit_entropy=-tf.reduce_sum(
+            visits * tf.math.log(tf.maximum(visits, 1e-30)), axis=-1))
+    return info
 
 
 def search_policy(time_step_spec, action_spec, network, model, search_config,
