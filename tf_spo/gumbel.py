@@ -217,11 +217,11 @@ class _Tree(NamedTuple):
   node_visits: tf.Tensor  # [M, B] float32
   parents: tf.Tensor  # [M, B] int32
   action_from_parent: tf.Tensor  # [M, B] int32
-  children_index: tf.Tensor  # [M, B, A] int32
-  children_visits: tf.Tensor  # [M, B, A] float32
-  children_values: tf.Tensor  # [M, B, A]
-  children_rewards: tf.Tensor  # [M, B, A]
-  children_discounts: tf.Tensor  # [M, B, A]
+  children_index: tf.Tensor  # [M, B, K] int32
+  children_visits: tf.Tensor  # [M, B, K] float32
+  children_values: tf.Tensor  # [M, B, K]
+  children_rewards: tf.Tensor  # [M, B, K]
+  children_discounts: tf.Tensor  # [M, B, K]
 
 
 def _node_index(node: tf.Tensor) -> tf.Tensor:
