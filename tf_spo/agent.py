@@ -394,7 +394,7 @@ class SpoAgent(tf_agent.TFAgent):
       tf.compat.v2.summary.scalar(f'loss/{name}', value, step=step)
     if self.debug_summaries:
       for key, spec in self.collect_policy.info_spec.items():
-        if not spec.shape:
+        if spec.shape.rank == 0:
           tf.compat.v2.summary.scalar(
               f'search/{key}', tf.reduce_mean(experience.policy_info[key]),
               step=step)
