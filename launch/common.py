@@ -165,6 +165,10 @@ DEVICE_SETTINGS = ('strategy', 'num_replicas', 'tpu')
 STRATEGIES = ('default', 'mirrored', 'tpu')
 # Settings of --algorithm=ppo alone (runs from before them read the defaults).
 PPO_SETTINGS = ('ppo_clip_ratio', 'ppo_entropy_coef')
+# The Gumbel MuZero settings (`GumbelConfig`'s own fields).
+GUMBEL_SETTINGS = ('num_simulations', 'max_num_considered_actions',
+                   'num_sampled_actions', 'gumbel_scale', 'c_visit',
+                   'c_scale')
 
 CONFIG_FILE = 'config.json'
 CHECKPOINT_SUBDIR = 'checkpoints'
@@ -658,10 +662,11 @@ def read_settings(root_dir: str) -> Dict[str, Any]:
                         'is it the root_dir of a launch.train run?')
   with tf.io.gfile.GFile(path) as f:
     settings = json.load(f)
-  # Runs from before the device and algorithm settings trained SPO on the
-  # default strategy; the PPO settings do not apply to them.
-  return {**{name: DEFAULTS[name] for name in DEVICE_SETTINGS + PPO_SETTINGS},
-          'algorithm': 'spo', **settings}
+  # Runs from before the device, algorithm and baseline settings trained SPO
+  # on the default strategy: those settings' defaults describe them.
+  return {**{name: DEFAULTS[name] for name in
+             DEVICE_SETTINGS + ('algorithm',) + PPO_SETTINGS +
+             GUMBEL_SETTINGS}, **settings}
 
 
 def write_settings(root_dir: str, settings: Dict[str, Any]) -> None:

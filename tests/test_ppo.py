@@ -129,13 +129,18 @@ def test_ppo_settings_are_validated():
   common.validate_settings(cube_settings(replay_capacity=1))
 
 
-def test_runs_from_before_the_ppo_settings_resume_as_spo(tmp_path):
+def test_runs_from_before_the_baseline_settings_resume_as_spo(tmp_path):
+  added = common.PPO_SETTINGS + common.GUMBEL_SETTINGS + ('algorithm',)
   old = {name: value for name, value in common.DEFAULTS.items()
-         if name not in common.PPO_SETTINGS + ('algorithm',)}
+         if name not in added}
   common.write_settings(str(tmp_path), old)
   settings = common.read_settings(str(tmp_path))
   assert settings['algorithm'] == 'spo'
   assert settings['ppo_clip_ratio'] == 0.2
+  assert settings['num_sampled_actions'] == 16
+  # Their search configuration reads back (launch.scaling builds Gumbel
+  # searches from an SPO run's settings).
+  common.search_config(dict(settings, algorithm='gumbel'))
   # The same flags resume it.
   common.write_settings(str(tmp_path), dict(common.DEFAULTS))
   with pytest.raises(ValueError, match=r"--algorithm='spo' \(now 'ppo'\)"):
