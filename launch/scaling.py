@@ -165,7 +165,7 @@ def write_outputs(rows: List[Dict[str, Any]], metric: str, title: str,
   figure, axes = plt.subplots(figsize=(6, 4))
   for name in dict.fromkeys(row['search'] for row in rows):
     points = sorted((r for r in rows if r['search'] == name),
-                    key=lambda r: r['ms_per_step'])
+                    key=lambda r: r['model_steps'])
     axes.plot([r['ms_per_step'] for r in points],
               [r[metric] for r in points], marker='o', label=name)
     for r in points:
@@ -174,7 +174,7 @@ def write_outputs(rows: List[Dict[str, Any]], metric: str, title: str,
   axes.set_xscale('log')
   axes.set_xlabel('search time per step (ms, log scale)')
   axes.set_ylabel(metric)
-  axes.set_title(title)
+  axes.set_title(title, fontsize=9)
   axes.grid(alpha=0.3)
   axes.legend()
   figure.tight_layout()
@@ -193,7 +193,7 @@ def write_outputs(rows: List[Dict[str, Any]], metric: str, title: str,
   lines += ['| ' + ' | '.join(cell(r[c]) for c in columns) + ' |'
             for r in rows]
   with open(paths['md'], 'w') as f:
-    f.write(f'{title}\n\n' + '\n'.join(lines) + '\n')
+    f.write(title.replace('\n', ', ') + '\n\n' + '\n'.join(lines) + '\n')
   with open(paths['json'], 'w') as f:
     json.dump({'title': title, 'rows': rows}, f, indent=2)
   return paths
@@ -229,7 +229,7 @@ def main(argv):
                  FLAGS.timing_batch, FLAGS.timing_repeats)
   metric = common.metrics(settings)[0]
   level = f', {sweep}={settings[sweep]}' if sweep else ''
-  title = (f'{settings["env"]}{level}: {FLAGS.num_episodes} episodes, '
+  title = (f'{settings["env"]}{level}: {FLAGS.num_episodes} episodes\n'
            f'time per search of {FLAGS.timing_batch} root(s)')
   paths = write_outputs(rows, metric, title, FLAGS.output_dir or
                         os.path.join(FLAGS.root_dir, 'scaling'))
