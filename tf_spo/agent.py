@@ -107,8 +107,8 @@ class SpoAgent(tf_agent.TFAgent):
         and critic) each get their gradient clipped by its own global norm.
       model: the planning `EnvironmentModel`.
       search_config: `SearchConfig` of the SMC search, or `GumbelConfig`
-        for the Gumbel MuZero baseline (discrete actions; policy target its
-        improved policy, no temperature eta).
+        for the Gumbel MuZero baseline (policy target its improved policy,
+        no temperature eta).
       config: `SpoConfig` of the M-step and duals.
       optimizer: optimizer of the network (default Adam 3e-4).
       dual_optimizer: optimizer of eta and the alphas (default Adam 3e-4).
