@@ -230,6 +230,40 @@ class Loop(NamedTuple):
   train_steps_per_iteration: Optional[int] = None
 
 
+def make_collect(run: common.Run, act: Callable[[Any], Any],
+                 env_action: Callable[[Any], Any] = lambda action: action
+                 ) -> Callable[[], None]:
+  """The compiled collection of a loop.
+
+  Args:
+    run: the run whose environments step into its replay buffer.
+    act: time step -> the collect policy's `PolicyStep`.
+    env_action: action -> the action the environment steps with (the
+      trajectories keep the policy's).
+
+  Returns:
+    `collect()`: every environment steps `rollout_length` times into the
+    buffer, and the env step counter advances.
+  """
+  env, replay_buffer = run.env, run.replay_buffer
+  steps_per_iteration = run.settings['num_envs'] * run.settings[
+      'rollout_length']
+
+  @tf.function
+  def collect():
+    """Steps every environment `rollout_length` times into the buffer."""
+    time_step = env.current_time_step()
+    for _ in tf.range(run.settings['rollout_length']):
+      action_step = act(time_step)
+      next_time_step = env.step(env_action(action_step.action))
+      replay_buffer.add_batch(trajectory.from_transition(
+          time_step, action_step, next_time_step))
+      time_step = next_time_step
+    run.env_steps.assign_add(steps_per_iteration)
+
+  return collect
+
+
 def make_loop(run: common.Run) -> Loop:
   """The collect and train functions of a run (`make_ppo_loop` for PPO).
 
@@ -249,26 +283,18 @@ def make_loop(run: common.Run) -> Loop:
   if run.settings['algorithm'] == 'ppo':
     return make_ppo_loop(run)
   settings, agent = run.settings, run.agent
-  env, replay_buffer, strategy = run.env, run.replay_buffer, run.strategy
-  steps_per_iteration = settings['num_envs'] * settings['rollout_length']
+  replay_buffer, strategy = run.replay_buffer, run.strategy
   frames_needed = settings['num_envs'] * settings['sequence_length']
 
-  @tf.function
-  def collect():
-    """Steps every environment `rollout_length` times into the buffer."""
-    time_step = env.current_time_step()
-    for _ in tf.range(settings['rollout_length']):
-      # (`Strategy.gather` takes one tensor: given a nest, it returns
-      # the first replica's.)
-      action_step = tf.nest.map_structure(
-          lambda x: strategy.gather(x, axis=0),
-          strategy.run(lambda time_step: agent.collect_policy.action(
-              replica_part(time_step)), args=(time_step,)))
-      next_time_step = env.step(action_step.action)
-      replay_buffer.add_batch(trajectory.from_transition(
-          time_step, action_step, next_time_step))
-      time_step = next_time_step
-    run.env_steps.assign_add(steps_per_iteration)
+  def act(time_step):
+    # (`Strategy.gather` takes one tensor: given a nest, it returns the
+    # first replica's.)
+    return tf.nest.map_structure(
+        lambda x: strategy.gather(x, axis=0),
+        strategy.run(lambda time_step: agent.collect_policy.action(
+            replica_part(time_step)), args=(time_step,)))
+
+  collect = make_collect(run, act)
 
   @tfa_common.function
   def train_step():
@@ -309,17 +335,7 @@ def make_ppo_loop(run: common.Run) -> Loop:
       return tfa_common.clip_to_spec(action, action_spec)
     return action
 
-  @tf.function
-  def collect():
-    """Steps every environment `rollout_length` times into the buffer."""
-    time_step = env.current_time_step()
-    for _ in tf.range(rollout_length):
-      action_step = agent.collect_policy.action(time_step)
-      next_time_step = env.step(env_action(action_step.action))
-      replay_buffer.add_batch(trajectory.from_transition(
-          time_step, action_step, next_time_step))
-      time_step = next_time_step
-    run.env_steps.assign_add(steps_per_iteration)
+  collect = make_collect(run, agent.collect_policy.action, env_action)
 
   @tfa_common.function
   def train_step():
