@@ -85,21 +85,45 @@ def search_info_spec(action_space: action_spaces.ActionSpace,
   `eta_log_ratios` [N] feed the eta dual; the scalars are `SearchOutput`
   fields of the same names (`search_value` is `SearchOutput.value`).
   """
-  spec = {}
-  if action_space.is_discrete:
-    spec['search_policy'] = tensor_spec.TensorSpec(
-        [action_space.num_actions], tf.float32, 'search_policy')
-  else:
-    spec['search_atoms'] = tensor_spec.TensorSpec(
-        [num_particles, action_space.action_size], tf.float32,
-        'search_atoms')
-    spec['search_weights'] = tensor_spec.TensorSpec(
-        [num_particles], tf.float32, 'search_weights')
+  spec = _target_spec(action_space, num_particles)
   for name in ('eta_advantages', 'eta_log_ratios'):
     spec[name] = tensor_spec.TensorSpec([num_particles], tf.float32, name)
-  spec.update({name: tensor_spec.TensorSpec((), tf.float32, name)
-               for name in SCALAR_INFO})
+  spec.update(_scalar_specs(SCALAR_INFO))
   return spec
+
+
+def _target_spec(action_space: action_spaces.ActionSpace,
+                 num_atoms: int) -> dict:
+  """Spec of a search's policy target: [A] probabilities, or [K] atoms."""
+  if action_space.is_discrete:
+    return {'search_policy': tensor_spec.TensorSpec(
+        [action_space.num_actions], tf.float32, 'search_policy')}
+  return {
+      'search_atoms': tensor_spec.TensorSpec(
+          [num_atoms, action_space.action_size], tf.float32, 'search_atoms'),
+      'search_weights': tensor_spec.TensorSpec([num_atoms], tf.float32,
+                                               'search_weights')}
+
+
+def _target_info(action_space: action_spaces.ActionSpace,
+                 action_weights: tf.Tensor, atoms: tf.Tensor,
+                 atom_weights: tf.Tensor) -> dict:
+  """A search's policy target, as `_target_spec` lays it out.
+
+  Args:
+    action_space: the task's action space.
+    action_weights: [B, A] target probabilities (discrete actions).
+    atoms: [B, K, D] root atoms (continuous actions).
+    atom_weights: [B, K] their target weights (continuous actions).
+  """
+  if action_space.is_discrete:
+    return {'search_policy': action_weights}
+  return {'search_atoms': atoms, 'search_weights': atom_weights}
+
+
+def _scalar_specs(names) -> dict:
+  return {name: tensor_spec.TensorSpec((), tf.float32, name)
+          for name in names}
 
 
 class SearchPolicy(tf_policy.TFPolicy):
@@ -248,11 +272,8 @@ class SmcPolicy(SearchPolicy):
         tfd.Independent(tfd.Deterministic(env_atoms), 1))
 
   def _info(self, output: search_lib.SearchOutput) -> dict:
-    if self._action_space.is_discrete:
-      info = {'search_policy': output.action_weights}
-    else:
-      info = {'search_atoms': output.atoms,
-              'search_weights': output.atom_weights}
+    info = _target_info(self._action_space, output.action_weights,
+                        output.atoms, output.atom_weights)
     info.update(eta_advantages=output.eta_advantages,
                 eta_log_ratios=output.eta_log_ratios,
                 search_value=output.value)
@@ -306,19 +327,9 @@ class GumbelPolicy(SearchPolicy):
                                      network)
     self._search_config = search_config
     self._add_root_noise = add_root_noise
-    if self._action_space.is_discrete:
-      info_spec = {'search_policy': tensor_spec.TensorSpec(
-          [self._action_space.num_actions], tf.float32, 'search_policy')}
-    else:
-      size = search_config.num_sampled_actions
-      info_spec = {
-          'search_atoms': tensor_spec.TensorSpec(
-              [size, self._action_space.action_size], tf.float32,
-              'search_atoms'),
-          'search_weights': tensor_spec.TensorSpec([size], tf.float32,
-                                                   'search_weights')}
-    info_spec.update({name: tensor_spec.TensorSpec((), tf.float32, name)
-                      for name in GUMBEL_SCALAR_INFO})
+    info_spec = _target_spec(self._action_space,
+                             search_config.num_sampled_actions)
+    info_spec.update(_scalar_specs(GUMBEL_SCALAR_INFO))
     super().__init__(time_step_spec, action_spec, network, model, info_spec,
                      seed=seed, name=name)
 
@@ -337,11 +348,8 @@ class GumbelPolicy(SearchPolicy):
   def _info(self, output: gumbel_lib.GumbelOutput) -> dict:
     visits = output.visit_counts / tf.reduce_sum(
         output.visit_counts, axis=-1, keepdims=True)
-    if self._action_space.is_discrete:
-      info = {'search_policy': output.action_weights}
-    else:
-      info = {'search_atoms': output.atoms,
-              'search_weights': output.action_weights}
+    info = _target_info(self._action_space, output.action_weights,
+                        output.atoms, output.action_weights)
     info.update(
         search_value=output.value,
         visit_entropy=-tf.reduce_sum(

@@ -63,9 +63,7 @@ class StatelessUniformReplayBuffer(
     Raises:
       tf.errors.InvalidArgumentError: if no environment has T steps yet.
     """
-    if not 1 <= num_steps <= self._max_length:
-      raise ValueError(f'num_steps must be in [1, {self._max_length}], got '
-                       f'{num_steps}.')
+    self._check_num_steps(num_steps)
     seed = tf.random.experimental.stateless_fold_in(
         self._base_seed, self._draws.read_value())
     start_seed, env_seed = tf.unstack(
@@ -84,8 +82,7 @@ class StatelessUniformReplayBuffer(
         [sample_batch_size], env_seed, minval=0, maxval=self._batch_size,
         dtype=tf.int64)
     steps = starts[:, None] + tf.range(num_steps, dtype=tf.int64)[None]
-    rows = tf.math.mod(steps, self._max_length) + envs[:, None] * (
-        self._max_length)
+    rows = self._rows(envs[:, None], steps)
     with tf.control_dependencies([rows]):
       self._draws.assign_add(1)
     return self._data_table.read(rows)
@@ -104,15 +101,21 @@ class StatelessUniformReplayBuffer(
     Raises:
       tf.errors.InvalidArgumentError: if fewer than T steps were added.
     """
-    if not 1 <= num_steps <= self._max_length:
-      raise ValueError(f'num_steps must be in [1, {self._max_length}], got '
-                       f'{num_steps}.')
+    self._check_num_steps(num_steps)
     written = self._get_last_id() + 1  # Steps added per environment.
     tf.debugging.assert_greater_equal(
         written, tf.constant(num_steps, tf.int64),
         message=f'The replay buffer holds fewer than {num_steps} steps per '
         'environment.')
     steps = written - num_steps + tf.range(num_steps, dtype=tf.int64)
-    rows = tf.math.mod(steps, self._max_length)[None] + tf.range(
-        self._batch_size, dtype=tf.int64)[:, None] * self._max_length
-    return self._data_table.read(rows)
+    envs = tf.range(self._batch_size, dtype=tf.int64)
+    return self._data_table.read(self._rows(envs[:, None], steps[None]))
+
+  def _check_num_steps(self, num_steps: int) -> None:
+    if not 1 <= num_steps <= self._max_length:
+      raise ValueError(f'num_steps must be in [1, {self._max_length}], got '
+                       f'{num_steps}.')
+
+  def _rows(self, envs: tf.Tensor, steps: tf.Tensor) -> tf.Tensor:
+    """int64 table rows of env `envs` at step ids `steps` (broadcast)."""
+    return tf.math.mod(steps, self._max_length) + envs * self._max_length
