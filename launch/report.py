@@ -280,6 +280,7 @@ def write_figures(result: Dict[str, Any], output_dir: str) -> List[str]:
   import matplotlib as mpl  # pylint: disable=g-import-not-at-top
   mpl.use('Agg')
   from matplotlib import pyplot as plt  # pylint: disable=g-import-not-at-top
+  from matplotlib import ticker  # pylint: disable=g-import-not-at-top
   from rliable import plot_utils  # pylint: disable=g-import-not-at-top
 
   algorithms = sorted(result['aggregates'])
@@ -335,6 +336,7 @@ def write_figures(result: Dict[str, Any], output_dir: str) -> List[str]:
         axis.fill_between(curve[x_key], curve['ci_low'], curve['ci_high'],
                           alpha=0.2)
       axis.set_title(env)
+      axis.xaxis.set_major_formatter(ticker.EngFormatter(sep=''))
       axis.set_xlabel(label)
       axis.set_ylabel('IQM normalised score')
       axis.legend()
