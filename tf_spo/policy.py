@@ -94,7 +94,7 @@ def search_info_spec(action_space: action_spaces.ActionSpace,
 
 def _target_spec(action_space: action_spaces.ActionSpace,
                  num_atoms: int) -> dict:
-  """Spec of a search's policy target: [A] probabilities, or [K] atoms."""
+  """Spec of a search's policy target: [A] or [K, D] atoms and [K] weights."""
   if action_space.is_discrete:
     return {'search_policy': tensor_spec.TensorSpec(
         [action_space.num_actions], tf.float32, 'search_policy')}
