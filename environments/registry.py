@@ -195,7 +195,7 @@ _SOKOBAN_CPU = dict(
 ENVS: Dict[str, EnvEntry] = {
     'rubiks_cube': EnvEntry(
         make_model=_cube,
-        # The main job: ~4 minutes of training on 2 cores (README). A looser
+        # The main job: ~3.5 minutes of training on 2 cores (README). A looser
         # M-step trust region and a faster target network than the paper's
         # (eps_alpha 1e-3, tau 5e-3) learn faster at this budget, and eta
         # starts near where the eps_eta = 0.5 bound holds (~0.1): from the
