@@ -28,6 +28,7 @@ from environments import registry
 from tf_spo import agent as agent_lib
 from tf_spo import config as config_lib
 from tf_spo import networks
+from tf_spo import policy as policy_lib
 from tf_spo import ppo
 from tf_spo import replay
 
@@ -711,8 +712,12 @@ def evaluate_policy(policy: Any, model, num_episodes: int, seed: int,
   """Plays one episode in each of `num_episodes` environments of `model`.
 
   Episodes start from `model.reset(num_episodes, [seed, 0])`, so the same seed
-  gives the same held-out start states every time. The steps run in a
-  compiled `tf.while_loop`, `_EVAL_CHUNK_STEPS` per call.
+  gives the same held-out start states every time. A search policy also
+  gets a stateless seed per step, folded from `seed` and the step number, so
+  its scores are a function of its weights and `seed` alone, not of how often
+  its random generator ran before (a SavedModel takes no seed and uses its
+  own generator). The steps run in a compiled `tf.while_loop`,
+  `_EVAL_CHUNK_STEPS` per call.
 
   Args:
     policy: anything with `action(time_step)` made of TF ops, returning a step
@@ -734,14 +739,22 @@ def evaluate_policy(policy: Any, model, num_episodes: int, seed: int,
   observe = model.observe
   if network_input_only:
     observe = lambda state: model_lib.network_input(model.observe(state))
+  policy_seed = tf.constant([seed, 1], tf.int64)
+
+  def act(time_step, step):
+    if isinstance(policy, policy_lib.SearchPolicy):
+      step_seed = tf.random.experimental.stateless_fold_in(policy_seed, step)
+      return policy.action(time_step, seed=step_seed).action
+    return policy.action(time_step).action
 
   @tf.function
-  def play(state, time_step, returns, lengths, finished, num_steps):
+  def play(state, time_step, returns, lengths, finished, first_step,
+           num_steps):
     """Plays up to `num_steps` steps, or until every episode has ended."""
 
     def body(step, *carry):
       state, time_step, returns, lengths, finished = carry
-      model_step = model.step(state, policy.action(time_step).action)
+      model_step = model.step(state, act(time_step, first_step + step))
       active = ~finished
       next_carry = (
           model_step.state,
@@ -771,7 +784,7 @@ def evaluate_policy(policy: Any, model, num_episodes: int, seed: int,
   step = 0
   while step < max_steps:
     played, state, time_step, returns, lengths, finished = play(
-        state, time_step, returns, lengths, finished,
+        state, time_step, returns, lengths, finished, tf.constant(step),
         tf.constant(min(_EVAL_CHUNK_STEPS, max_steps - step)))
     step += int(played)
     if bool(tf.reduce_all(finished)):
