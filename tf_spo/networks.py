@@ -96,30 +96,64 @@ class _ResidualBlock(tf.keras.layers.Layer):
         inputs + self._output(self._hidden(inputs)))
 
 
-def _q_values(action_space: action_spaces.ActionSpace, q_head, q,
-              actions: tf.Tensor) -> tf.Tensor:
-  """Q(s, a) of K actions per input, as `PolicyValueNetwork.q_values`.
+class _PolicyValueBase(network.Network):
+  """The heads' interface shared by the policy/value networks.
 
-  Args:
-    action_space: the network's action space.
-    q_head: continuous actions: the critic Q(s, a), a Keras layer
-      [N, F + D] -> [N, 1].
-    q: `NetworkOutput.q` of M inputs: Q-values [M, A] (discrete) or
-      critic features [M, F] (continuous).
-    actions: [M, K] discrete or [M, K, D] continuous environment actions.
-
-  Returns:
-    [M, K] float32 Q-values.
+  Subclasses set `_action_space`, `_policy_head`, `_value_head`, `_q_head`
+  (or None) and `_scale_offset`.
   """
-  if action_space.is_discrete:
-    return tf.gather(q, actions, batch_dims=1)
-  features = tf.broadcast_to(
-      q[:, None], tf.concat([tf.shape(actions)[:2], tf.shape(q)[1:]], 0))
-  inputs = tf.concat([features, tf.cast(actions, tf.float32)], axis=-1)
-  return tf.squeeze(q_head(inputs), axis=-1)
+
+  @property
+  def has_q_head(self) -> bool:
+    return self._q_head is not None
+
+  @property
+  def action_space(self) -> action_spaces.ActionSpace:
+    return self._action_space
+
+  def _outputs(self, actor_features: tf.Tensor, critic_features: tf.Tensor,
+               critic_input: tf.Tensor) -> NetworkOutput:
+    """The heads on the actor's and the critic's features [M, F].
+
+    Args:
+      actor_features: input of the policy head.
+      critic_features: input of the value head (and of the discrete Q head).
+      critic_input: `NetworkOutput.q` of continuous actions: the features
+        the critic Q(s, a) reads beside the action.
+
+    Returns:
+      A `NetworkOutput`.
+    """
+    policy = _policy_params(self._action_space,
+                            self._policy_head(actor_features),
+                            self._scale_offset)
+    value = tf.squeeze(self._value_head(critic_features), axis=-1)
+    q = ()
+    if self._q_head is not None:
+      q = (self._q_head(critic_features) if self._action_space.is_discrete
+           else critic_input)
+    return NetworkOutput(policy, value, q)
+
+  def q_values(self, q, actions: tf.Tensor) -> tf.Tensor:
+    """Q(s, a) of K environment actions per input.
+
+    Args:
+      q: `NetworkOutput.q` of M inputs: Q-values [M, A] (discrete) or the
+        critic's features [M, F] (continuous).
+      actions: [M, K] discrete or [M, K, D] continuous environment actions.
+
+    Returns:
+      [M, K] float32 Q-values.
+    """
+    if self._action_space.is_discrete:
+      return tf.gather(q, actions, batch_dims=1)
+    features = tf.broadcast_to(
+        q[:, None], tf.concat([tf.shape(actions)[:2], tf.shape(q)[1:]], 0))
+    inputs = tf.concat([features, tf.cast(actions, tf.float32)], axis=-1)
+    return tf.squeeze(self._q_head(inputs), axis=-1)
 
 
-class PolicyValueNetwork(network.Network):
+class PolicyValueNetwork(_PolicyValueBase):
   """Maps network inputs to a `NetworkOutput` (policy, value[, Q]).
 
   Integer observations with a bounded spec are treated as categorical
@@ -217,14 +251,6 @@ class PolicyValueNetwork(network.Network):
             (None, torso_units + self._action_space.action_size))
 
   @property
-  def has_q_head(self) -> bool:
-    return self._q_head is not None
-
-  @property
-  def action_space(self) -> action_spaces.ActionSpace:
-    return self._action_space
-
-  @property
   def normalizer(self) -> None:
     """None: this network reads its inputs as they are."""
     return
@@ -247,25 +273,7 @@ class PolicyValueNetwork(network.Network):
     x = self._torso_input(self._flatten(x))
     for block in self._blocks:
       x = block(x)
-    policy = _policy_params(self._action_space, self._policy_head(x),
-                            self._scale_offset)
-    value = tf.squeeze(self._value_head(x), axis=-1)
-    q = ()
-    if self._q_head is not None:
-      q = self._q_head(x) if self._action_space.is_discrete else x
-    return NetworkOutput(policy, value, q), network_state
-
-  def q_values(self, q, actions: tf.Tensor) -> tf.Tensor:
-    """Q(s, a) of K environment actions per input.
-
-    Args:
-      q: `NetworkOutput.q` of M inputs.
-      actions: [M, K] discrete or [M, K, D] continuous environment actions.
-
-    Returns:
-      [M, K] float32 Q-values.
-    """
-    return _q_values(self._action_space, self._q_head, q, actions)
+    return self._outputs(x, x, x), network_state
 
 
 class ObservationNormalizer(tf.Module):
@@ -432,7 +440,7 @@ def _mlp(units: Sequence[int], activation: str, name: str,
   return tf.keras.Sequential(layers, name=name)
 
 
-class MlpActorCriticNetwork(network.Network):
+class MlpActorCriticNetwork(_PolicyValueBase):
   """Separate actor and critic MLPs (paper 000, appendix A.3).
 
   The actor MLP feeds a linear policy head (logits, or a diagonal Gaussian
@@ -516,14 +524,6 @@ class MlpActorCriticNetwork(network.Network):
            self._action_space.action_size))
 
   @property
-  def has_q_head(self) -> bool:
-    return self._q_head is not None
-
-  @property
-  def action_space(self) -> action_spaces.ActionSpace:
-    return self._action_space
-
-  @property
   def normalizer(self) -> Optional[ObservationNormalizer]:
     """The shared observation normaliser, or None."""
     return self._normalizer
@@ -553,25 +553,5 @@ class MlpActorCriticNetwork(network.Network):
     else:
       x = tf.cast(observation, tf.float32)
     x = self._flatten(x)
-    policy = _policy_params(self._action_space,
-                            self._policy_head(self._actor(x)),
-                            self._scale_offset)
-    critic = self._critic(x)
-    value = tf.squeeze(self._value_head(critic), axis=-1)
-    q = ()
-    if self._q_head is not None:
-      q = self._q_head(critic) if self._action_space.is_discrete else x
-    return NetworkOutput(policy, value, q), network_state
-
-  def q_values(self, q, actions: tf.Tensor) -> tf.Tensor:
-    """Q(s, a) of K environment actions per input.
-
-    Args:
-      q: `NetworkOutput.q` of M inputs: Q-values [M, A] (discrete) or
-        normalised observations [M, F] (continuous).
-      actions: [M, K] discrete or [M, K, D] continuous environment actions.
-
-    Returns:
-      [M, K] float32 Q-values.
-    """
-    return _q_values(self._action_space, self._q_head, q, actions)
+    return (self._outputs(self._actor(x), self._critic(x), x),
+            network_state)
