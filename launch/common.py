@@ -154,7 +154,9 @@ SETTINGS = (
 
 DEFAULTS = {name: default for name, default, _ in SETTINGS}
 
-PRESETS = ('cpu', 'paper', 'trt_smc')
+# 'cpu' is every env's own defaults; the others exist for the envs whose
+# registry entry defines them (environments/registry.py).
+PRESETS = ('cpu', 'cpu_30min', 'paper', 'trt_smc')
 ALGORITHMS = ('spo', 'gumbel', 'ppo')
 
 # Settings that only say how long or how often: they may change on resume.
@@ -191,11 +193,16 @@ def resolve_settings(env: str, preset: str,
     The full settings dict.
 
   Raises:
-    ValueError: naming --env or --preset if unknown.
+    ValueError: naming --env or --preset if unknown, or --preset if the env
+      does not define it.
   """
   entry = registry.entry(env)
   config_lib.check(preset in PRESETS, 'preset', f'one of {list(PRESETS)}',
                    preset)
+  if preset != 'cpu' and preset not in entry.presets:
+    raise ValueError(
+        f'--preset={preset} is not defined for --env={env}; it has '
+        f"{', '.join(['cpu', *entry.presets])}.")
   settings = dict(DEFAULTS, **entry.defaults)
   settings.update(entry.presets.get(preset, {}))
   settings.update(explicit)

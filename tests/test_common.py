@@ -13,7 +13,8 @@ def test_every_env_and_preset_resolves_to_valid_settings():
     assert set(entry.defaults) <= set(common.DEFAULTS), env
     for preset in entry.presets.values():
       assert set(preset) <= set(common.DEFAULTS), env
-    for preset in common.PRESETS:
+    for preset in ('cpu', *entry.presets):
+      assert preset in common.PRESETS, (env, preset)
       common.validate_settings(common.resolve_settings(env, preset, {}))
 
 
@@ -40,6 +41,12 @@ def test_settings_resolve_defaults_env_preset_then_flags():
   assert cube['num_envs'] == 768 and cube['epsilon_eta'] == 0.5
   with pytest.raises(ValueError, match='--preset must be one of'):
     common.resolve_settings('pendulum', 'fast', {})
+  with pytest.raises(ValueError, match='--preset=cpu_30min is not defined '
+                     'for --env=pendulum; it has cpu, paper, trt_smc'):
+    common.resolve_settings('pendulum', 'cpu_30min', {})
+  cube30 = common.resolve_settings('rubiks_cube', 'cpu_30min', {})
+  assert cube30['torso_units'] == 512 and cube30['total_env_steps'] == 500_000
+  assert cube30['initial_eta'] == 0.05  # the cube's cpu defaults beneath
 
 
 @pytest.mark.parametrize('overrides,message', [
