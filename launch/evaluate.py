@@ -82,6 +82,33 @@ def load(root_dir: str, saved_model: str, policy_kind: str, env: str):
   return policy, run.settings, False
 
 
+def choose_levels(settings: Dict[str, Any], levels_dir: str,
+                  generated_levels: bool, num_episodes: int):
+  """The settings and episode count for `--levels_dir`/`--generated_levels`.
+
+  Either flag makes the evaluation play every level of its set once, in
+  order: the Boxoban files of `levels_dir`, or the built-in held-out
+  generated levels (whatever `--eval_levels_dir` the run was trained with).
+  With neither, the run's own evaluation episodes are played
+  `num_episodes` times.
+
+  Raises:
+    app.UsageError: both flags given, or an env without level sets.
+  """
+  if not (levels_dir or generated_levels):
+    return settings, num_episodes
+  flag = '--levels_dir' if levels_dir else '--generated_levels'
+  if levels_dir and generated_levels:
+    raise app.UsageError('Pass at most one of --levels_dir and '
+                         '--generated_levels.')
+  settings = dict(settings, eval_levels_dir=levels_dir)
+  model = common.make_model(settings, evaluation=True)
+  if not hasattr(model, 'num_levels'):
+    raise app.UsageError(f'{flag}: env {settings["env"]} has no level sets '
+                         '(only sokoban has).')
+  return settings, model.num_levels
+
+
 def run():
   """Defines the flags and runs `main`."""
   flags.DEFINE_string('root_dir', '', 'Run directory of launch.train to '
@@ -103,6 +130,10 @@ def run():
   flags.DEFINE_string('levels_dir', '', 'sokoban: Boxoban-format level file '
                       'or directory; every level is played once, in order '
                       '(overrides --num_episodes).')
+  flags.DEFINE_bool('generated_levels', False, 'sokoban: play every level of '
+                    "the built-in held-out generated set once, in order, "
+                    "instead of the run's evaluation levels (overrides "
+                    '--num_episodes).')
   flags.DEFINE_string('output', '', 'Optional JSON file for the results.')
   app.run(common.exit_on_path_errors(main))
 
@@ -122,14 +153,8 @@ def main(argv):
       FLAGS.root_dir, FLAGS.saved_model, FLAGS.policy, FLAGS.env)
   if FLAGS.time_limit:
     settings = dict(settings, time_limit=FLAGS.time_limit)
-  num_episodes = FLAGS.num_episodes
-  if FLAGS.levels_dir:
-    settings = dict(settings, eval_levels_dir=FLAGS.levels_dir)
-    model = common.make_model(settings, evaluation=True)
-    if not hasattr(model, 'num_levels'):
-      raise app.UsageError(f'--levels_dir: env {settings["env"]} has no '
-                           'level sets (only sokoban has).')
-    num_episodes = model.num_levels
+  settings, num_episodes = choose_levels(
+      settings, FLAGS.levels_dir, FLAGS.generated_levels, FLAGS.num_episodes)
   start = time.time()
   results = evaluate_levels(policy, settings, FLAGS.max_level, num_episodes,
                             FLAGS.seed, network_input_only)

@@ -1,6 +1,8 @@
 """Tests of launch/evaluate.py and the episode runner it uses."""
 
+from absl import app
 import numpy as np
+import pytest
 import tensorflow as tf
 from tf_agents.trajectories import policy_step
 
@@ -152,3 +154,25 @@ def test_sokoban_evaluates_every_level_of_a_directory_in_order(tmp_path):
   results = evaluate.evaluate_levels(shifted, settings, max_level=None,
                                      num_episodes=5, seed=0)
   assert results[0]['solve_rate'] == 0.0
+
+
+def test_level_flags_pick_a_directory_or_the_generated_levels(tmp_path):
+  levels, _ = boxoban_levels.generate_levels(5, seed=7)
+  (tmp_path / '000.txt').write_text(boxoban_levels.format_levels(levels))
+  run_settings = common.resolve_settings(
+      'sokoban', 'cpu', {'eval_levels_dir': str(tmp_path)})
+  assert evaluate.choose_levels(run_settings, '', False, 30) == (
+      run_settings, 30)
+  settings, episodes = evaluate.choose_levels(run_settings, str(tmp_path),
+                                              False, 30)
+  assert episodes == 5 and settings['eval_levels_dir'] == str(tmp_path)
+  # A run evaluated on a directory can still be scored on the held-out
+  # generated levels: all 1000 of them, each once.
+  settings, episodes = evaluate.choose_levels(run_settings, '', True, 30)
+  assert episodes == 1000 and settings['eval_levels_dir'] == ''
+  with pytest.raises(app.UsageError, match='at most one of --levels_dir'):
+    evaluate.choose_levels(run_settings, str(tmp_path), True, 30)
+  with pytest.raises(app.UsageError,
+                     match='--generated_levels: env rubiks_cube has no level'):
+    evaluate.choose_levels(common.resolve_settings('rubiks_cube', 'cpu', {}),
+                           '', True, 30)
