@@ -211,9 +211,9 @@ ENVS: Dict[str, EnvEntry] = {
         # training scrambles [3, 7].
         presets=dict(
             # About 30 minutes on 2 cores (README, "Learning on the Rubik's
-            # Cube"): for that budget the paper's 512-wide network does
-            # better than the default 256-wide one, though it runs a third
-            # of the env steps per second.
+            # Cube"): for that budget the paper's 512-wide network does a
+            # little better (3 seeds) than the default 256-wide one, though
+            # it runs a third of the env steps per second.
             cpu_30min=dict(torso_units=512, head_units=512,
                            total_env_steps=500_000, eval_interval=100_000,
                            checkpoint_interval=100_000, log_interval=50_000),

@@ -15,7 +15,7 @@ episodes, and reports the env's metrics: `mean_return` for every env, and
 
 import json
 import time
-from typing import Any, Dict, Optional
+from typing import Any, Dict, Optional, Tuple
 
 from absl import app
 from absl import flags
@@ -83,7 +83,8 @@ def load(root_dir: str, saved_model: str, policy_kind: str, env: str):
 
 
 def choose_levels(settings: Dict[str, Any], levels_dir: str,
-                  generated_levels: bool, num_episodes: int):
+                  generated_levels: bool, num_episodes: int
+                  ) -> Tuple[Dict[str, Any], int]:
   """The settings and episode count for `--levels_dir`/`--generated_levels`.
 
   Either flag makes the evaluation play every level of its set once, in
