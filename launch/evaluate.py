@@ -30,7 +30,7 @@ FLAGS = flags.FLAGS
 
 def evaluate_levels(policy: Any, settings: Dict[str, Any],
                     max_level: Optional[int], num_episodes: int, seed: int,
-                    network_input_only: bool = False
+                    network_input_only: bool = False, model: Any = None
                     ) -> Dict[int, Dict[str, float]]:
   """The env's metrics of `policy`, per level of its evaluation sweep.
 
@@ -43,6 +43,8 @@ def evaluate_levels(policy: Any, settings: Dict[str, Any],
     num_episodes: episodes per level.
     seed: seed of the held-out start states.
     network_input_only: the policy reads the network input only.
+    model: the evaluation model of `settings` if already built (e.g. by
+      `choose_levels`); played at level 0 instead of building it again.
 
   Returns:
     {level: {'mean_return', 'mean_length'[, 'solve_rate']}}.
@@ -52,8 +54,9 @@ def evaluate_levels(policy: Any, settings: Dict[str, Any],
   results = {}
   for level in levels:
     level_settings = dict(settings, **({sweep: level} if level else {}))
-    model = common.make_model(level_settings, evaluation=True)
-    scores = common.evaluate_policy(policy, model, num_episodes, seed,
+    level_model = (model if model is not None and not level else
+                   common.make_model(level_settings, evaluation=True))
+    scores = common.evaluate_policy(policy, level_model, num_episodes, seed,
                                     network_input_only=network_input_only)
     results[level] = {name: scores[name] for name in
                       common.metrics(settings) + ('mean_length',)}
@@ -84,8 +87,8 @@ def load(root_dir: str, saved_model: str, policy_kind: str, env: str):
 
 def choose_levels(settings: Dict[str, Any], levels_dir: str,
                   generated_levels: bool, num_episodes: int
-                  ) -> Tuple[Dict[str, Any], int]:
-  """The settings and episode count for `--levels_dir`/`--generated_levels`.
+                  ) -> Tuple[Dict[str, Any], int, Any]:
+  """The settings, episode count and model of the level flags.
 
   Either flag makes the evaluation play every level of its set once, in
   order: the Boxoban files of `levels_dir`, or the built-in held-out
@@ -93,11 +96,15 @@ def choose_levels(settings: Dict[str, Any], levels_dir: str,
   With neither, the run's own evaluation episodes are played
   `num_episodes` times.
 
+  Returns:
+    (settings, num_episodes, model): the evaluation model built to count the
+    levels (so a level directory is parsed once), or None with neither flag.
+
   Raises:
     app.UsageError: both flags given, or an env without level sets.
   """
   if not (levels_dir or generated_levels):
-    return settings, num_episodes
+    return settings, num_episodes, None
   flag = '--levels_dir' if levels_dir else '--generated_levels'
   if levels_dir and generated_levels:
     raise app.UsageError('Pass at most one of --levels_dir and '
@@ -107,7 +114,7 @@ def choose_levels(settings: Dict[str, Any], levels_dir: str,
   if not hasattr(model, 'num_levels'):
     raise app.UsageError(f'{flag}: env {settings["env"]} has no level sets '
                          '(only sokoban has).')
-  return settings, model.num_levels
+  return settings, model.num_levels, model
 
 
 def run():
@@ -154,11 +161,11 @@ def main(argv):
       FLAGS.root_dir, FLAGS.saved_model, FLAGS.policy, FLAGS.env)
   if FLAGS.time_limit:
     settings = dict(settings, time_limit=FLAGS.time_limit)
-  settings, num_episodes = choose_levels(
+  settings, num_episodes, model = choose_levels(
       settings, FLAGS.levels_dir, FLAGS.generated_levels, FLAGS.num_episodes)
   start = time.time()
   results = evaluate_levels(policy, settings, FLAGS.max_level, num_episodes,
-                            FLAGS.seed, network_input_only)
+                            FLAGS.seed, network_input_only, model)
   columns = list(next(iter(results.values())))
   print(f'env={settings["env"]}')
   print(f'{"level":>6} ' + ' '.join(f'{c:>12}' for c in columns))

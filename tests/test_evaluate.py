@@ -162,13 +162,18 @@ def test_level_flags_pick_a_directory_or_the_generated_levels(tmp_path):
   run_settings = common.resolve_settings(
       'sokoban', 'cpu', {'eval_levels_dir': str(tmp_path)})
   assert evaluate.choose_levels(run_settings, '', False, 30) == (
-      run_settings, 30)
-  settings, episodes = evaluate.choose_levels(run_settings, str(tmp_path),
-                                              False, 30)
+      run_settings, 30, None)
+  settings, episodes, model = evaluate.choose_levels(
+      run_settings, str(tmp_path), False, 30)
   assert episodes == 5 and settings['eval_levels_dir'] == str(tmp_path)
+  # The model that counted the levels, handed on to be played, starts its
+  # episodes from those levels.
+  start = model.initial_state(tf.range(5))
+  np.testing.assert_array_equal(start['boxes'].numpy(), levels.boxes)
+  np.testing.assert_array_equal(start['player'].numpy(), levels.player)
   # A run evaluated on a directory can still be scored on the held-out
   # generated levels: all 1000 of them, each once.
-  settings, episodes = evaluate.choose_levels(run_settings, '', True, 30)
+  settings, episodes, _ = evaluate.choose_levels(run_settings, '', True, 30)
   assert episodes == 1000 and settings['eval_levels_dir'] == ''
   with pytest.raises(app.UsageError, match='at most one of --levels_dir'):
     evaluate.choose_levels(run_settings, str(tmp_path), True, 30)
