@@ -303,7 +303,11 @@ def test_presets_fill_in_flags_not_given():
 
 @pytest.mark.slow
 def test_short_training_raises_the_solve_rate(tmp_path):
-  """SPO on 1-3 scramble cubes beats the untrained network within minutes."""
+  """SPO on 1-3 scramble cubes beats the untrained network in 24k env steps.
+
+  Speed is the benchmarks' business (README): no wall-clock bound here, so
+  that the test holds on a loaded machine.
+  """
   settings = tiny_settings(
       total_env_steps=24_576, num_envs=64, rollout_length=8,
       sequence_length=17, batch_size=64, num_epochs=8, torso_units=256,
@@ -319,4 +323,4 @@ def test_short_training_raises_the_solve_rate(tmp_path):
       float(untrained['network_solve_rate']) + 0.15), rows
   assert float(trained['search_solve_rate']) > float(
       untrained['search_solve_rate']), rows
-  assert summary['wall_clock_s'] < 180
+  assert summary['env_steps'] == 24_576
