@@ -63,9 +63,8 @@ def evaluate_levels(policy: Any, settings: Dict[str, Any],
   return results
 
 
-def reads_network_input_only(saved_policy, settings) -> bool:
-  """Whether a loaded policy takes the network input of a planning env."""
-  model = common.make_model(settings, evaluation=True)
+def reads_network_input_only(saved_policy, model) -> bool:
+  """Whether a loaded policy takes the network input of planning env `model`."""
   if not isinstance(model.observation_spec(), model_lib.PlanningObservation):
     return False
   _, inputs = saved_policy.signatures['action'].structured_input_signature
@@ -76,13 +75,12 @@ def load(root_dir: str, saved_model: str, policy_kind: str, env: str):
   """The policy and the run settings to evaluate it with."""
   if saved_model:
     common.check_saved_model(saved_model)
-    settings = common.resolve_settings(env, 'cpu', {})
-    policy = tf.saved_model.load(saved_model)
-    return policy, settings, reads_network_input_only(policy, settings)
+    return (tf.saved_model.load(saved_model),
+            common.resolve_settings(env, 'cpu', {}))
   run = common.restore_run(root_dir)
   policy = {'search': run.agent.policy,
             'network': run.agent.network_policy}[policy_kind]
-  return policy, run.settings, False
+  return policy, run.settings
 
 
 def choose_levels(settings: Dict[str, Any], levels_dir: str,
@@ -157,12 +155,18 @@ def main(argv):
   if FLAGS.num_episodes < 1:
     raise app.UsageError(
         f'--num_episodes must be >= 1, got {FLAGS.num_episodes}.')
-  policy, settings, network_input_only = load(
+  policy, settings = load(
       FLAGS.root_dir, FLAGS.saved_model, FLAGS.policy, FLAGS.env)
   if FLAGS.time_limit:
     settings = dict(settings, time_limit=FLAGS.time_limit)
   settings, num_episodes, model = choose_levels(
       settings, FLAGS.levels_dir, FLAGS.generated_levels, FLAGS.num_episodes)
+  network_input_only = False
+  if FLAGS.saved_model:
+    # Which inputs an exported policy reads shows in its signature only.
+    if model is None:
+      model = common.make_model(settings, evaluation=True)
+    network_input_only = reads_network_input_only(policy, model)
   start = time.time()
   results = evaluate_levels(policy, settings, FLAGS.max_level, num_episodes,
                             FLAGS.seed, network_input_only, model)

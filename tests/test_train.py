@@ -233,6 +233,13 @@ def test_grid_run_trains_the_conv_network_and_exports_both_policies(
   exported, restored = network_actions(
       run, summary, tf.random.stateless_uniform)
   np.testing.assert_array_equal(exported, restored)
+  # launch.evaluate tells the two apart by the inputs they read: the search
+  # plans from the env state the observation carries, the network does not.
+  model = common.make_model(settings, evaluation=True)
+  for kind, network_input_only in (('search', False), ('network', True)):
+    policy = tf.saved_model.load(summary['saved_models'][kind])
+    assert evaluate.reads_network_input_only(
+        policy, model) == network_input_only
 
 
 def test_two_replica_run_trains_exports_and_steps_like_one_replica(tmp_path):
