@@ -712,60 +712,60 @@ def restore_run(root_dir: str) -> Run:
   return build_run(settings, root_dir)
 
 
-def evaluate_policy(policy: Any, model, num_episodes: int, seed: int,
-                    max_steps: int = 10_000,
-                    network_input_only: bool = False,
-                    progress_seconds: float = 30.0) -> Dict[str, float]:
-  """Plays one episode in each of `num_episodes` environments of `model`.
+class Evaluator:
+  """Plays held-out episodes of one policy in one model.
 
-  Episodes start from `model.reset(num_episodes, [seed, 0])`, so the same seed
-  gives the same held-out start states every time. A search policy also
+  The episode loop is a `tf.function` traced on the first call and reused by
+  later calls with the same number of episodes, so a training run that
+  evaluates every `--eval_interval` steps traces (and compiles) it once.
+  Episodes start from `model.reset(num_episodes, [seed, 0])`, so the same
+  seed gives the same held-out start states every time. A search policy also
   gets a stateless seed per step, folded from `seed` and the step number, so
   its scores are a function of its weights and `seed` alone, not of how often
   its random generator ran before (a SavedModel takes no seed and uses its
   own generator). The steps run in a compiled `tf.while_loop`,
   `_EVAL_CHUNK_STEPS` per call.
-
-  Args:
-    policy: anything with `action(time_step)` made of TF ops, returning a step
-      with `.action`: a `TFPolicy` or a policy loaded from a SavedModel.
-    model: an `EnvironmentModel`.
-    num_episodes: number of episodes, played as one batch.
-    seed: seed of the start states.
-    max_steps: safety cap on episode length (every model ends its episodes at
-      its own time limit first: Snake after 4000 steps).
-    network_input_only: give the policy only the network input of the
-      observations (an exported network policy).
-    progress_seconds: print progress (steps, episodes finished, seconds)
-      between calls, at most this often, while episodes are running.
-
-  Returns:
-    Dict with `solve_rate` (fraction of episodes with a positive return: for
-    the cube, the fraction solved), `mean_return` and `mean_length`.
   """
-  observe = model.observe
-  if network_input_only:
-    observe = lambda state: model_lib.network_input(model.observe(state))
-  policy_seed = tf.constant([seed, 1], tf.int64)
 
-  def act(time_step, step):
-    if isinstance(policy, policy_lib.SearchPolicy):
+  def __init__(self, policy: Any, model, network_input_only: bool = False):
+    """Builds the episode loop (traced on the first call).
+
+    Args:
+      policy: anything with `action(time_step)` made of TF ops, returning a
+        step with `.action`: a `TFPolicy` or a policy loaded from a
+        SavedModel. Its variables are read when it plays, so weights trained
+        between calls are the ones scored.
+      model: an `EnvironmentModel`.
+      network_input_only: give the policy only the network input of the
+        observations (an exported network policy).
+    """
+    self._model = model
+    self._observe = model.observe
+    if network_input_only:
+      self._observe = lambda state: model_lib.network_input(
+          model.observe(state))
+    self._policy = policy
+    self.play = tf.function(self._play)
+
+  def _act(self, time_step, step, seed):
+    if isinstance(self._policy, policy_lib.SearchPolicy):
+      policy_seed = tf.stack([seed, tf.constant(1, tf.int64)])
       step_seed = tf.random.experimental.stateless_fold_in(policy_seed, step)
-      return policy.action(time_step, seed=step_seed).action
-    return policy.action(time_step).action
+      return self._policy.action(time_step, seed=step_seed).action
+    return self._policy.action(time_step).action
 
-  @tf.function
-  def play(state, time_step, returns, lengths, finished, first_step,
-           num_steps):
+  def _play(self, state, time_step, returns, lengths, finished, first_step,
+            num_steps, seed):
     """Plays up to `num_steps` steps, or until every episode has ended."""
 
     def body(step, *carry):
       state, time_step, returns, lengths, finished = carry
-      model_step = model.step(state, act(time_step, first_step + step))
+      model_step = self._model.step(
+          state, self._act(time_step, first_step + step, seed))
       active = ~finished
       next_carry = (
           model_step.state,
-          ts.transition(observe(model_step.state), model_step.reward,
+          ts.transition(self._observe(model_step.state), model_step.reward,
                         model_step.discount),
           returns + tf.where(active, tf.cast(model_step.reward, tf.float64),
                              0.0),
@@ -782,31 +782,58 @@ def evaluate_policy(policy: Any, model, num_episodes: int, seed: int,
         not_done, body,
         (tf.constant(0), state, time_step, returns, lengths, finished))
 
-  state = model.reset(num_episodes, tf.constant([seed, 0], tf.int64))
-  time_step = ts.restart(observe(state), num_episodes)
-  finished = tf.zeros([num_episodes], tf.bool)
-  returns = tf.zeros([num_episodes], tf.float64)
-  lengths = tf.zeros([num_episodes], tf.int64)
-  start = last_print = time.time()
-  step = 0
-  while step < max_steps:
-    played, state, time_step, returns, lengths, finished = play(
-        state, time_step, returns, lengths, finished, tf.constant(step),
-        tf.constant(min(_EVAL_CHUNK_STEPS, max_steps - step)))
-    step += int(played)
-    if bool(tf.reduce_all(finished)):
-      break
-    if time.time() - last_print >= progress_seconds:
-      last_print = time.time()
-      done = int(tf.reduce_sum(tf.cast(finished, tf.int32)))
-      print(f'[eval] {step} steps, {done}/{num_episodes} episodes finished, '
-            f'{time.time() - start:.0f}s', flush=True)
-  returns = returns.numpy()
-  return {
-      'solve_rate': float(np.mean(returns > 0)),
-      'mean_return': float(np.mean(returns)),
-      'mean_length': float(np.mean(lengths.numpy())),
-  }
+  def __call__(self, num_episodes: int, seed: int, max_steps: int = 10_000,
+               progress_seconds: float = 30.0) -> Dict[str, float]:
+    """Plays one episode in each of `num_episodes` environments.
+
+    Args:
+      num_episodes: number of episodes, played as one batch.
+      seed: seed of the start states (and of a search policy's steps).
+      max_steps: safety cap on episode length (every model ends its episodes
+        at its own time limit first: Snake after 4000 steps).
+      progress_seconds: print progress (steps, episodes finished, seconds)
+        between calls, at most this often, while episodes are running.
+
+    Returns:
+      Dict with `solve_rate` (fraction of episodes with a positive return:
+      for the cube, the fraction solved), `mean_return` and `mean_length`.
+    """
+    seed_tensor = tf.constant(seed, tf.int64)
+    state = self._model.reset(num_episodes,
+                              tf.constant([seed, 0], tf.int64))
+    time_step = ts.restart(self._observe(state), num_episodes)
+    finished = tf.zeros([num_episodes], tf.bool)
+    returns = tf.zeros([num_episodes], tf.float64)
+    lengths = tf.zeros([num_episodes], tf.int64)
+    start = last_print = time.time()
+    step = 0
+    while step < max_steps:
+      played, state, time_step, returns, lengths, finished = self.play(
+          state, time_step, returns, lengths, finished, tf.constant(step),
+          tf.constant(min(_EVAL_CHUNK_STEPS, max_steps - step)), seed_tensor)
+      step += int(played)
+      if bool(tf.reduce_all(finished)):
+        break
+      if time.time() - last_print >= progress_seconds:
+        last_print = time.time()
+        done = int(tf.reduce_sum(tf.cast(finished, tf.int32)))
+        print(f'[eval] {step} steps, {done}/{num_episodes} episodes '
+              f'finished, {time.time() - start:.0f}s', flush=True)
+    returns = returns.numpy()
+    return {
+        'solve_rate': float(np.mean(returns > 0)),
+        'mean_return': float(np.mean(returns)),
+        'mean_length': float(np.mean(lengths.numpy())),
+    }
+
+
+def evaluate_policy(policy: Any, model, num_episodes: int, seed: int,
+                    max_steps: int = 10_000,
+                    network_input_only: bool = False,
+                    progress_seconds: float = 30.0) -> Dict[str, float]:
+  """One `Evaluator(policy, model, network_input_only)` call (see there)."""
+  return Evaluator(policy, model, network_input_only)(
+      num_episodes, seed, max_steps, progress_seconds)
 
 
 class ActionOnlyPolicy(tf_policy.TFPolicy):

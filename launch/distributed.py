@@ -344,6 +344,7 @@ def evaluator(settings: Dict[str, Any], root_dir: str, address: str) -> None:
   total = schedule.train_steps(settings['total_env_steps'])
   done = eval_log.last_train_step()
   start = time.time()
+  score_policies = train_lib.policy_scorer(parts.agent, settings)
   while done is None or done < total:
     container.update(parts.variables)
     step = int(parts.train_step.numpy())
@@ -354,7 +355,7 @@ def evaluator(settings: Dict[str, Any], root_dir: str, address: str) -> None:
       continue
     result = {'env_steps': schedule.env_steps(step),
               'wall_clock_s': time.time() - start, 'train_steps': step,
-              **train_lib.policy_scores(parts.agent, settings)}
+              **score_policies()}
     eval_log.append(result)
     print('[evaluator] ' + ' '.join(
         f'{column}={result[column]:.3f}' if isinstance(result[column], float)

@@ -131,45 +131,56 @@ def _duration(seconds: float) -> str:
   return f'{seconds}s'
 
 
-def policy_scores(agent, settings: Dict[str, Any]) -> Dict[str, float]:
-  """The env's metrics of the search and network policies.
+def policy_scorer(agent, settings: Dict[str, Any]
+                  ) -> Callable[[], Dict[str, float]]:
+  """A function scoring the search and network policies on held-out episodes.
 
-  An agent without search (PPO), whose `policy` is its `network_policy`,
-  plays once: its scores fill both the search_ and the network_ columns.
+  Its evaluation model and episode loops are built once: a run that scores
+  its policies every `--eval_interval` env steps traces each loop once. An
+  agent without search (PPO), whose `policy` is its `network_policy`, plays
+  once per call: its scores fill both the search_ and the network_ columns.
 
   Args:
-    agent: the `SpoAgent` whose policies play.
+    agent: the `SpoAgent` whose policies play (with their current weights).
     settings: settings of the held-out evaluation episodes (the run's own,
       or with a different level of the env's evaluation sweep).
 
   Returns:
-    {'search_<metric>', 'network_<metric>', 'search_mean_length'}, over
+    A function of no arguments returning {'search_<metric>',
+    'network_<metric>', 'search_mean_length'}, over
     `settings['eval_episodes']` episodes.
   """
   model = common.make_model(settings, evaluation=True)
   seed = settings['seed'] + common.EVAL_SEED_OFFSET
-  result = {}
-  played = {}
-  for kind, policy in (('search', agent.policy),
-                       ('network', agent.network_policy)):
-    if id(policy) not in played:
-      played[id(policy)] = common.evaluate_policy(
-          policy, model, settings['eval_episodes'], seed)
-    scores = played[id(policy)]
-    result.update({f'{kind}_{metric}': scores[metric]
-                   for metric in common.metrics(settings)})
-    if kind == 'search':
-      result['search_mean_length'] = scores['mean_length']
-  return result
+  evaluators = {'search': common.Evaluator(agent.policy, model)}
+  evaluators['network'] = (
+      evaluators['search'] if agent.network_policy is agent.policy else
+      common.Evaluator(agent.network_policy, model))
+
+  def scores() -> Dict[str, float]:
+    result = {}
+    played = {}
+    for kind, evaluator in evaluators.items():
+      if id(evaluator) not in played:
+        played[id(evaluator)] = evaluator(settings['eval_episodes'], seed)
+      episodes = played[id(evaluator)]
+      result.update({f'{kind}_{metric}': episodes[metric]
+                     for metric in common.metrics(settings)})
+      if kind == 'search':
+        result['search_mean_length'] = episodes['mean_length']
+    return result
+
+  return scores
 
 
-def evaluate(run: common.Run) -> Dict[str, float]:
-  """Evaluates the search and network policies on held-out episodes."""
+def evaluate(run: common.Run,
+             scores: Callable[[], Dict[str, float]]) -> Dict[str, float]:
+  """An eval.csv row: the run's counters and `scores()` of its policies."""
   return {
       'env_steps': int(run.env_steps.numpy()),
       'wall_clock_s': float(run.wall_clock.numpy()),
       'train_steps': int(run.agent.train_step_counter.numpy()),
-      **policy_scores(run.agent, run.settings),
+      **scores(),
   }
 
 
@@ -197,8 +208,8 @@ def level_scores(run: common.Run,
       scores = {column: final[column]
                 for column in eval_columns(run.settings)[3:]}
     else:
-      scores = policy_scores(
-          run.agent, dict(run.settings, **{entry.eval_sweep: level}))
+      scores = policy_scorer(
+          run.agent, dict(run.settings, **{entry.eval_sweep: level}))()
     by_level[str(level)] = scores
   return {f'by_{entry.eval_sweep}': by_level}
 
@@ -426,9 +437,10 @@ def train(settings: Dict[str, Any], root_dir: str,
   writer.set_as_default()
 
   evaluations = []
+  score_policies = policy_scorer(agent, settings)
 
   def log_eval():
-    result = evaluate(run)
+    result = evaluate(run, score_policies)
     evaluations.append(result)
     eval_log.append(result)
     scores = {column: result[column] for column in eval_columns(settings)[3:]}

@@ -63,6 +63,34 @@ class ZeroTorque:
         tf.zeros([tf.shape(time_step.observation)[0], 1]))
 
 
+class ConstantTorque:
+  """Applies the torque held in a variable."""
+
+  def __init__(self):
+    self.torque = tf.Variable(0.0)
+
+  def action(self, time_step):
+    batch = tf.shape(time_step.observation)[0]
+    return policy_step.PolicyStep(tf.fill([batch, 1], self.torque))
+
+
+def test_evaluator_traces_once_and_plays_the_current_weights():
+  model = pendulum.Pendulum(time_limit=60)
+  policy = ConstantTorque()
+  evaluator = common.Evaluator(policy, model, network_input_only=True)
+  at_zero = evaluator(4, seed=0)
+  policy.torque.assign(1.0)
+  at_one = evaluator(4, seed=0)
+  # Two 50-step chunks per call, one trace in all: the step counters and
+  # the seed are tensors, and the torque is read from its variable.
+  assert evaluator.play.experimental_get_tracing_count() == 1
+  assert at_one != at_zero
+  assert at_one == common.evaluate_policy(policy, model, 4, seed=0,
+                                          network_input_only=True)
+  policy.torque.assign(0.0)
+  assert evaluator(4, seed=0) == at_zero
+
+
 def test_pendulum_is_evaluated_by_mean_return_from_network_inputs():
   settings = common.resolve_settings('pendulum', 'cpu', {'time_limit': 5})
   results = evaluate.evaluate_levels(ZeroTorque(), settings, max_level=3,
