@@ -109,6 +109,10 @@ SETTINGS = (
      'Gaussian mean.'),
     ('initial_alpha_cov', 500.0, 'Initial multiplier alpha_Sigma of the '
      'Gaussian covariance.'),
+    ('eta_update', 'gradient', 'How eta follows its dual: gradient (the '
+     'paper: --dual_learning_rate steps from --initial_eta) or solve (the '
+     'exact minimiser of the dual on each batch, so the E-step KL meets '
+     '--epsilon_eta from the first update).'),
     ('value_loss_coef', 0.5, 'Weight of the value loss.'),
     ('ppo_clip_ratio', 0.2, '--algorithm=ppo: epsilon in (0, 1) of the '
      'clipped importance ratio of the surrogate objective.'),
@@ -168,6 +172,9 @@ DEVICE_SETTINGS = ('strategy', 'num_replicas', 'tpu')
 STRATEGIES = ('default', 'mirrored', 'tpu')
 # Settings of --algorithm=ppo alone (runs from before them read the defaults).
 PPO_SETTINGS = ('ppo_clip_ratio', 'ppo_entropy_coef')
+# Settings added since runs were first written; a run from before one of
+# them trained with its default.
+ADDED_SETTINGS = ('eta_update',)
 # The Gumbel MuZero settings (`GumbelConfig`'s own fields).
 GUMBEL_SETTINGS = ('num_simulations', 'max_num_considered_actions',
                    'num_sampled_actions', 'gumbel_scale', 'c_visit',
@@ -674,7 +681,7 @@ def read_settings(root_dir: str) -> Dict[str, Any]:
   # on the default strategy: those settings' defaults describe them.
   return {**{name: DEFAULTS[name] for name in
              DEVICE_SETTINGS + ('algorithm',) + PPO_SETTINGS +
-             GUMBEL_SETTINGS}, **settings}
+             GUMBEL_SETTINGS + ADDED_SETTINGS}, **settings}
 
 
 def write_settings(root_dir: str, settings: Dict[str, Any]) -> None:

@@ -6,9 +6,10 @@ agents of tests/test_agent.py for two steps each, once without a strategy and
 once under a `MirroredStrategy` over 2 logical CPUs with half of the batch per
 replica: the cube agent on fabricated [8, 5] batches, and a pendulum agent
 with MLPs and an observation normaliser on [8, 6] batches its search
-collected. Prints as JSON the largest differences of the losses and of every
-variable (the normaliser's statistics included), each relative to the
-single-replica value where that exceeds 1 (absolute below).
+collected, its eta solved from each batch's dual. Prints as JSON the largest
+differences of the losses and of every variable (the normaliser's statistics
+included), each relative to the single-replica value where that exceeds 1
+(absolute below).
 """
 
 import json
@@ -32,7 +33,8 @@ def pendulum_agent():
       spec, test_agent.PENDULUM.action_spec(), actor_units=(32, 32),
       critic_units=(32, 32), normalizer=networks.ObservationNormalizer(spec))
   return test_agent.make_agent(
-      config_lib.SpoConfig(epsilon_eta=0.2, initial_eta=10.0),
+      config_lib.SpoConfig(epsilon_eta=0.2, initial_eta=10.0,
+                           eta_update='solve'),
       test_agent.PENDULUM, test_agent.SEARCH, network)
 
 

@@ -15,6 +15,7 @@ from environments import rubiks_cube
 from tests import conftest
 from tf_spo import agent as agent_lib
 from tf_spo import config as config_lib
+from tf_spo import losses
 from tf_spo import networks
 
 CUBE = rubiks_cube.RubiksCube(1, 3)
@@ -126,6 +127,23 @@ def test_duals_move_towards_their_constraints():
   assert float(agent.eta) > eta
   assert float(agent.alphas['alpha']) < alpha
   assert float(agent.eta) > 0 and float(agent.alphas['alpha']) > 0
+
+
+@pytest.mark.parametrize('initial_eta', [0.01, 50.0])
+def test_solved_eta_meets_its_bound_from_the_first_update(initial_eta):
+  config = config_lib.SpoConfig(eta_update='solve', initial_eta=initial_eta)
+  agent = make_agent(config)
+  experience = fabricated_experience(agent, advantage_scale=10.0)
+  loss_info = agent.train(experience)
+  # eta_kl is the batch's KL(q || pi) at the eta the M-step used.
+  np.testing.assert_allclose(float(loss_info.extra.eta_kl),
+                             config.epsilon_eta, atol=1e-3)
+  # Its value is the exact dual's, whatever it started from.
+  valid = tf.cast(~experience.is_boundary(), tf.float32)
+  info = experience.policy_info
+  expected = losses.solve_eta(info['eta_advantages'], config.epsilon_eta,
+                              valid, info['eta_log_ratios'])
+  np.testing.assert_allclose(float(agent.eta), float(expected), rtol=1e-4)
 
 
 def test_episode_boundaries_do_not_leak_into_the_loss():

@@ -43,6 +43,43 @@ def test_eta_minimising_dual_meets_kl_target():
     np.testing.assert_allclose(achieved, epsilon, atol=1e-3)
 
 
+def test_solve_eta_meets_kl_bound_and_minimises_the_dual():
+  advantages = synthetic_advantages(seed=2)
+  mask = tf.ones([advantages.shape[0]])
+  for epsilon in (0.05, 0.2, 0.5, 1.0):
+    eta = float(losses.solve_eta(advantages, epsilon, mask))
+    achieved = float(tf.reduce_mean(losses.weighted_kl(advantages, eta)))
+    np.testing.assert_allclose(achieved, epsilon, atol=1e-3)
+    # The same minimiser as a golden-section search of g itself.
+    np.testing.assert_allclose(eta, minimise_eta_dual(advantages, epsilon),
+                               rtol=1e-3)
+
+
+def test_solve_eta_with_ratios_and_mask_meets_the_weighted_bound():
+  rng = np.random.default_rng(3)
+  advantages = synthetic_advantages(num_states=32, seed=3)
+  log_ratios = rng.normal(scale=0.3, size=advantages.shape).astype(
+      np.float32)
+  mask = tf.constant(rng.integers(0, 2, size=[32]), tf.float32)
+  eta = losses.solve_eta(advantages, 0.3, mask, log_ratios)
+  kl = losses.weighted_kl(advantages, eta, log_ratios)
+  np.testing.assert_allclose(losses.masked_mean(kl, mask), 0.3, atol=1e-3)
+
+
+def test_solve_eta_returns_the_bound_when_the_kl_cannot_reach_epsilon():
+  mask = tf.ones([2])
+  # Equal advantages: q = pi at every eta, KL 0 < epsilon: eta -> low.
+  flat = tf.ones([2, 8])
+  np.testing.assert_allclose(
+      losses.solve_eta(flat, 0.1, mask, bounds=(1e-3, 1e3)), 1e-3,
+      rtol=1e-4)
+  # 8 particles hold at most log 8 nats: epsilon = 3 > log 8 needs eta -> 0.
+  spread = tf.constant([[1.0] + [0.0] * 7] * 2)
+  np.testing.assert_allclose(
+      losses.solve_eta(spread, 3.0, mask, bounds=(1e-3, 1e3)), 1e-3,
+      rtol=1e-4)
+
+
 def test_eta_gradient_descent_through_softplus_reaches_kl_target():
   advantages = synthetic_advantages(seed=1)
   epsilon = 0.5
@@ -252,3 +289,23 @@ def test_gaussian_multipliers_rise_when_violated_and_fall_otherwise(
       tape.gradient(result.alpha_loss, variables), variables))
   for value, old in zip(duals, before):
     assert direction * (float(tf.convert_to_tensor(value)) - old) > 0
+
+
+def test_target_kl_is_the_distance_of_the_target_from_the_policy():
+  # Gaussian: atoms 0 and 2 weighted equally pull the mean to 1; at mu = 0
+  # and sigma = 2 that is KL(N(1, 4) || N(0, 4)) = (1 / 2)^2 / 2.
+  atoms = tf.constant([[[0.0], [2.0]]])
+  weights = tf.constant([[0.5, 0.5]])
+  zero, two = tf.zeros([1, 1]), tf.fill([1, 1], 2.0)
+  gaussian = losses.gaussian_m_step(
+      atoms, weights, zero, two, zero, two, tf.constant(1.0),
+      tf.constant(1.0), 0.05, 5e-4, tf.ones([1]))
+  np.testing.assert_allclose(gaussian.target_kl, 0.125, rtol=1e-6)
+  # Categorical: KL(q || pi) for q = (1/2, 1/2, 0), pi uniform over 3:
+  # log(3 / 2).
+  target = tf.constant([[0.5, 0.5, 0.0]])
+  logits = tf.zeros([1, 3])
+  categorical = losses.categorical_m_step(
+      target, logits, logits, tf.constant(1.0), 1e-3, tf.ones([1]))
+  np.testing.assert_allclose(categorical.target_kl, math.log(1.5),
+                             rtol=1e-6)

@@ -31,6 +31,9 @@ class SpoLossInfo(NamedTuple):
   `alpha` is the categorical trust-region multiplier; `alpha_mean`,
   `alpha_cov`, `kl_mean` and `kl_cov` are the Gaussian policy's decoupled
   multipliers and KL parts. Those a policy does not have are 0.
+  `target_kl` is how far the policy target is from pi_theta
+  (`losses.PolicyLosses`): near 0 while the search's targets carry
+  nothing the network has not learned.
   """
   policy_loss: tf.Tensor
   kl: tf.Tensor
@@ -46,6 +49,7 @@ class SpoLossInfo(NamedTuple):
   kl_cov: tf.Tensor
   alpha_mean: tf.Tensor
   alpha_cov: tf.Tensor
+  target_kl: tf.Tensor
 
 
 def _positive_dual(initial_value: float, name: str):
@@ -68,6 +72,19 @@ def _check_variable_groups(network) -> None:
         'network: its variable_groups must hold each trainable variable '
         f'exactly once ({len(grouped)} grouped, {len(trainable)} '
         'trainable).')
+
+
+def _valid_steps(experience, weights) -> tf.Tensor:
+  """[B, T] float32 weights of the steps of a batch of trajectories.
+
+  A trajectory whose step is LAST is an episode boundary: its action was
+  never executed and its next observation starts a new episode (weight 0).
+  `weights` ([B] or scalar, optional) weigh the sequences.
+  """
+  valid = tf.cast(~experience.is_boundary(), tf.float32)
+  if weights is not None:
+    valid *= tf.reshape(tf.cast(weights, tf.float32), [-1, 1])
+  return valid
 
 
 class SpoAgent(tf_agent.TFAgent):
@@ -213,7 +230,9 @@ class SpoAgent(tf_agent.TFAgent):
             for name, value in self._alphas.items()}
 
   def _dual_variables(self):
-    variables = list(self._eta.trainable_variables)
+    """The duals trained by the dual optimizer (eta unless it is solved)."""
+    variables = ([] if self._config.eta_update == 'solve'
+                 else list(self._eta.trainable_variables))
     for dual in self._alphas.values():
       variables += dual.trainable_variables
     return variables
@@ -267,12 +286,7 @@ class SpoAgent(tf_agent.TFAgent):
     policy = tf.nest.map_structure(split_outer, output.policy)
     target_policy = tf.nest.map_structure(split_outer, target_output.policy)
 
-    # A trajectory whose step is LAST is an episode boundary: its action was
-    # never executed and its next observation starts a new episode.
-    valid = tf.cast(~experience.is_boundary(), tf.float32)
-    if weights is not None:
-      valid *= tf.reshape(tf.cast(weights, tf.float32), [-1, 1])
-
+    valid = _valid_steps(experience, weights)
     info = experience.policy_info
     policy_losses = self._policy_losses(info, policy, target_policy, valid)
 
@@ -322,7 +336,8 @@ class SpoAgent(tf_agent.TFAgent):
         eta_kl=eta_kl, kl_mean=policy_losses.kl_mean,
         kl_cov=policy_losses.kl_cov,
         alpha_mean=share(alphas.get('alpha_mean', zero)),
-        alpha_cov=share(alphas.get('alpha_cov', zero)))
+        alpha_cov=share(alphas.get('alpha_cov', zero)),
+        target_kl=policy_losses.target_kl)
     return tf_agent.LossInfo(total, extra)
 
   def _loss_and_gradients(self, experience, weights):
@@ -344,6 +359,21 @@ class SpoAgent(tf_agent.TFAgent):
     return (loss_info, network_grads, dual_grads,
             tf.linalg.global_norm(group_norms))
 
+  def _solve_eta(self, experience, weights) -> None:
+    """Sets eta to the exact minimiser of this batch's dual g(eta)."""
+    info = experience.policy_info
+    eta = losses.solve_eta(info['eta_advantages'], self._config.epsilon_eta,
+                           _valid_steps(experience, weights),
+                           info['eta_log_ratios'])
+    raw = self._eta.bijector.inverse(eta)
+    variable = self._eta.pretransformed_input
+    # Every replica solved the same eta (over the global batch); a mirrored
+    # variable is assigned from the cross-replica context.
+    tf.distribute.get_replica_context().merge_call(
+        lambda strategy, value: strategy.extended.update(
+            variable, lambda v, x: v.assign(x), args=(value,)),
+        args=(raw,))
+
   def _train(self, experience, weights=None):
     """One M-step and dual step on a [B, T] batch.
 
@@ -357,6 +387,9 @@ class SpoAgent(tf_agent.TFAgent):
       # Every replayed observation, terminal ones included, is a state the
       # networks read; the losses below see the updated statistics.
       normalizer.update(model_lib.network_input(experience.observation))
+    if (self._config.eta_update == 'solve' and
+        'eta_advantages' in experience.policy_info):
+      self._solve_eta(experience, weights)
     network_variables = tf.nest.flatten(self._network.variable_groups)
     dual_variables = self._dual_variables()
     loss_info, network_grads, dual_grads, grad_norm = (

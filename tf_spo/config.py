@@ -14,6 +14,7 @@ def check(condition: bool, name: str, allowed: str, value) -> None:
 
 
 POLICY_INFERENCE = ('dirac', 'message_passing')
+ETA_UPDATES = ('gradient', 'solve')
 
 
 @dataclasses.dataclass(frozen=True)
@@ -149,6 +150,10 @@ class SpoConfig:
     search_value_weight: sigma in [0, 1]: the TD(lambda) targets bootstrap
       from (1 - sigma) * V_target + sigma * (Retrace search value) (paper
       001, sec. 3.4); 0 is SPO.
+    eta_update: how eta follows its dual g(eta): 'gradient' (the paper: an
+      optimizer step per batch, from `initial_eta`) or 'solve' (set to the
+      exact minimiser of the batch's g before each M-step, so the E-step KL
+      meets `epsilon_eta` from the first update; `losses.solve_eta`).
   """
 
   discount: float = 0.99
@@ -165,6 +170,7 @@ class SpoConfig:
   value_loss_coef: float = 0.5
   max_grad_norm: float = 0.5
   search_value_weight: float = 0.0
+  eta_update: str = 'gradient'
 
   def __post_init__(self):
     check(0.0 <= self.discount <= 1.0, 'discount', 'in [0, 1]', self.discount)
@@ -181,3 +187,5 @@ class SpoConfig:
           self.value_loss_coef)
     check(0.0 <= self.search_value_weight <= 1.0, 'search_value_weight',
           'in [0, 1]', self.search_value_weight)
+    check(self.eta_update in ETA_UPDATES, 'eta_update',
+          f'one of {list(ETA_UPDATES)}', self.eta_update)

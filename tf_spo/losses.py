@@ -145,6 +145,51 @@ def weighted_kl(advantages: tf.Tensor, eta: tf.Tensor,
   return tf.reduce_sum(weights * advantages / eta, axis=-1) - log_z
 
 
+def solve_eta(advantages: tf.Tensor, epsilon: float, mask: tf.Tensor,
+              log_ratios: Optional[tf.Tensor] = None,
+              bounds: tuple[float, float] = (1e-4, 1e4),
+              steps: int = 40) -> tf.Tensor:
+  """The eta minimising this batch's dual g(eta) (paper 000, eq. 7), exactly.
+
+  g is convex with g'(eta) = epsilon - E_s[KL_s(eta)], where KL_s is
+  `weighted_kl` of state s, which falls monotonically from its eta -> 0
+  limit to 0 as eta grows. So the minimiser is the eta whose mean KL equals
+  epsilon, found by bisection on log eta within `bounds`; when epsilon is out
+  of the KL's range over `bounds` (e.g. every advantage equal), the bound on
+  that side. Under a strategy the KL is averaged over the global batch, so
+  every replica solves the same eta.
+
+  Args:
+    advantages: [..., N] particle advantages per state.
+    epsilon: the KL bound (> 0).
+    mask: [...] float32, 1 for the states to average over.
+    log_ratios: optional [..., N] log importance ratios of the particles.
+    bounds: (low, high) Python floats, 0 < low < high: the eta range.
+    steps: halvings of the log eta bracket (40 leave a relative error of
+      log(high / low) / 2**40).
+
+  Returns:
+    Scalar eta, gradient-free.
+  """
+  advantages = tf.stop_gradient(advantages)
+  log_ratios = (None if log_ratios is None
+                else tf.stop_gradient(log_ratios))
+
+  def mean_kl(log_eta):
+    return sum_over_replicas(masked_mean(
+        weighted_kl(advantages, tf.exp(log_eta), log_ratios), mask))
+
+  low = tf.constant(math.log(bounds[0]), tf.float32)
+  high = tf.constant(math.log(bounds[1]), tf.float32)
+  # A Python loop: a replica's all-reduce may not sit in a tf.while_loop.
+  for _ in range(steps):
+    middle = 0.5 * (low + high)
+    too_peaked = mean_kl(middle) > epsilon  # eta too small.
+    low = tf.where(too_peaked, middle, low)
+    high = tf.where(too_peaked, high, middle)
+  return tf.exp(0.5 * (low + high))
+
+
 def _log_target(advantages, eta, log_ratios):
   """A / eta (+ log importance ratios): unnormalised log target weights."""
   scaled = advantages / eta
@@ -193,6 +238,10 @@ class PolicyLosses(NamedTuple):
     kl_cov: Gaussian: covariance part of `kl` (0 for categorical).
     kl_loss: sg[alpha] * KL, trained into the network.
     alpha_loss: alpha * (epsilon - sg[KL]), trained into the multipliers.
+    target_kl: how far the M-step's target is from pi_theta (a diagnostic,
+      no gradient): categorical, mean KL(q-hat || pi_theta); Gaussian, mean
+      KL(N(a_w, S) || N(mu, S)) = |(a_w - mu) / sigma|^2 / 2, with a_w the
+      weighted mean of q-hat's atoms, the mean the likelihood pulls towards.
   """
   policy_loss: tf.Tensor
   kl: tf.Tensor
@@ -200,6 +249,7 @@ class PolicyLosses(NamedTuple):
   kl_cov: tf.Tensor
   kl_loss: tf.Tensor
   alpha_loss: tf.Tensor
+  target_kl: tf.Tensor
 
 
 def categorical_m_step(target_probs: tf.Tensor, logits: tf.Tensor,
@@ -221,10 +271,14 @@ def categorical_m_step(target_probs: tf.Tensor, logits: tf.Tensor,
   kl = masked_mean(categorical_kl(target_logits, logits), mask)
   kl_loss, alpha_loss = trust_region_losses(alpha, kl, epsilon)
   zero = tf.zeros([])
+  policy_loss = masked_mean(cross_entropy(target_probs, logits), mask)
+  entropy = -tf.reduce_sum(
+      target_probs * tf.math.log(tf.maximum(target_probs, 1e-30)), axis=-1)
   return PolicyLosses(
-      policy_loss=masked_mean(cross_entropy(target_probs, logits), mask),
+      policy_loss=policy_loss,
       kl=kl, kl_mean=zero, kl_cov=zero, kl_loss=kl_loss,
-      alpha_loss=alpha_loss)
+      alpha_loss=alpha_loss,
+      target_kl=tf.stop_gradient(policy_loss - masked_mean(entropy, mask)))
 
 
 def decoupled_gaussian_kl(target_loc: tf.Tensor, target_scale: tf.Tensor,
@@ -303,8 +357,12 @@ def gaussian_m_step(atoms: tf.Tensor, weights: tf.Tensor, loc: tf.Tensor,
                                                    epsilon_mean)
   cov_loss, alpha_cov_loss = trust_region_losses(alpha_cov, kl_cov,
                                                  epsilon_cov)
+  weighted_mean = tf.reduce_sum(weights[..., None] * atoms, axis=-2)
+  target_offset = 0.5 * tf.reduce_sum(
+      tf.square((weighted_mean - loc) / scale), axis=-1)
   return PolicyLosses(
       policy_loss=-masked_mean(log_likelihood, mask),
       kl=kl_mean + kl_cov, kl_mean=kl_mean, kl_cov=kl_cov,
       kl_loss=mean_loss + cov_loss,
-      alpha_loss=alpha_mean_loss + alpha_cov_loss)
+      alpha_loss=alpha_mean_loss + alpha_cov_loss,
+      target_kl=tf.stop_gradient(masked_mean(target_offset, mask)))
