@@ -9,8 +9,11 @@ A run is described by a flat dict of settings whose keys are the flag names of
 """
 
 import contextlib
+import datetime as dt
 import json
 import os
+import subprocess
+import sys
 import time
 from typing import Any, Callable, Dict, NamedTuple, Optional, Union
 
@@ -708,6 +711,72 @@ def write_settings(root_dir: str, settings: Dict[str, Any]) -> None:
   tf.io.gfile.makedirs(root_dir)
   with tf.io.gfile.GFile(path, 'w') as f:
     json.dump(settings, f, indent=2, sort_keys=True)
+
+
+PROVENANCE_FILE = 'provenance.jsonl'
+
+
+def source_commit() -> Optional[str]:
+  """The git commit of this source tree ('+dirty' if changed), or None."""
+  source = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+  try:
+    commit = subprocess.run(
+        ['git', '-C', source, 'rev-parse', '--short', 'HEAD'],
+        capture_output=True, text=True, timeout=10, check=True).stdout.strip()
+    dirty = subprocess.run(
+        ['git', '-C', source, 'status', '--porcelain', '--untracked-files=no'],
+        capture_output=True, text=True, timeout=10, check=True).stdout.strip()
+  except (OSError, subprocess.SubprocessError):
+    return None
+  return commit + ('+dirty' if dirty else '')
+
+
+def _other_jobs() -> list:
+  """Command lines of the other Python processes on this machine."""
+  jobs = []
+  for pid in os.listdir('/proc') if os.path.isdir('/proc') else ():
+    if not pid.isdigit() or int(pid) == os.getpid():
+      continue
+    try:
+      with open(f'/proc/{pid}/cmdline', 'rb') as f:
+        args = f.read().split(b'\0')
+    except OSError:
+      continue
+    command = ' '.join(a.decode(errors='replace') for a in args if a)
+    if 'python' in os.path.basename(args[0].decode(errors='replace')):
+      jobs.append(command[:300])
+  return jobs
+
+
+def record_provenance(root_dir: str, resumed_from: Optional[int]) -> None:
+  """Appends where this start of a run came from to provenance.jsonl.
+
+  One JSON line per start (a resume adds one): time, source commit, command
+  line, the env step it resumed from (None for a fresh start), the machine's
+  cores and load, and the other Python processes running beside it.
+  """
+  record = {
+      'started': dt.datetime.now(dt.UTC).isoformat(
+          timespec='seconds'),
+      'commit': source_commit(),
+      'argv': sys.argv,
+      'resumed_from_env_steps': resumed_from,
+      'cpu_count': os.cpu_count(),
+      'load_average': (list(os.getloadavg())
+                       if hasattr(os, 'getloadavg') else None),
+      'other_jobs': _other_jobs(),
+  }
+  with tf.io.gfile.GFile(os.path.join(root_dir, PROVENANCE_FILE), 'a') as f:
+    f.write(json.dumps(record) + '\n')
+
+
+def read_provenance(root_dir: str) -> list:
+  """The records of `record_provenance` in `root_dir` (empty if none)."""
+  path = os.path.join(root_dir, PROVENANCE_FILE)
+  if not tf.io.gfile.exists(path):
+    return []
+  with tf.io.gfile.GFile(path) as f:
+    return [json.loads(line) for line in f if line.strip()]
 
 
 def restore_run(root_dir: str) -> Run:

@@ -453,6 +453,9 @@ def train(settings: Dict[str, Any], root_dir: str,
                    scores.items()), flush=True)
     return result
 
+  common.record_provenance(
+      root_dir, int(run.env_steps.numpy())
+      if run.checkpointer.checkpoint_exists else None)
   if run.checkpointer.checkpoint_exists:
     eval_log.drop_rows_after(int(run.env_steps.numpy()))
     print(f'[train] resumed from {run.checkpointer.manager.latest_checkpoint} '

@@ -1,0 +1,183 @@
+r"""Writes a results page (markdown) from run directories of `launch.train`.
+
+Every number on the page comes from the runs' files: eval.csv (both
+policies' headline metric at every evaluation), config.json (the settings
+that set a group of runs apart from its env's CPU preset) and
+provenance.jsonl (commit, resumes, what else ran). The page starts with the
+command that regenerates it.
+
+  python -m launch.results --run_dirs='runs/hc_*' \
+      --title='HalfCheetah-v5' --output=docs/results/halfcheetah.md
+
+Runs are grouped by env and by the settings they set apart from the env's
+preset (seed, schedule and device settings aside); a group's table has a
+row per evaluated env-step count with each seed's search / network score
+and the means over the seeds that reached that row.
+"""
+
+import csv
+import datetime as dt
+import glob
+import os
+import shlex
+import sys
+from typing import Any, Dict, List
+
+from absl import app
+from absl import flags
+import numpy as np
+
+from launch import common
+
+FLAGS = flags.FLAGS
+
+# Settings that do not set a group of runs apart.
+_IGNORED = (('seed', 'env') + common.SCHEDULE_SETTINGS +
+            common.DEVICE_SETTINGS + ('num_threads',))
+
+
+def _run_dirs(patterns: List[str]) -> List[str]:
+  """Run directories (with config.json) matching the globs, sorted."""
+  found = []
+  for pattern in patterns:
+    matches = [path for path in glob.glob(pattern)
+               if os.path.exists(os.path.join(path, common.CONFIG_FILE))]
+    if not matches:
+      raise ValueError(f'--run_dirs: {pattern!r} matches no run directory '
+                       '(a directory with config.json).')
+    found += matches
+  return sorted(set(found))
+
+
+def _distinct(settings: Dict[str, Any]) -> Dict[str, Any]:
+  """The settings of a run that differ from its env's CPU preset."""
+  preset = common.resolve_settings(settings['env'], 'cpu', {})
+  return {name: value for name, value in sorted(settings.items())
+          if name not in _IGNORED and preset.get(name) != value}
+
+
+def _rows(run_dir: str) -> List[Dict[str, str]]:
+  path = os.path.join(run_dir, 'eval.csv')
+  if not os.path.exists(path):
+    return []
+  with open(path) as f:
+    return list(csv.DictReader(f))
+
+
+def _number(value: float, metric: str) -> str:
+  return f'{value:.3f}' if metric == 'solve_rate' else f'{value:,.0f}'
+
+
+def _group_table(runs: List[Dict[str, Any]], metric: str) -> List[str]:
+  """Markdown lines of a group's table (runs sorted by seed)."""
+  by_step = {}
+  for index, run in enumerate(runs):
+    for row in run['rows']:
+      by_step.setdefault(int(row['env_steps']), {})[index] = row
+  header = (['env steps'] + [f"seed {run['seed']}" for run in runs] +
+            ['mean search', 'mean network'])
+  lines = ['| ' + ' | '.join(header) + ' |',
+           '|' + '---|' * len(header)]
+  for step in sorted(by_step):
+    cells, search, network = [f'{step:,}'], [], []
+    for index in range(len(runs)):
+      row = by_step[step].get(index)
+      if row is None:
+        cells.append('')
+        continue
+      values = [float(row[f'{kind}_{metric}']) for kind in ('search',
+                                                             'network')
+                if f'{kind}_{metric}' in row]
+      search.append(values[0])
+      if len(values) > 1:
+        network.append(values[1])
+      cells.append(f"{float(row['wall_clock_s']):,.0f} s: " +
+                   ' / '.join(_number(v, metric) for v in values))
+    cells.append(_number(np.mean(search), metric))
+    cells.append(_number(np.mean(network), metric) if network else '')
+    lines.append('| ' + ' | '.join(cells) + ' |')
+  return lines
+
+
+def _provenance_lines(runs: List[Dict[str, Any]]) -> List[str]:
+  lines = []
+  for run in runs:
+    starts = common.read_provenance(run['dir'])
+    if not starts:
+      lines.append(f"- `{run['dir']}`: no provenance.jsonl (a run from "
+                   'before it was recorded).')
+      continue
+    parts = []
+    for start in starts:
+      resumed = start['resumed_from_env_steps']
+      others = [job for job in start['other_jobs'] if 'launch.' in job
+                or 'pytest' in job]
+      parts.append(
+          f"{start['started']} at {start['commit']}"
+          + ('' if resumed is None else f', resumed from {resumed:,} steps')
+          + (f', beside {len(others)} other job(s): '
+             + '; '.join(f'`{job[:120]}`' for job in others)
+             if others else ', alone'))
+    lines.append(f"- `{run['dir']}` (seed {run['seed']}): " +
+                 ' | '.join(parts))
+  return lines
+
+
+def page(run_dirs: List[str], title: str, command: str) -> str:
+  """The markdown page of the runs."""
+  groups = {}
+  for run_dir in run_dirs:
+    settings = common.read_settings(run_dir)
+    distinct = _distinct(settings)
+    key = (settings['env'], tuple(distinct.items()))
+    groups.setdefault(key, []).append(dict(
+        dir=run_dir, seed=settings['seed'], rows=_rows(run_dir),
+        settings=settings))
+  lines = [f'# {title}', '',
+           'Generated from the run directories by', '',
+           f'    {command}', '',
+           f'on {dt.date.today().isoformat()} by commit '
+           f'{common.source_commit()}, on a machine with '
+           f'{os.cpu_count()} CPU cores. Cells: training wall-clock, then '
+           "search / network policy score (the env's headline metric) at "
+           'each evaluation.', '']
+  for (env, distinct), runs in sorted(groups.items(),
+                                      key=lambda item: str(item[0])):
+    runs.sort(key=lambda run: run['seed'])
+    metric = common.metrics(runs[0]['settings'])[0]
+    settings = ', '.join(f'--{name}={value}' for name, value in distinct)
+    lines += [f'## {env}: {settings or "the CPU preset"}', '',
+              f'Metric: {metric} over {runs[0]["settings"]["eval_episodes"]}'
+              ' episodes per evaluation.', '']
+    lines += _group_table(runs, metric) + ['']
+    lines += ['Runs:', ''] + _provenance_lines(runs) + ['']
+  return '\n'.join(lines)
+
+
+def main(argv):
+  """Writes the page of --run_dirs to --output."""
+  del argv
+  try:
+    run_dirs = _run_dirs(FLAGS.run_dirs)
+  except ValueError as error:
+    raise app.UsageError(str(error)) from error
+  command = 'python -m launch.results ' + ' '.join(
+      shlex.quote(arg) for arg in sys.argv[1:])
+  text = page(run_dirs, FLAGS.title, command)
+  os.makedirs(os.path.dirname(FLAGS.output) or '.', exist_ok=True)
+  with open(FLAGS.output, 'w') as f:
+    f.write(text)
+  print(f'[results] wrote {FLAGS.output} from {len(run_dirs)} runs')
+
+
+def run():
+  """Defines the flags and runs `main`."""
+  flags.DEFINE_list('run_dirs', None, 'Comma-separated globs of launch.train '
+                    'run directories.', required=True)
+  flags.DEFINE_string('title', 'Results', 'Title of the page.')
+  flags.DEFINE_string('output', 'docs/results/results.md', 'Page to write.')
+  app.run(main)
+
+
+if __name__ == '__main__':
+  run()

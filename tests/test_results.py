@@ -1,0 +1,41 @@
+"""Tests of launch/results.py and the run provenance it reads."""
+
+import json
+import os
+
+from launch import common
+from launch import results
+from tests import test_report
+
+
+def test_page_tables_hold_each_seed_and_the_means(tmp_path):
+  runs = [test_report.fabricate(str(tmp_path), 'spo', 'snake', seed, final)
+          for seed, final in ((0, 30.0), (1, 50.0))]
+  trt = test_report.fabricate(str(tmp_path), 'trt_smc', 'snake', 0, 60.0)
+  text = results.page(runs + [trt], 'Snake', 'python -m launch.results x')
+  assert text.startswith('# Snake\n')
+  assert '    python -m launch.results x' in text
+  # One group per distinct setting: the CPU preset and --proposal_alpha.
+  assert '## snake: the CPU preset' in text
+  assert '## snake: --proposal_alpha=0.1' in text
+  preset = text.split('## snake: the CPU preset')[1].split('##')[0]
+  # Final row: seed 0 search 30 (network 0), seed 1 50; means 40 and 0;
+  # wall-clock 10 * 2 + seed seconds.
+  assert '| 2,000 | 20 s: 30 / 0 | 21 s: 50 / 0 | 40 | 0 |' in preset
+  assert '| 1,000 | 10 s: 15 / 0 | 11 s: 25 / 0 | 20 | 0 |' in preset
+  # Fabricated runs have no provenance; the page says so.
+  assert 'no provenance.jsonl' in preset
+
+
+def test_provenance_records_each_start_and_what_ran_beside(tmp_path):
+  root = str(tmp_path)
+  common.record_provenance(root, None)
+  common.record_provenance(root, 2048)
+  starts = common.read_provenance(root)
+  assert [s['resumed_from_env_steps'] for s in starts] == [None, 2048]
+  assert all(s['cpu_count'] == os.cpu_count() for s in starts)
+  assert isinstance(starts[0]['other_jobs'], list)
+  # The source tree is this checkout: a commit is recorded.
+  assert starts[0]['commit']
+  with open(os.path.join(root, common.PROVENANCE_FILE)) as f:
+    assert len([json.loads(line) for line in f]) == 2
