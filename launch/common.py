@@ -65,6 +65,10 @@ SETTINGS = (
     ('policy_inference', 'dirac', 'q-hat estimator: dirac (SPO) or '
      'message_passing (TRT-SMC).'),
     ('retrace_lambda', 0.95, 'Lambda of the Retrace search value.'),
+    ('root_sampling', 'iid', 'Root actions of the particles: iid (SPO: '
+     'drawn from the prior) or without_replacement (discrete: Gumbel-top-k, '
+     'min(N, A) distinct actions; needs --policy_inference='
+     'message_passing).'),
     ('num_simulations', 64, '--algorithm=gumbel: simulations (model steps) '
      'per search; 64 matches 16 particles x depth 4.'),
     ('max_num_considered_actions', 16, '--algorithm=gumbel: actions sampled '
@@ -177,7 +181,7 @@ STRATEGIES = ('default', 'mirrored', 'tpu')
 PPO_SETTINGS = ('ppo_clip_ratio', 'ppo_entropy_coef')
 # Settings added since runs were first written; a run from before one of
 # them trained with its default.
-ADDED_SETTINGS = ('eta_update',)
+ADDED_SETTINGS = ('eta_update', 'root_sampling')
 # The Gumbel MuZero settings (`GumbelConfig`'s own fields).
 GUMBEL_SETTINGS = ('num_simulations', 'max_num_considered_actions',
                    'num_sampled_actions', 'gumbel_scale', 'c_visit',

@@ -6,6 +6,7 @@ import tensorflow as tf
 
 from environments import rubiks_cube
 from environments import toy
+from launch import estimators
 from tf_spo import action_spaces
 from tf_spo import config as config_lib
 from tf_spo import networks
@@ -570,3 +571,47 @@ def test_continuous_search_with_every_switch_compiles_with_a_dynamic_batch():
     assert np.all(out.proposal_kl.numpy() > 0)
     # Two steps from the time limit, within the depth of 4: every path ends.
     np.testing.assert_allclose(out.alive_fraction, 0.0)
+
+
+def test_random_tree_exact_target_on_a_one_step_tree_is_analytic():
+  tree = toy.RandomTree(4, 1, seed=5)
+  advantages = tree.rewards[0] - tree.values[0]  # leaves have V = 0
+  np.testing.assert_allclose(
+      tree.exact_target(ETA, 1.0),
+      analytic_target(tree.logits[0], advantages, ETA), rtol=1e-5)
+
+
+def test_without_replacement_roots_are_distinct_and_cover_every_action():
+  logits = tf.math.log_softmax(tf.constant([[2.0, 0.0, -1.0, 0.5]] * 3))
+  few = search.without_replacement_root(tf.repeat(logits, 3, axis=0), 3,
+                                        tf.constant([1, 2]))
+  assert all(len(set(row)) == 3 for row in few.numpy().reshape(3, 3))
+  many = search.without_replacement_root(tf.repeat(logits, 6, axis=0), 6,
+                                         tf.constant([1, 2]))
+  rows = many.numpy().reshape(3, 6)
+  assert all(set(row) == {0, 1, 2, 3} for row in rows)
+  # Ranks 0..3 then 0..1 again: the first four are a permutation.
+  np.testing.assert_array_equal(rows[:, 4:], rows[:, :2])
+
+
+@pytest.mark.parametrize('root_sampling', ['iid', 'without_replacement'])
+def test_completed_target_converges_to_the_exact_tree_target(root_sampling):
+  """Message passing, no resampling: q-hat -> the enumerated target."""
+  tree = toy.RandomTree(8, 3, seed=1)
+  exact = tree.exact_target(1.0, 1.0)
+  kls = []
+  for n in (16, 256):
+    config = config_lib.SearchConfig(
+        num_particles=n, depth=3, resample_period=3, discount=1.0,
+        policy_inference='message_passing', root_sampling=root_sampling)
+    out = run_search(tree, config, batch=64,
+                     network_fn=estimators.tree_network_fn(tree), eta=1.0)
+    kls.append(np.mean(kl(exact, out.action_weights.numpy())))
+  assert kls[1] < kls[0] / 4 and kls[1] < 0.05, kls
+
+
+def test_root_sampling_without_replacement_needs_message_passing():
+  with pytest.raises(ValueError, match='--root_sampling'):
+    config_lib.SearchConfig(root_sampling='without_replacement')
+  with pytest.raises(ValueError, match='--root_sampling'):
+    config_lib.SearchConfig(root_sampling='sorted')

@@ -15,6 +15,7 @@ def check(condition: bool, name: str, allowed: str, value) -> None:
 
 POLICY_INFERENCE = ('dirac', 'message_passing')
 ETA_UPDATES = ('gradient', 'solve')
+ROOT_SAMPLING = ('iid', 'without_replacement')
 
 
 @dataclasses.dataclass(frozen=True)
@@ -42,6 +43,11 @@ class SearchConfig:
     policy_inference: 'dirac' (SPO's weighted root actions) or
       'message_passing' (paper 001, sec. 3.3).
     retrace_lambda: lambda in [0, 1] of the Retrace search value.
+    root_sampling: 'iid' (SPO: each particle's root action drawn from the
+      proposal) or 'without_replacement' (discrete actions: Gumbel-top-k, so
+      N particles start from min(N, A) distinct actions; needs
+      policy_inference='message_passing', whose q-hat reads pi(a) from the
+      network and completes unsampled actions with the value baseline).
   """
 
   num_particles: int = 16
@@ -56,6 +62,7 @@ class SearchConfig:
   revived_resampling: bool = False
   policy_inference: str = 'dirac'
   retrace_lambda: float = 0.95
+  root_sampling: str = 'iid'
 
   def __post_init__(self):
     check(self.num_particles >= 1, 'num_particles', '>= 1', self.num_particles)
@@ -78,6 +85,13 @@ class SearchConfig:
           f'one of {list(POLICY_INFERENCE)}', self.policy_inference)
     check(0.0 <= self.retrace_lambda <= 1.0, 'retrace_lambda', 'in [0, 1]',
           self.retrace_lambda)
+    check(self.root_sampling in ROOT_SAMPLING, 'root_sampling',
+          f'one of {list(ROOT_SAMPLING)}', self.root_sampling)
+    check(self.root_sampling == 'iid' or
+          self.policy_inference == 'message_passing', 'root_sampling',
+          "'iid' unless --policy_inference=message_passing (the Dirac "
+          'target counts root actions, which are then no sample of pi)',
+          self.root_sampling)
 
 
 @dataclasses.dataclass(frozen=True)

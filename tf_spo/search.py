@@ -238,6 +238,36 @@ def sample_proposal(policy: Any, q: Any, q_fn: Optional[QFn],
   return Proposal(tf.gather(atoms, index, batch_dims=1), log_ratio, kl, beta)
 
 
+def without_replacement_root(policy: tf.Tensor, num_particles: int,
+                             seed: tf.Tensor) -> tf.Tensor:
+  """Root actions drawn without replacement (Gumbel-top-k), discrete only.
+
+  Per root, the actions ranked by log pi(a) + Gumbel noise (a sample of
+  pi without replacement, Kool et al. 2019); particle n takes the action of
+  rank n mod A, so N <= A particles start from N distinct actions and N > A
+  particles cover every action. The search's target must then read pi(a)
+  from the network rather than from the root counts: message passing does
+  (`message_passing_policy`).
+
+  Args:
+    policy: [B * N, A] root log-probabilities, each root's row repeated for
+      its N particles (batch-major).
+    num_particles: N.
+    seed: stateless seed, shape [2].
+
+  Returns:
+    [B * N] int32 root actions.
+  """
+  logits = _per_root(policy, num_particles)[:, 0]
+  num_actions = logits.shape[-1]
+  uniform = tf.random.stateless_uniform(tf.shape(logits), seed,
+                                        minval=1e-20, maxval=1.0)
+  ranking = tf.argsort(logits - tf.math.log(-tf.math.log(uniform)),
+                       axis=-1, direction='DESCENDING')
+  ranks = tf.range(num_particles) % num_actions
+  return tf.reshape(tf.gather(ranking, ranks, axis=1), [-1])
+
+
 def resample(log_weights: tf.Tensor, particles: Any, seed: tf.Tensor,
              roots: Optional[tf.Tensor] = None) -> Any:
   """Multinomial resampling of each root's particles.
@@ -410,6 +440,10 @@ def smc_search(root_observation: Any, model, network_fn: NetworkFn,
       twisted proposal has no Q-values.
   """
   action_space = action_spaces.for_spec(model.action_spec())
+  if (config.root_sampling == 'without_replacement' and
+      not action_space.is_discrete):
+    raise ValueError('--root_sampling=without_replacement needs discrete '
+                     'actions: a continuous action set has no ranking.')
   if config.proposal_alpha > 0.0 and q_fn is None:
     if not action_space.is_discrete:
       raise ValueError('--proposal_alpha > 0 with continuous actions needs '
@@ -456,8 +490,14 @@ def smc_search(root_observation: Any, model, network_fn: NetworkFn,
   root_atoms = root_log_ratio = None
 
   for step in range(config.depth):
-    proposal = sample_proposal(particles['policy'], particles.get('q'), q_fn,
-                               action_space, config, seeds[2 * step + 1])
+    if step == 0 and config.root_sampling == 'without_replacement':
+      action = without_replacement_root(particles['policy'], n, seeds[1])
+      untwisted = tf.zeros(tf.shape(action), tf.float32)
+      proposal = Proposal(action, untwisted, untwisted, untwisted)
+    else:
+      proposal = sample_proposal(particles['policy'], particles.get('q'),
+                                 q_fn, action_space, config,
+                                 seeds[2 * step + 1])
     if step == 0:
       root_atoms, root_log_ratio = proposal.action, proposal.log_ratio
       particles['root_action'] = root_atoms
