@@ -12,9 +12,11 @@ The observation [cos theta, sin theta, theta_dot] does not determine the step
 count, so the model observes a `PlanningObservation` that carries its state.
 """
 
+import gymnasium as gym
 import numpy as np
 import tensorflow as tf
 from tf_agents.specs import tensor_spec
+from tf_agents.trajectories import time_step as ts
 
 from environments import model as model_lib
 
@@ -166,3 +168,45 @@ class Pendulum(model_lib.EnvironmentModel):
         [tf.cos(theta), tf.sin(theta), state['theta_dot']], axis=-1)
     return model_lib.PlanningObservation(
         network_input=network_input, planning_state=state)
+
+
+def play_gymnasium(policy, num_episodes: int, seed: int,
+                   network_input_only: bool = False) -> np.ndarray:
+  """Plays a policy in gymnasium's own `Pendulum-v1`, one episode per env.
+
+  `num_episodes` gymnasium environments, reset with seeds seed, seed + 1,
+  ...; at each step the policy sees what `Pendulum.observe` would show of
+  the environment's true state (gymnasium's observation, and the state it
+  plans from), and gymnasium steps with its action and its own reward.
+
+  Args:
+    policy: anything with `action(time_step)` returning a step with
+      `.action` [B, 1]: a `TFPolicy` or a policy loaded from a SavedModel.
+    num_episodes: episodes, played as one batch.
+    seed: seed of the first environment's reset.
+    network_input_only: give the policy only the network input (an exported
+      network policy).
+
+  Returns:
+    [num_episodes] float64 episode returns (200 steps each).
+  """
+  envs = [gym.make('Pendulum-v1') for _ in range(num_episodes)]
+  for index, env in enumerate(envs):
+    env.reset(seed=seed + index)
+  returns = np.zeros(num_episodes)
+  for step in range(envs[0].spec.max_episode_steps):
+    theta, theta_dot = np.array([env.unwrapped.state for env in envs]).T
+    state = {'theta': tf.constant(theta, tf.float32),
+             'theta_dot': tf.constant(theta_dot, tf.float32),
+             'steps': tf.fill([num_episodes], step)}
+    observation = Pendulum().observe(state)
+    if network_input_only:
+      observation = observation.network_input
+    time_step = (ts.transition(observation, tf.zeros([num_episodes]),
+                               tf.ones([num_episodes])) if step
+                 else ts.restart(observation, num_episodes))
+    action = policy.action(time_step).action
+    for index, env in enumerate(envs):
+      _, reward, _, _, _ = env.step(np.asarray(action[index], np.float32))
+      returns[index] += reward
+  return returns

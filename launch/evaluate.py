@@ -11,6 +11,8 @@ episodes, and reports the env's metrics: `mean_return` for every env, and
   python -m launch.evaluate --saved_model=runs/cube/policy/search
   python -m launch.evaluate --env=pendulum \
       --saved_model=runs/pendulum/policy/network --num_episodes=100
+  python -m launch.evaluate --env=pendulum --gymnasium \
+      --saved_model=runs/pendulum/policy/search --num_episodes=500
 """
 
 import json
@@ -19,9 +21,11 @@ from typing import Any, Dict, Optional, Tuple
 
 from absl import app
 from absl import flags
+import numpy as np
 import tensorflow as tf
 
 from environments import model as model_lib
+from environments import pendulum
 from environments import registry
 from launch import common
 
@@ -141,6 +145,9 @@ def run():
                     "instead of the run's evaluation levels (overrides "
                     '--num_episodes).')
   flags.DEFINE_string('output', '', 'Optional JSON file for the results.')
+  flags.DEFINE_bool('gymnasium', False, "pendulum: play gymnasium's own "
+                    'Pendulum-v1 (one environment per episode, reset with '
+                    'seeds --seed, --seed + 1, ...) instead of the model.')
   app.run(common.exit_on_path_errors(main))
 
 
@@ -168,8 +175,18 @@ def main(argv):
       model = common.make_model(settings, evaluation=True)
     network_input_only = reads_network_input_only(policy, model)
   start = time.time()
-  results = evaluate_levels(policy, settings, FLAGS.max_level, num_episodes,
-                            FLAGS.seed, network_input_only, model)
+  if FLAGS.gymnasium:
+    if settings['env'] != 'pendulum':
+      raise app.UsageError("--gymnasium plays gymnasium's Pendulum-v1: it "
+                           f'needs --env=pendulum, got {settings["env"]}.')
+    returns = pendulum.play_gymnasium(policy, num_episodes, FLAGS.seed,
+                                      network_input_only)
+    results = {0: {'mean_return': float(np.mean(returns)),
+                   'std_return': float(np.std(returns))}}
+  else:
+    results = evaluate_levels(policy, settings, FLAGS.max_level,
+                              num_episodes, FLAGS.seed, network_input_only,
+                              model)
   columns = list(next(iter(results.values())))
   print(f'env={settings["env"]}')
   print(f'{"level":>6} ' + ' '.join(f'{c:>12}' for c in columns))

@@ -1,5 +1,7 @@
 """Tests for environments.pendulum, against gymnasium's Pendulum-v1."""
 
+import types
+
 import gymnasium
 import numpy as np
 import pytest
@@ -261,3 +263,34 @@ def test_model_environment_truncates_after_time_limit():
 def test_invalid_time_limit_raises(time_limit):
   with pytest.raises(ValueError, match='--time_limit must be >= 1'):
     pendulum.Pendulum(time_limit=time_limit)
+
+
+class _ConstantTorque:
+  """A policy object that always applies one torque."""
+
+  def __init__(self, torque):
+    self.torque = torque
+
+  def action(self, time_step):
+    batch = tf.shape(time_step.observation.network_input)[0]
+    return types.SimpleNamespace(action=tf.fill([batch, 1], self.torque))
+
+
+def test_play_gymnasium_returns_gymnasiums_own_rewards():
+  """Constant torque: the returns of the model from gymnasium's starts."""
+  returns = pendulum.play_gymnasium(_ConstantTorque(0.5), 3, seed=7)
+  model = pendulum.Pendulum()
+  starts = []
+  for index in range(3):
+    env = gymnasium.make('Pendulum-v1')
+    env.reset(seed=7 + index)
+    starts.append(env.unwrapped.state)
+  theta, theta_dot = np.array(starts, np.float32).T
+  state = {'theta': tf.constant(theta), 'theta_dot': tf.constant(theta_dot),
+           'steps': tf.zeros([3], tf.int32)}
+  expected = np.zeros(3)
+  for _ in range(200):
+    step = model.step(state, tf.fill([3, 1], 0.5))
+    expected += step.reward.numpy()
+    state = step.state
+  np.testing.assert_allclose(returns, expected, rtol=1e-3)
