@@ -139,7 +139,8 @@ _PAPER_DISCRETE = dict(
     discount=0.99, gae_lambda=0.95, target_update_tau=5e-3, epsilon_eta=0.5,
     epsilon_alpha=1e-3, initial_eta=0.5, initial_alpha=0.5, max_grad_norm=0.5,
     batch_size=64, sequence_length=17, num_epochs=16, replay_capacity=65_536,
-    root_dirichlet_alpha=0.03, root_exploration_fraction=0.25)
+    root_dirichlet_alpha=0.03, root_exploration_fraction=0.25,
+    eta_update='gradient')
 
 # Paper 000, appendix D.3, table 3, continuous column.
 _PAPER_CONTINUOUS = dict(
@@ -148,7 +149,8 @@ _PAPER_CONTINUOUS = dict(
     discount=0.99, gae_lambda=0.95, target_update_tau=5e-3, epsilon_eta=0.2,
     initial_eta=10.0, initial_alpha_mean=10.0, initial_alpha_cov=500.0,
     epsilon_alpha_mean=5e-2, epsilon_alpha_cov=5e-4, max_grad_norm=0.5,
-    batch_size=32, sequence_length=32, num_epochs=128, replay_capacity=65_536)
+    batch_size=32, sequence_length=32, num_epochs=128, replay_capacity=65_536,
+    eta_update='gradient')
 
 # Paper 001, tables 6 and 7 (Jumanji column) on top of an env's CPU preset:
 # K = m = 4, alpha = 0.1, message passing, revived resampling,

@@ -36,6 +36,9 @@ def test_settings_resolve_defaults_env_preset_then_flags():
   assert settings['time_limit'] == 200  # the env's default
   assert settings['epsilon_eta'] == 0.2 and settings['initial_eta'] == 10.0
   assert settings['num_envs'] == 1024  # paper table 3, continuous column
+  # The paper's gradient dual, not the CPU preset's solved eta.
+  assert settings['eta_update'] == 'gradient'
+  assert settings['initial_alpha_cov'] == 500.0
   assert settings['num_epochs'] == 3  # the flag wins
   cube = common.resolve_settings('rubiks_cube', 'paper', {})
   assert cube['num_envs'] == 768 and cube['epsilon_eta'] == 0.5
