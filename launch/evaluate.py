@@ -16,6 +16,8 @@ episodes, and reports the env's metrics: `mean_return` for every env, and
 """
 
 import json
+import shlex
+import sys
 import time
 from typing import Any, Dict, Optional, Tuple
 
@@ -144,7 +146,8 @@ def run():
                     "the built-in held-out generated set once, in order, "
                     "instead of the run's evaluation levels (overrides "
                     '--num_episodes).')
-  flags.DEFINE_string('output', '', 'Optional JSON file for the results.')
+  flags.DEFINE_string('output', '', 'Optional JSON file for the results '
+                      '(with the command and commit that made them).')
   flags.DEFINE_bool('gymnasium', False, "pendulum: play gymnasium's own "
                     'Pendulum-v1 (one environment per episode, reset with '
                     'seeds --seed, --seed + 1, ...) instead of the model.')
@@ -195,7 +198,11 @@ def main(argv):
   print(f'evaluated in {time.time() - start:.1f}s')
   if FLAGS.output:
     with open(FLAGS.output, 'w') as f:
-      json.dump({str(k): v for k, v in results.items()}, f, indent=2)
+      json.dump({
+          'command': 'python -m launch.evaluate ' + ' '.join(
+              shlex.quote(arg) for arg in sys.argv[1:]),
+          'commit': common.source_commit(),
+          'results': {str(k): v for k, v in results.items()}}, f, indent=2)
 
 
 if __name__ == '__main__':

@@ -18,10 +18,11 @@ and the means over the seeds that reached that row.
 import csv
 import datetime as dt
 import glob
+import json
 import os
 import shlex
 import sys
-from typing import Any, Dict, List
+from typing import Any, Dict, List, Sequence
 
 from absl import app
 from absl import flags
@@ -99,6 +100,48 @@ def _group_table(runs: List[Dict[str, Any]], metric: str) -> List[str]:
   return lines
 
 
+def _evaluation_lines(runs: List[Dict[str, Any]],
+                      evaluations: List[str]) -> List[str]:
+  """A table of each run's `launch.evaluate --output` files, if any.
+
+  A row per seed, a column per file name (the mean return, or the solve
+  rate, of its first level), a mean row; then the commands that wrote them,
+  with the run directory written as <run_dir>.
+  """
+  found = {}
+  for run in runs:
+    for name in evaluations:
+      path = os.path.join(run['dir'], name)
+      if os.path.exists(path):
+        with open(path) as f:
+          found[run['dir'], name] = json.load(f)
+  if not found:
+    return []
+  metric = common.metrics(runs[0]['settings'])[0]
+  lines = ['Evaluations after training:', '',
+           '| seed | ' + ' | '.join(f'`{n}`' for n in evaluations) + ' |',
+           '|' + '---|' * (len(evaluations) + 1)]
+  columns = {name: [] for name in evaluations}
+  for run in runs:
+    cells = [str(run['seed'])]
+    for name in evaluations:
+      record = found.get((run['dir'], name))
+      if record is None:
+        cells.append('')
+        continue
+      value = next(iter(record['results'].values()))[metric]
+      columns[name].append(value)
+      cells.append(_number(value, metric))
+    lines.append('| ' + ' | '.join(cells) + ' |')
+  lines.append('| mean | ' + ' | '.join(
+      _number(np.mean(values), metric) if values else ''
+      for values in columns.values()) + ' |')
+  commands = sorted({record['command'].replace(run_dir, '<run_dir>')
+                     for (run_dir, _), record in found.items()})
+  lines += ['', 'by'] + [f'    {command}' for command in commands] + ['']
+  return lines
+
+
 def _provenance_lines(runs: List[Dict[str, Any]]) -> List[str]:
   lines = []
   for run in runs:
@@ -123,7 +166,8 @@ def _provenance_lines(runs: List[Dict[str, Any]]) -> List[str]:
   return lines
 
 
-def page(run_dirs: List[str], title: str, command: str) -> str:
+def page(run_dirs: List[str], title: str, command: str,
+         evaluations: Sequence[str] = ()) -> str:
   """The markdown page of the runs."""
   groups = {}
   for run_dir in run_dirs:
@@ -150,6 +194,7 @@ def page(run_dirs: List[str], title: str, command: str) -> str:
               f'Metric: {metric} over {runs[0]["settings"]["eval_episodes"]}'
               ' episodes per evaluation.', '']
     lines += _group_table(runs, metric) + ['']
+    lines += _evaluation_lines(runs, list(evaluations))
     lines += ['Runs:', ''] + _provenance_lines(runs) + ['']
   return '\n'.join(lines)
 
@@ -163,7 +208,7 @@ def main(argv):
     raise app.UsageError(str(error)) from error
   command = 'python -m launch.results ' + ' '.join(
       shlex.quote(arg) for arg in sys.argv[1:])
-  text = page(run_dirs, FLAGS.title, command)
+  text = page(run_dirs, FLAGS.title, command, FLAGS.evaluations)
   os.makedirs(os.path.dirname(FLAGS.output) or '.', exist_ok=True)
   with open(FLAGS.output, 'w') as f:
     f.write(text)
@@ -176,6 +221,9 @@ def run():
                     'run directories.', required=True)
   flags.DEFINE_string('title', 'Results', 'Title of the page.')
   flags.DEFINE_string('output', 'docs/results/results.md', 'Page to write.')
+  flags.DEFINE_list('evaluations', [], 'File names of `launch.evaluate '
+                    '--output` results inside each run directory to tabulate '
+                    '(e.g. gym_search.json).')
   app.run(main)
 
 

@@ -1,5 +1,7 @@
 """Tests of launch/evaluate.py and the episode runner it uses."""
 
+import json
+
 from absl import app
 import numpy as np
 import pytest
@@ -135,6 +137,10 @@ def test_cli_on_checkpoint_and_saved_model(tiny_run, tmp_path):
       '--num_episodes=8', f'--output={output}')
   assert result.returncode == 0, result.stderr[-3000:]
   assert 'solve_rate' in result.stdout and output.exists()
+  written = json.loads(output.read_text())
+  assert written['command'].startswith('python -m launch.evaluate --root_dir=')
+  assert set(written['results']) == {'1', '2'}
+  assert 0.0 <= written['results']['2']['solve_rate'] <= 1.0
   result = conftest.run_module(
       'launch.evaluate', f'--saved_model={summary["saved_models"]["search"]}',
       '--max_level=1', '--num_episodes=8')

@@ -39,3 +39,17 @@ def test_provenance_records_each_start_and_what_ran_beside(tmp_path):
   assert starts[0]['commit']
   with open(os.path.join(root, common.PROVENANCE_FILE)) as f:
     assert len([json.loads(line) for line in f]) == 2
+
+
+def test_page_tabulates_evaluate_outputs_with_their_command(tmp_path):
+  runs = [test_report.fabricate(str(tmp_path), 'spo', 'snake', seed, 10.0)
+          for seed in (0, 1)]
+  for run_dir, value in zip(runs, (-150.0, -130.0)):
+    with open(os.path.join(run_dir, 'gym.json'), 'w') as f:
+      json.dump({'command': f'python -m launch.evaluate --x={run_dir}/p',
+                 'commit': 'abc', 'results': {'0': {'mean_return': value}}},
+                f)
+  text = results.page(runs, 'T', 'cmd', evaluations=['gym.json'])
+  assert '| 0 | -150 |' in text and '| 1 | -130 |' in text
+  assert '| mean | -140 |' in text
+  assert '    python -m launch.evaluate --x=<run_dir>/p' in text
