@@ -107,6 +107,8 @@ def table(num_actions: int, depth: int, eta: float,
 def main(argv):
   """Measures every estimator and writes the page to --output."""
   del argv
+  # Every configuration is a new compiled search: retracing is expected.
+  tf.get_logger().setLevel('ERROR')
   command = 'python -m launch.estimators ' + ' '.join(
       shlex.quote(arg) for arg in sys.argv[1:])
   particles = [int(n) for n in FLAGS.particles]

@@ -615,3 +615,9 @@ def test_root_sampling_without_replacement_needs_message_passing():
     config_lib.SearchConfig(root_sampling='without_replacement')
   with pytest.raises(ValueError, match='--root_sampling'):
     config_lib.SearchConfig(root_sampling='sorted')
+  config = config_lib.SearchConfig(
+      num_particles=4, depth=1, resample_period=1,
+      policy_inference='message_passing', root_sampling='without_replacement')
+  with pytest.raises(ValueError, match='needs discrete actions'):
+    run_search(toy.QuadraticBandit(K, [C]), config,
+               network_fn=gaussian_network())
