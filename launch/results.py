@@ -138,7 +138,7 @@ def _evaluation_lines(runs: List[Dict[str, Any]],
       for values in columns.values()) + ' |')
   commands = sorted({record['command'].replace(run_dir, '<run_dir>')
                      for (run_dir, _), record in found.items()})
-  lines += ['', 'by'] + [f'    {command}' for command in commands] + ['']
+  lines += ['', 'by', ''] + [f'    {command}' for command in commands] + ['']
   return lines
 
 
