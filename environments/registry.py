@@ -163,14 +163,13 @@ _TRT_SMC = dict(
 
 # The MuJoCo tasks on a 2-core CPU: the simulator is the planning model, so
 # every search step costs B * N simulator steps (README: throughput).
-# The network learns the search's targets only from fresh ones: the replay
-# holds the last 8 iterations (the paper's holds 2), as a 262k-step replay
-# (the whole run) anchored the M-step's weighted-likelihood targets to the
-# early policies and the network policy stayed at its initial mean. With
-# few gradient steps, the multipliers start at 1 (the paper's 10 and 500
-# held the mean and scale for thousands of steps), and eta is solved per
-# batch for a 1-nat E-step bound (docs/results/halfcheetah.md,
-# docs/results/mstep_probe.md).
+# With few gradient steps (10k to 30k in a run, the paper's ~400k) the
+# paper's multipliers (alpha_mu from 10, alpha_Sigma from 500) hold the
+# network's mean and scale at their start through the KL to the slow target
+# network, and the network policy did not learn: they start at 1 here
+# (docs/results/mstep_probe.md). The replay holds the last 8 iterations
+# (the paper's holds 2), and eta is solved per batch for a 1-nat E-step
+# bound (docs/results/halfcheetah.md).
 _MUJOCO_CPU = dict(
     network='mlp', normalize_observations=True, num_envs=16,
     rollout_length=32, num_particles=16, depth=4, resample_period=4,
