@@ -16,8 +16,6 @@ episodes, and reports the env's metrics: `mean_return` for every env, and
 """
 
 import json
-import shlex
-import sys
 import time
 from typing import Any, Dict, Optional, Tuple
 
@@ -199,8 +197,7 @@ def main(argv):
   if FLAGS.output:
     with open(FLAGS.output, 'w') as f:
       json.dump({
-          'command': 'python -m launch.evaluate ' + ' '.join(
-              shlex.quote(arg) for arg in sys.argv[1:]),
+          'command': common.command_line('launch.evaluate'),
           'commit': common.source_commit(),
           'results': {str(k): v for k, v in results.items()}}, f, indent=2)
 

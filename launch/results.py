@@ -16,12 +16,9 @@ and the means over the seeds that reached that row.
 """
 
 import csv
-import datetime as dt
 import glob
 import json
 import os
-import shlex
-import sys
 from typing import Any, Dict, List, Sequence
 
 from absl import app
@@ -177,14 +174,10 @@ def page(run_dirs: List[str], title: str, command: str,
     groups.setdefault(key, []).append(dict(
         dir=run_dir, seed=settings['seed'], rows=_rows(run_dir),
         settings=settings))
-  lines = [f'# {title}', '',
-           'Generated from the run directories by', '',
-           f'    {command}', '',
-           f'on {dt.date.today().isoformat()} by commit '
-           f'{common.source_commit()}, on a machine with '
-           f'{os.cpu_count()} CPU cores. Cells: training wall-clock, then '
-           "search / network policy score (the env's headline metric) at "
-           'each evaluation.', '']
+  lines = common.page_header(
+      title, command, 'Generated from the run directories by') + [
+          'Cells: training wall-clock, then search / network policy score '
+          "(the env's headline metric) at each evaluation.", '']
   for (env, distinct), runs in sorted(groups.items(),
                                       key=lambda item: str(item[0])):
     runs.sort(key=lambda run: run['seed'])
@@ -206,12 +199,9 @@ def main(argv):
     run_dirs = _run_dirs(FLAGS.run_dirs)
   except ValueError as error:
     raise app.UsageError(str(error)) from error
-  command = 'python -m launch.results ' + ' '.join(
-      shlex.quote(arg) for arg in sys.argv[1:])
-  text = page(run_dirs, FLAGS.title, command, FLAGS.evaluations)
-  os.makedirs(os.path.dirname(FLAGS.output) or '.', exist_ok=True)
-  with open(FLAGS.output, 'w') as f:
-    f.write(text)
+  text = page(run_dirs, FLAGS.title, common.command_line('launch.results'),
+              FLAGS.evaluations)
+  common.write_page(FLAGS.output, text)
   print(f'[results] wrote {FLAGS.output} from {len(run_dirs)} runs')
 
 
