@@ -193,15 +193,9 @@ def test_root_noise_changes_sampling_and_zero_fraction_does_not():
   assert np.all(noised >= 0.75 * tf.nn.softmax(PRIOR_LOGITS).numpy() - 1e-6)
 
 
-def test_spo_search_matches_its_golden_outputs():
-  """With every TRT-SMC switch off the search is the SPO search, bit for bit.
-
-  tests/data holds the outputs of the SPO search written before the switches
-  existed (tests/golden_search.py).
-  """
-  from tests import golden_search  # pylint: disable=g-import-not-at-top
-  golden = np.load(golden_search.GOLDEN_PATH)
-  outputs = golden_search.outputs()
+def _assert_matches_golden(outputs, path):
+  """`outputs` ({key: array}) equal the golden file at `path`."""
+  golden = np.load(path)
   assert sorted(outputs) == sorted(golden.files)
   for key, value in outputs.items():
     if value.dtype.kind == 'i':
@@ -211,6 +205,60 @@ def test_spo_search_matches_its_golden_outputs():
       # rounding in the network matmul.
       np.testing.assert_allclose(value, golden[key], rtol=1e-6, atol=1e-7,
                                  err_msg=key)
+
+
+def test_spo_search_matches_its_golden_outputs():
+  """With every TRT-SMC switch off the search is the SPO search, bit for bit.
+
+  tests/data holds the outputs of the SPO search written before the switches
+  existed (tests/golden_search.py).
+  """
+  from tests import golden_search  # pylint: disable=g-import-not-at-top
+  _assert_matches_golden(golden_search.outputs(), golden_search.GOLDEN_PATH)
+
+
+def test_every_switch_combination_matches_its_golden_outputs():
+  """Each switch gives the outputs it gave before the search was split.
+
+  tests/data holds every switch combination's outputs written before
+  `smc_search` took its variants as injected functions
+  (tests/golden_search.py).
+  """
+  from tests import golden_search  # pylint: disable=g-import-not-at-top
+  _assert_matches_golden(golden_search.switches_outputs(),
+                         golden_search.SWITCHES_PATH)
+
+
+def test_an_injected_estimator_replaces_the_papers():
+  """A q-hat estimator is a function pair passed in, not a config branch.
+
+  A greedy estimator (all weight on the atom of the largest summed
+  increment) on a one-step bandit puts q-hat on the best action.
+  """
+  config = config_lib.SearchConfig(num_particles=32, depth=1,
+                                   resample_period=1)
+
+  def accumulate(statistic, step, increment, scaled_advantage, root_index):
+    del step, scaled_advantage, root_index  # Unused.
+    return statistic + increment
+
+  def estimate(statistic, particles, weights, root_atoms, root_log_ratio,
+               prior):
+    del particles, weights, root_log_ratio, prior  # Unused.
+    greedy = tf.one_hot(tf.argmax(statistic, -1), statistic.shape[-1])
+    return search.Estimate(root_atoms, greedy,
+                           CATEGORICAL.probabilities(root_atoms, greedy))
+
+  functions = search.search_functions(config, CATEGORICAL)._replace(
+      estimator=search.PolicyEstimator(accumulate, estimate))
+  bandit = toy.ToyModel(REWARDS.tolist(), [True] * 4)
+  out = tf.function(
+      lambda obs, s: search.smc_search(obs, bandit, fixed_network(), ETA,
+                                       config, s, functions=functions),
+      jit_compile=True)(tf.zeros([3, 1]), tf.constant([1, 2]))
+  np.testing.assert_allclose(
+      out.action_weights,
+      np.eye(4)[np.full(3, np.argmax(REWARDS))], atol=1e-6)
 
 
 # TRT-SMC (paper 001).
@@ -297,26 +345,27 @@ def test_message_passing_does_not_degenerate_with_depth(capsys):
 
 def test_revival_restarts_resampled_particles_from_non_terminal_states():
   """Resampling that favours terminated particles revives them instead."""
-  particles = {
-      'state': tf.constant([10, 11, 12, 13]),
-      'alive': tf.constant([0.0, 1.0, 0.0, 1.0]),
-      'reference': {'state': tf.constant([0, 0, 0, 0])},
-  }
+  rows = tf.range(4, dtype=tf.float32)
+  particles = search.Particles(
+      state=tf.constant([10, 11, 12, 13]), policy=rows, value=rows, q=(),
+      alive=tf.constant([0.0, 1.0, 0.0, 1.0]), root_index=tf.range(4),
+      root_action=tf.range(4), search_return=rows, retrace=rows, trace=rows,
+      reference={'state': tf.constant([0, 0, 0, 0])})
   particles = search.update_references(particles)
-  np.testing.assert_array_equal(particles['reference']['state'],
+  np.testing.assert_array_equal(particles.reference['state'],
                                 [0, 11, 0, 13])
   # All the weight on the two terminated particles of each root.
   log_weights = tf.math.log(tf.constant([[1.0, 0.0], [1.0, 0.0]]))
   resampled = search.resample(log_weights, particles, tf.constant([1, 2]))
-  np.testing.assert_array_equal(resampled['alive'], [0, 0, 0, 0])
+  np.testing.assert_array_equal(resampled.alive, [0, 0, 0, 0])
   revived = search.revive(resampled)
-  np.testing.assert_array_equal(revived['alive'], [1, 1, 1, 1])
-  np.testing.assert_array_equal(revived['state'], [0, 0, 0, 0])
+  np.testing.assert_array_equal(revived.alive, [1, 1, 1, 1])
+  np.testing.assert_array_equal(revived.state, [0, 0, 0, 0])
   # A living particle keeps its state.
   kept = search.revive(search.resample(
       tf.math.log(tf.constant([[0.0, 1.0], [0.0, 1.0]])), particles,
       tf.constant([1, 2])))
-  np.testing.assert_array_equal(kept['state'], [11, 11, 13, 13])
+  np.testing.assert_array_equal(kept.state, [11, 11, 13, 13])
 
 
 def test_revived_search_keeps_particles_out_of_terminal_states():

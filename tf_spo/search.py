@@ -26,7 +26,7 @@ model sees particles as a bigger batch and resampling is one `tf.gather` over
 the particle nest.
 """
 
-from typing import Any, Callable, NamedTuple, Optional
+from typing import Any, Callable, NamedTuple, Optional, Tuple
 
 import tensorflow as tf
 
@@ -41,6 +41,12 @@ NetworkFn = Callable[[Any], networks.NetworkOutput]
 # Maps (`NetworkOutput.q` of M states, environment actions [M, K, ...]) to
 # Q-values [M, K]. Discrete Q-values [M, A] are gathered by default.
 QFn = Callable[[Any, tf.Tensor], tf.Tensor]
+# Maps (proposal base parameters [M, ...], `NetworkOutput.q` of the M states
+# or (), stateless seed [2]) to a `Proposal` of one action per row.
+ProposalFn = Callable[[Any, Any, tf.Tensor], 'Proposal']
+# Maps the log-weights [B, N] at a resampling step to the bool [B] roots to
+# resample.
+ResampleRuleFn = Callable[[tf.Tensor], tf.Tensor]
 
 # Bisection on log(beta * spread of Q) for the twisted proposal: from
 # e^-20 (q = pi to float32 precision) to e^25 (greedy unless Q-values tie to
@@ -190,52 +196,66 @@ def twisted_proposal(base_log_probs: tf.Tensor, q_values: tf.Tensor,
   return log_q, kl, scaled_beta / spread
 
 
-def sample_proposal(policy: Any, q: Any, q_fn: Optional[QFn],
-                    action_space: action_spaces.ActionSpace,
-                    config: config_lib.SearchConfig,
-                    seed: tf.Tensor) -> Proposal:
-  """Samples one action per row from pi or from the twisted proposal.
-
-  Without twisting (`config.proposal_alpha == 0`) actions come from pi and the
-  log-ratios are 0. With twisting, the atoms are the whole action set when it
-  can be enumerated and has at most `config.proposal_atoms` actions (base =
-  pi), else that many atoms drawn from pi (base = uniform over the atoms),
-  and the proposal is pi twisted by Q over the atoms.
+def policy_proposal(action_space: action_spaces.ActionSpace) -> ProposalFn:
+  """The SPO proposal: one action per row from pi, log-ratios 0.
 
   Args:
-    policy: policy parameters [M, ...] of pi.
-    q: `NetworkOutput.q` of the M states, or None without twisting.
-    q_fn: maps (q, environment actions [M, K, ...]) to Q-values [M, K].
     action_space: the action space.
-    config: the search configuration.
-    seed: stateless seed, shape [2].
 
   Returns:
-    A `Proposal` of [M, ...] tensors.
+    A `ProposalFn` that ignores Q.
   """
-  if config.proposal_alpha == 0.0:
+
+  def propose(policy, q, seed):
+    del q  # Unused: pi is not twisted.
     action = action_space.sample(policy, 1, seed)[:, 0]
     zeros = tf.zeros(tf.shape(action)[:1], tf.float32)
     return Proposal(action, zeros, zeros, zeros)
-  atom_seed, sample_seed = tf.unstack(
-      tf.random.experimental.stateless_split(seed, 2))
-  all_actions = action_space.enumerate()
-  if (all_actions is not None and
-      action_space.num_actions <= config.proposal_atoms):
-    atoms = tf.broadcast_to(all_actions, tf.shape(policy))
-    base = tf.nn.log_softmax(policy)
-  else:
-    atoms = action_space.sample(policy, config.proposal_atoms, atom_seed)
-    base = tf.fill(tf.shape(atoms)[:2], -tf.math.log(
-        float(config.proposal_atoms)))
-  log_q, kl, beta = twisted_proposal(
-      base, q_fn(q, action_space.env_action(atoms)), config.proposal_alpha)
-  index = tf.reshape(
-      tf.random.stateless_categorical(log_q, 1, sample_seed, dtype=tf.int32),
-      [-1])
-  log_ratio = (tf.gather(base, index, batch_dims=1) -
-               tf.gather(log_q, index, batch_dims=1))
-  return Proposal(tf.gather(atoms, index, batch_dims=1), log_ratio, kl, beta)
+
+  return propose
+
+
+def twisted_policy_proposal(action_space: action_spaces.ActionSpace,
+                            q_fn: QFn, alpha: float,
+                            num_atoms: int) -> ProposalFn:
+  """The trust-region twisted proposal of TRT-SMC (paper 001, sec. 3.1).
+
+  The atoms are the whole action set when it can be enumerated and has at
+  most `num_atoms` actions (base = pi), else `num_atoms` atoms drawn from pi
+  (base = uniform over the atoms); the proposal is the base twisted by Q over
+  the atoms (`twisted_proposal`).
+
+  Args:
+    action_space: the action space.
+    q_fn: maps (q, environment actions [M, K, ...]) to Q-values [M, K].
+    alpha: greediness in (0, 1].
+    num_atoms: atoms drawn per row when the action set is not enumerated.
+
+  Returns:
+    A `ProposalFn` that reads Q.
+  """
+
+  def propose(policy, q, seed):
+    atom_seed, sample_seed = tf.unstack(
+        tf.random.experimental.stateless_split(seed, 2))
+    all_actions = action_space.enumerate()
+    if all_actions is not None and action_space.num_actions <= num_atoms:
+      atoms = tf.broadcast_to(all_actions, tf.shape(policy))
+      base = tf.nn.log_softmax(policy)
+    else:
+      atoms = action_space.sample(policy, num_atoms, atom_seed)
+      base = tf.fill(tf.shape(atoms)[:2], -tf.math.log(float(num_atoms)))
+    log_q, kl, beta = twisted_proposal(
+        base, q_fn(q, action_space.env_action(atoms)), alpha)
+    index = tf.reshape(
+        tf.random.stateless_categorical(log_q, 1, sample_seed,
+                                        dtype=tf.int32), [-1])
+    log_ratio = (tf.gather(base, index, batch_dims=1) -
+                 tf.gather(log_q, index, batch_dims=1))
+    return Proposal(tf.gather(atoms, index, batch_dims=1), log_ratio, kl,
+                    beta)
+
+  return propose
 
 
 def without_replacement_root(policy: tf.Tensor, num_particles: int,
@@ -335,24 +355,62 @@ def message_passing_policy(prior_logits: tf.Tensor, root_actions: tf.Tensor,
   return tf.nn.softmax(tf.nn.log_softmax(prior_logits) + action_q, axis=-1)
 
 
-def update_references(particles: dict) -> dict:
+class Particles(NamedTuple):
+  """The N particles of each of B roots, batch-major ([B * N, ...] leaves).
+
+  Attributes:
+    state: the model's states.
+    policy: proposal base parameters at the current state (at the root, the
+      optionally noised prior).
+    value: [B * N] V at the current state.
+    q: `NetworkOutput.q` at the current state for a proposal that reads Q,
+      else ().
+    alive: [B * N] float32, 1 while the particle's episode runs.
+    root_index: [B * N] int32, the root atom n the particle descends from.
+    root_action: [B * N, ...] the particle's root action (() before the
+      first step).
+    search_return: [B * N] discounted sum of the rewards so far.
+    retrace: [B * N] Retrace(lambda) estimate of V at the root so far.
+    trace: [B * N] product of the Retrace trace factors so far.
+    reference: dict of some fields (`SearchFunctions.reference_fields`) at
+      the particle's last non-terminal state, for revived resampling; {}
+      without it.
+  """
+  state: Any
+  policy: Any
+  value: tf.Tensor
+  q: Any
+  alive: tf.Tensor
+  root_index: tf.Tensor
+  root_action: Any
+  search_return: tf.Tensor
+  retrace: tf.Tensor
+  trace: tf.Tensor
+  reference: dict
+
+
+# What revived resampling restores from a particle's last non-terminal state.
+REFERENCE_FIELDS = ('state', 'policy', 'value', 'q')
+
+
+def update_references(particles: Particles) -> Particles:
   """Revived resampling: a living particle's reference becomes its state.
 
   Args:
-    particles: particle nest with `alive` [M] and `reference`, a dict of some
-      of the particle's fields (its last non-terminal state and what was
-      evaluated there).
+    particles: `Particles` whose `reference` holds some of their fields at
+      their last non-terminal state (none without revival: a no-op).
 
   Returns:
     `particles` whose references are the current fields where alive.
   """
-  reference = particles['reference']
-  current = {key: particles[key] for key in reference}
-  return dict(particles, reference=model_lib.select(
-      particles['alive'] > 0, current, reference))
+  reference = particles.reference
+  current = {key: getattr(particles, key) for key in reference}
+  return particles._replace(reference=model_lib.select(
+      particles.alive > 0, current, reference))
 
 
-def revive(particles: dict, where: Optional[tf.Tensor] = None) -> dict:
+def revive(particles: Particles,
+           where: Optional[tf.Tensor] = None) -> Particles:
   """Revived resampling: restarts particles from their references.
 
   Called right after resampling: particles drawn from a terminated ancestor
@@ -361,34 +419,200 @@ def revive(particles: dict, where: Optional[tf.Tensor] = None) -> dict:
   their current state.
 
   Args:
-    particles: particle nest with `alive` [M] and `reference`.
-    where: optional bool [M], the particles that were resampled (all if
+    particles: `Particles` with references.
+    where: optional bool [B * N], the particles that were resampled (all if
       None).
 
   Returns:
-    The particle nest.
+    The particles.
   """
-  revived = dict(particles, **particles['reference'])
-  revived['alive'] = tf.ones_like(particles['alive'])
+  revived = particles._replace(alive=tf.ones_like(particles.alive),
+                               **particles.reference)
   if where is None:
     return revived
   return model_lib.select(where, revived, particles)
 
 
+def _keep(particles: Particles, where: Optional[tf.Tensor] = None):
+  """Resampling without revival: the particles as drawn."""
+  del where  # Unused.
+  return particles
+
+
+def every_root(log_weights: tf.Tensor) -> tf.Tensor:
+  """Resampling rule of SPO: every root resamples at its period."""
+  return tf.ones(tf.shape(log_weights)[:1], tf.bool)
+
+
+def low_ess_roots(min_ess: float) -> ResampleRuleFn:
+  """Adaptive resampling: the roots whose ESS fell below `min_ess`."""
+  return lambda log_weights: _ess(tf.nn.softmax(log_weights)) < min_ess
+
+
+class Estimate(NamedTuple):
+  """q-hat of B roots from N atoms.
+
+  Attributes:
+    atoms: [B, N, ...] search actions of the atoms.
+    atom_weights: [B, N] normalised weights of the atoms.
+    action_weights: discrete actions: q-hat as probabilities [B, A]; None
+      for continuous actions.
+  """
+  atoms: tf.Tensor
+  atom_weights: tf.Tensor
+  action_weights: Optional[tf.Tensor]
+
+
+class PolicyEstimator(NamedTuple):
+  """How the search turns its particles into q-hat.
+
+  Attributes:
+    accumulate: maps (statistic [B, N], step, log-weight increments [B, N],
+      advantages / eta [B, N], root indices [B, N]) to the statistic after
+      the step; it starts at zeros [B, N].
+    estimate: maps (statistic [B, N], final `Particles`, final normalised
+      weights [B, N], root atoms [B, N, ...], their proposal log-ratios
+      [B, N], root prior parameters [B, ...]) to an `Estimate`.
+  """
+  accumulate: Callable[..., tf.Tensor]
+  estimate: Callable[..., Estimate]
+
+
+def dirac_estimator(action_space: action_spaces.ActionSpace,
+                    num_particles: int) -> PolicyEstimator:
+  """SPO's q-hat: the surviving particles' root actions, final weights.
+
+  The search skips the last resampling, which would only add variance.
+  """
+
+  def accumulate(statistic, step, increment, scaled_advantage, root_index):
+    del step, increment, scaled_advantage, root_index  # Unused.
+    return statistic
+
+  def estimate(statistic, particles, weights, root_atoms, root_log_ratio,
+               prior):
+    del statistic, root_atoms, root_log_ratio, prior  # Unused.
+    atoms = _per_root(particles.root_action, num_particles)
+    return Estimate(atoms, weights, action_space.probabilities(atoms, weights))
+
+  return PolicyEstimator(accumulate, estimate)
+
+
+def message_passing_estimator(action_space: action_spaces.ActionSpace,
+                              num_particles: int) -> PolicyEstimator:
+  """TRT-SMC's q-hat by message passing (paper 001, sec. 3.3).
+
+  Each root atom j accumulates Q-hat_j, the log-mean-exp over the particles
+  descending from it of their log-weight increments; its weight is
+  softmax(Q-hat_j) (times its proposal correction for discrete actions), and
+  discrete q-hat is `message_passing_policy`.
+  """
+
+  def accumulate(statistic, step, increment, scaled_advantage, root_index):
+    # Discrete q-hat applies pi(a) explicitly, so the root atoms' own
+    # proposal correction is left out there.
+    if step == 0 and action_space.is_discrete:
+      increment = scaled_advantage
+    return statistic + group_log_mean_exp(increment, root_index,
+                                          num_particles)
+
+  def estimate(statistic, particles, weights, root_atoms, root_log_ratio,
+               prior):
+    del particles, weights  # Unused.
+    if not action_space.is_discrete:
+      # The root proposal's correction is in the continuous Q-hat_j already.
+      return Estimate(root_atoms, tf.nn.softmax(statistic, axis=-1), None)
+    return Estimate(root_atoms,
+                    tf.nn.softmax(statistic + root_log_ratio, axis=-1),
+                    message_passing_policy(prior, root_atoms, statistic))
+
+  return PolicyEstimator(accumulate, estimate)
+
+
+class SearchFunctions(NamedTuple):
+  """The search's variants, chosen once (`search_functions`) and injected.
+
+  Attributes:
+    root_proposal: `ProposalFn` of the first step.
+    proposal: `ProposalFn` of the later steps.
+    reads_q: whether the proposals read `NetworkOutput.q` (particles then
+      carry it).
+    resample_rule: `ResampleRuleFn`, the roots that resample at a period.
+    reference_fields: the `Particles` fields that particles keep at their
+      last non-terminal state (revived resampling), or ().
+    restart: maps (resampled `Particles`, bool [B * N] resampled rows) to
+      the particles that go on (`revive`, or as drawn).
+    estimator: the `PolicyEstimator` of q-hat.
+  """
+  root_proposal: ProposalFn
+  proposal: ProposalFn
+  reads_q: bool
+  resample_rule: ResampleRuleFn
+  reference_fields: Tuple[str, ...]
+  restart: Callable[[Particles, Optional[tf.Tensor]], Particles]
+  estimator: PolicyEstimator
+
+
+def search_functions(config: config_lib.SearchConfig,
+                     action_space: action_spaces.ActionSpace,
+                     q_fn: Optional[QFn] = None) -> SearchFunctions:
+  """The functions that `config`'s switches select.
+
+  Args:
+    config: the search configuration.
+    action_space: the action space.
+    q_fn: Q-values of actions for the twisted proposal (discrete Q-values are
+      gathered by default).
+
+  Returns:
+    `SearchFunctions`.
+
+  Raises:
+    ValueError: naming the setting that the action space or `q_fn` cannot
+      serve.
+  """
+  n = config.num_particles
+  if config.proposal_alpha > 0.0:
+    if q_fn is None:
+      if not action_space.is_discrete:
+        raise ValueError('proposal_alpha > 0 with continuous actions needs '
+                         'q_fn, e.g. PolicyValueNetwork.q_values.')
+      q_fn = _gather_q
+    proposal = twisted_policy_proposal(action_space, q_fn,
+                                       config.proposal_alpha,
+                                       config.proposal_atoms)
+  else:
+    proposal = policy_proposal(action_space)
+  root_proposal = proposal
+  if config.root_sampling == 'without_replacement':
+    if not action_space.is_discrete:
+      raise ValueError('root_sampling=without_replacement needs discrete '
+                       'actions: a continuous action set has no ranking.')
+
+    def root_proposal(policy, q, seed):
+      del q  # Unused.
+      action = without_replacement_root(policy, n, seed)
+      untwisted = tf.zeros(tf.shape(action), tf.float32)
+      return Proposal(action, untwisted, untwisted, untwisted)
+
+  make_estimator = (message_passing_estimator
+                    if config.policy_inference == 'message_passing'
+                    else dirac_estimator)
+  revived = config.revived_resampling
+  return SearchFunctions(
+      root_proposal=root_proposal,
+      proposal=proposal,
+      reads_q=config.proposal_alpha > 0.0,
+      resample_rule=(low_ess_roots(config.ess_threshold * n)
+                     if config.ess_threshold > 0.0 else every_root),
+      reference_fields=REFERENCE_FIELDS if revived else (),
+      restart=revive if revived else _keep,
+      estimator=make_estimator(action_space, n))
+
+
 def _per_root(x: tf.Tensor, num_particles: int) -> tf.Tensor:
   """Reshapes a [B * N, ...] particle tensor to [B, N, ...]."""
   return tf.reshape(x, [-1, num_particles] + x.shape[1:].as_list())
-
-
-def _evaluate(network_fn: NetworkFn, observation,
-              config: config_lib.SearchConfig) -> networks.NetworkOutput:
-  """The network at observations; checks Q is there for a twisted proposal."""
-  output = network_fn(model_lib.network_input(observation))
-  if config.proposal_alpha > 0.0 and not tf.nest.flatten(output.q):
-    raise ValueError('--proposal_alpha > 0 needs Q-values: network_fn must '
-                     'return a NetworkOutput with q, e.g. from a '
-                     'PolicyValueNetwork(q_head=True).')
-  return output
 
 
 def _gather_q(q: tf.Tensor, actions: tf.Tensor) -> tf.Tensor:
@@ -399,7 +623,8 @@ def _gather_q(q: tf.Tensor, actions: tf.Tensor) -> tf.Tensor:
 def smc_search(root_observation: Any, model, network_fn: NetworkFn,
                eta: tf.Tensor, config: config_lib.SearchConfig,
                seed: tf.Tensor, add_root_noise: bool = False,
-               q_fn: Optional[QFn] = None) -> SearchOutput:
+               q_fn: Optional[QFn] = None,
+               functions: Optional[SearchFunctions] = None) -> SearchOutput:
   """Runs the SMC search from a batch of root observations.
 
   Each of N particles per root samples its actions from the proposal (pi, or
@@ -414,8 +639,7 @@ def smc_search(root_observation: Any, model, network_fn: NetworkFn,
   roots whose ESS fell below `ess_threshold * N` are. With revived
   resampling, a particle drawn from a terminated ancestor restarts from that
   ancestor's last non-terminal state. q-hat is either the surviving root
-  actions with the final normalised weights (Dirac; skipping the last
-  resampling, which would only add variance) or the message-passing
+  actions with the final normalised weights (Dirac) or the message-passing
   estimate.
 
   Args:
@@ -424,168 +648,135 @@ def smc_search(root_observation: Any, model, network_fn: NetworkFn,
     model: an `environments.EnvironmentModel` used for planning.
     network_fn: maps network inputs [M, ...] to a `NetworkOutput`.
     eta: scalar temperature, > 0.
-    config: static `SearchConfig`.
+    config: static `SearchConfig` (sizes, discount, noise; and the switches
+      unless `functions` is given).
     seed: stateless seed, int32/int64 tensor of shape [2].
     add_root_noise: Python bool, root noise (collect policy).
     q_fn: maps (`NetworkOutput.q`, environment actions [M, K, ...]) to
       Q-values [M, K] for the twisted proposal; discrete Q-values [M, A] are
       gathered by default, continuous actions need it (e.g.
       `PolicyValueNetwork.q_values`).
+    functions: the variants (proposals, resampling rule, revival, q-hat
+      estimator); by default `search_functions(config, ...)`.
 
   Returns:
     A `SearchOutput`.
 
   Raises:
     ValueError: if the model's action spec has no action space, or the
-      twisted proposal has no Q-values.
+      proposal reads Q-values the network does not return.
   """
   action_space = action_spaces.for_spec(model.action_spec())
-  if (config.root_sampling == 'without_replacement' and
-      not action_space.is_discrete):
-    raise ValueError('--root_sampling=without_replacement needs discrete '
-                     'actions: a continuous action set has no ranking.')
-  if config.proposal_alpha > 0.0 and q_fn is None:
-    if not action_space.is_discrete:
-      raise ValueError('--proposal_alpha > 0 with continuous actions needs '
-                       'q_fn, e.g. PolicyValueNetwork.q_values.')
-    q_fn = _gather_q
+  fns = functions or search_functions(config, action_space, q_fn)
   n = config.num_particles
   gamma = config.discount
-  adaptive = config.ess_threshold > 0.0
   eta = tf.convert_to_tensor(eta, tf.float32)
   # XLA's stateless multinomial takes int32 seeds only.
   seeds = tf.random.experimental.stateless_split(
       tf.cast(seed, tf.int32), num=2 * config.depth + 1)
+  # Resampling after these steps (never after the last one).
+  resample_after = {step for step in range(config.depth - 1)
+                    if (step + 1) % config.resample_period == 0}
 
-  root = _evaluate(network_fn, root_observation, config)
+  root = network_fn(model_lib.network_input(root_observation))
+  if fns.reads_q and not tf.nest.flatten(root.q):
+    raise ValueError('proposal_alpha > 0 needs Q-values: network_fn must '
+                     'return a NetworkOutput with q, e.g. from a '
+                     'PolicyValueNetwork(q_head=True).')
   repeat = lambda x: tf.repeat(x, n, axis=0)
   batch = tf.shape(root.value)[0]
-  particles = dict(
+  carried_q = lambda output: output.q if fns.reads_q else ()
+  particles = Particles(
       state=tf.nest.map_structure(
           repeat, model_lib.planning_state(model, root_observation)),
-      # Proposal base at the current state: the (noised) prior at the root.
       policy=tf.nest.map_structure(repeat, root_prior(
           root.policy, action_space, config, add_root_noise, seeds[0])),
       value=repeat(root.value),
+      q=tf.nest.map_structure(repeat, carried_q(root)),
       alive=tf.ones_like(repeat(root.value)),
       root_index=tf.tile(tf.range(n), [batch]),
+      root_action=(),
       search_return=tf.zeros_like(repeat(root.value)),
       retrace=repeat(root.value),
       trace=tf.ones_like(repeat(root.value)),
+      reference={},
   )
-  if config.proposal_alpha > 0.0:
-    particles['q'] = tf.nest.map_structure(repeat, root.q)
-  reference_keys = ('state', 'policy', 'value', 'q')
-  if config.revived_resampling:
-    particles['reference'] = {
-        k: particles[k] for k in reference_keys if k in particles}
+  particles = particles._replace(reference={
+      key: getattr(particles, key) for key in fns.reference_fields})
 
-  zeros = tf.zeros_like(_per_root(particles['value'], n))
+  zeros = tf.zeros_like(_per_root(particles.value, n))
   log_weights, eta_advantages, eta_log_ratios = zeros, zeros, zeros
-  ancestor_q = zeros
+  statistic = zeros
   proposal_kl, proposal_beta = zeros, zeros
-  # 1 while a root has not resampled yet: its eta segment is still open.
+  # 1 while a root has not resampled yet: its eta segment is still open
+  # (paper 000, appendix D.1: particles are i.i.d. rollouts of the proposal
+  # until then).
   first_segment = tf.ones_like(zeros[:, :1])
   resamplings = zeros[:, 0]
   root_atoms = root_log_ratio = None
 
   for step in range(config.depth):
-    if step == 0 and config.root_sampling == 'without_replacement':
-      action = without_replacement_root(particles['policy'], n, seeds[1])
-      untwisted = tf.zeros(tf.shape(action), tf.float32)
-      proposal = Proposal(action, untwisted, untwisted, untwisted)
-    else:
-      proposal = sample_proposal(particles['policy'], particles.get('q'),
-                                 q_fn, action_space, config,
-                                 seeds[2 * step + 1])
+    propose = fns.root_proposal if step == 0 else fns.proposal
+    proposal = propose(particles.policy, particles.q, seeds[2 * step + 1])
     if step == 0:
-      root_atoms, root_log_ratio = proposal.action, proposal.log_ratio
-      particles['root_action'] = root_atoms
+      root_atoms = _per_root(proposal.action, n)
+      root_log_ratio = _per_root(proposal.log_ratio, n)
+      particles = particles._replace(root_action=proposal.action)
     proposal_kl += _per_root(proposal.kl, n) / config.depth
     proposal_beta += _per_root(proposal.beta, n) / config.depth
 
-    model_step = model.step(particles['state'],
+    model_step = model.step(particles.state,
                             action_space.env_action(proposal.action))
-    output = _evaluate(network_fn, model.observe(model_step.state), config)
-    alive = particles['alive']
+    output = network_fn(
+        model_lib.network_input(model.observe(model_step.state)))
+    alive = particles.alive
     advantage = alive * (model_step.reward + gamma * model_step.discount *
-                         output.value - particles['value'])
+                         output.value - particles.value)
     log_ratio = alive * proposal.log_ratio
     increment = _per_root(advantage / eta + log_ratio, n)
     log_weights += increment
-    if adaptive:
-      eta_advantages += first_segment * _per_root(advantage, n)
-      eta_log_ratios += first_segment * _per_root(log_ratio, n)
-    elif step < config.resample_period:
-      eta_advantages += _per_root(advantage, n)
-      eta_log_ratios += _per_root(log_ratio, n)
-    if config.policy_inference == 'message_passing':
-      # Discrete q-hat applies pi(a) explicitly, so the root atoms' own
-      # proposal correction is left out there.
-      root_increment = (_per_root(advantage / eta, n)
-                        if action_space.is_discrete else increment)
-      ancestor_q += group_log_mean_exp(
-          increment if step else root_increment,
-          _per_root(particles['root_index'], n), n)
+    eta_advantages += first_segment * _per_root(advantage, n)
+    eta_log_ratios += first_segment * _per_root(log_ratio, n)
+    statistic = fns.estimator.accumulate(
+        statistic, step, increment, _per_root(advantage / eta, n),
+        _per_root(particles.root_index, n))
     # Retrace(lambda): V(s0) + sum_k gamma^k prod_{i<=k} c_i delta_k, with
     # c_0 = min(1, rho_0) and c_i = lambda min(1, rho_i).
     trace_factor = tf.minimum(1.0, tf.exp(proposal.log_ratio))
     if step:
       trace_factor *= gamma * config.retrace_lambda
-    particles['trace'] *= trace_factor
-    particles['retrace'] += particles['trace'] * advantage
-    particles['search_return'] += alive * gamma**step * model_step.reward
-    particles.update(
+    trace = particles.trace * trace_factor
+    particles = update_references(particles._replace(
         state=model_step.state, policy=output.policy, value=output.value,
-        alive=alive * (1.0 - tf.cast(model_step.done, tf.float32)))
-    if 'q' in particles:
-      particles['q'] = output.q
-    if config.revived_resampling:
-      particles = update_references(particles)
-    if step + 1 == config.depth:
-      break
-    if (step + 1) % config.resample_period == 0:
-      seed = seeds[2 * step + 2]
-      if adaptive:
-        roots = _ess(tf.nn.softmax(log_weights)) < config.ess_threshold * n
-        particles = resample(log_weights, particles, seed, roots)
-        log_weights = tf.where(roots[:, None], 0.0, log_weights)
-        first_segment *= 1.0 - tf.cast(roots[:, None], tf.float32)
-        resamplings += tf.cast(roots, tf.float32)
-        if config.revived_resampling:
-          particles = revive(particles, repeat(roots))
-      else:
-        particles = resample(log_weights, particles, seed)
-        log_weights = tf.zeros_like(log_weights)
-        resamplings += 1.0
-        if config.revived_resampling:
-          particles = revive(particles)
+        q=carried_q(output),
+        alive=alive * (1.0 - tf.cast(model_step.done, tf.float32)),
+        trace=trace,
+        retrace=particles.retrace + trace * advantage,
+        search_return=(particles.search_return +
+                       alive * gamma**step * model_step.reward)))
+    if step in resample_after:
+      roots = fns.resample_rule(log_weights)
+      particles = fns.restart(
+          resample(log_weights, particles, seeds[2 * step + 2], roots),
+          repeat(roots))
+      log_weights = tf.where(roots[:, None], 0.0, log_weights)
+      first_segment *= 1.0 - tf.cast(roots[:, None], tf.float32)
+      resamplings += tf.cast(roots, tf.float32)
 
   weights = tf.nn.softmax(log_weights, axis=-1)
-  if config.policy_inference == 'message_passing':
-    atoms = _per_root(root_atoms, n)
-    # Self-normalised weights of the root atoms: the root proposal's
-    # correction is in the continuous Q-hat_j already.
-    atom_weights = tf.nn.softmax(
-        ancestor_q + (_per_root(root_log_ratio, n) if action_space.is_discrete
-                      else 0.0), axis=-1)
-    action_weights = (message_passing_policy(root.policy, atoms, ancestor_q)
-                      if action_space.is_discrete else None)
-  else:
-    atoms = _per_root(particles['root_action'], n)
-    atom_weights = weights
-    action_weights = action_space.probabilities(atoms, weights)
+  target = fns.estimator.estimate(statistic, particles, weights, root_atoms,
+                                  root_log_ratio, root.policy)
   weighted = lambda x: tf.reduce_sum(weights * _per_root(x, n), axis=-1)
-  opportunities = (config.depth - 1) // config.resample_period
+  opportunities = len(resample_after)
   return SearchOutput(
-      atoms=atoms,
-      atom_weights=atom_weights,
-      action_weights=action_weights,
+      atoms=target.atoms,
+      atom_weights=target.atom_weights,
+      action_weights=target.action_weights,
       particle_weights=weights,
       # Particles still running after `depth` steps bootstrap with V.
-      value=weighted(particles['search_return'] + gamma**config.depth *
-                     particles['alive'] * particles['value']),
-      retrace_value=weighted(particles['retrace']),
+      value=weighted(particles.search_return + gamma**config.depth *
+                     particles.alive * particles.value),
+      retrace_value=weighted(particles.retrace),
       root_value=root.value,
       prior=root.policy,
       eta_advantages=eta_advantages,
@@ -593,7 +784,7 @@ def smc_search(root_observation: Any, model, network_fn: NetworkFn,
       ess=_ess(weights),
       weight_entropy=-tf.reduce_sum(
           weights * tf.math.log(tf.maximum(weights, 1e-30)), axis=-1),
-      alive_fraction=tf.reduce_mean(_per_root(particles['alive'], n), -1),
+      alive_fraction=tf.reduce_mean(_per_root(particles.alive, n), -1),
       proposal_kl=tf.reduce_mean(proposal_kl, -1),
       proposal_beta=tf.reduce_mean(proposal_beta, -1),
       resample_fraction=resamplings / max(opportunities, 1),
