@@ -344,14 +344,14 @@ def load_levels(path):
   elif os.path.isfile(path):
     paths = [path]
   else:
-    raise ValueError(f'--levels_dir: {path!r} does not exist.')
+    raise ValueError(f'levels_dir: {path!r} does not exist.')
   level_sets = []
   for file_path in paths:
     with open(file_path, encoding='utf-8') as f:
       level_sets.append(parse_levels(f.read(), source=file_path))
   levels = concatenate_levels(level_sets)
   if not levels.num_levels:
-    raise ValueError(f'--levels_dir: {path!r} holds no levels (a Boxoban '
+    raise ValueError(f'levels_dir: {path!r} holds no levels (a Boxoban '
                      '.txt file, or a directory of them).')
   return levels
 

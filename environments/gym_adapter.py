@@ -61,10 +61,10 @@ class GymnasiumEnvironment(py_environment.PyEnvironment):
       seed: Python int >= 0, the base of the environments' seeds.
 
     Raises:
-      ValueError: naming `--num_envs` if it is < 1.
+      ValueError: naming `num_envs` if it is < 1.
     """
     if num_envs < 1:
-      raise ValueError(f'--num_envs must be >= 1, got {num_envs}.')
+      raise ValueError(f'num_envs must be >= 1, got {num_envs}.')
     super().__init__(handle_auto_reset=False)
     self._model = model
     self._simulator = model.simulator

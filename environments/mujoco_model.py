@@ -92,10 +92,10 @@ class ParticleSimulator:
       num_threads: threads stepping the particles (>= 1).
 
     Raises:
-      ValueError: naming `--num_threads` if it is < 1.
+      ValueError: naming `num_threads` if it is < 1.
     """
     if num_threads < 1:
-      raise ValueError(f'--num_threads must be >= 1, got {num_threads}.')
+      raise ValueError(f'num_threads must be >= 1, got {num_threads}.')
     env = gym.make(task.gym_id).unwrapped
     self._task = task
     self._model = env.model
@@ -353,7 +353,7 @@ class MujocoModel(model_lib.EnvironmentModel):
     """
     super().__init__(name=name or task.name)
     if time_limit < 1:
-      raise ValueError(f'--time_limit must be >= 1, got {time_limit}.')
+      raise ValueError(f'time_limit must be >= 1, got {time_limit}.')
     self._time_limit = time_limit
     self._simulator = ParticleSimulator(task, num_threads)
     if check and task not in _CHECKED_TASKS:

@@ -218,10 +218,10 @@ def task(name: str) -> MujocoTask:
   """The task registered as `name`.
 
   Raises:
-    ValueError: naming `--env` and the MuJoCo tasks, for an unknown name.
+    ValueError: naming `env` and the MuJoCo tasks, for an unknown name.
   """
   if name not in TASKS:
     raise ValueError(
-        f'--env must be one of the MuJoCo tasks {sorted(TASKS)}, got '
+        f'env must be one of the MuJoCo tasks {sorted(TASKS)}, got '
         f'{name!r}.')
   return TASKS[name]

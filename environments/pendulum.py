@@ -97,7 +97,7 @@ class Pendulum(model_lib.EnvironmentModel):
       ValueError: If `time_limit` is out of range.
     """
     if time_limit < 1:
-      raise ValueError(f'--time_limit must be >= 1, got {time_limit}.')
+      raise ValueError(f'time_limit must be >= 1, got {time_limit}.')
     super().__init__(name=name)
     self._time_limit = time_limit
     self._g = g

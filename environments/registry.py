@@ -162,7 +162,8 @@ _TRT_SMC = dict(
     search_value_weight=0.5)
 
 # The MuJoCo tasks on a 2-core CPU: the simulator is the planning model, so
-# every search step costs B * N simulator steps (README: throughput).
+# every search step costs B * N simulator steps (docs/history.md, "MuJoCo:
+# planning-model throughput").
 # With few gradient steps (10k to 30k in a run, the paper's ~400k) the
 # paper's multipliers (alpha_mu from 10, alpha_Sigma from 500) hold the
 # network's mean and scale at their start through the KL to the slow target
@@ -183,7 +184,7 @@ _MUJOCO_CPU = dict(
 # Snake on a 2-core CPU: paper 001's network (app. B.1 embeds the board with
 # one 3x3 convolution of 3 channels before a 2 x 128 MLP) and its Jumanji
 # discount. The 3-channel embedding makes training ~3.4x faster than a
-# 16-channel conv ResNet front end (README, "Snake: learning").
+# 16-channel conv ResNet front end (docs/history.md, "Snake: learning").
 _SNAKE_CPU = dict(
     time_limit=4000, conv_channels='3', conv_residual_blocks=0,
     torso_units=128, num_residual_blocks=1, head_units=128, num_envs=64,
@@ -205,13 +206,13 @@ _SOKOBAN_CPU = dict(
 ENVS: Dict[str, EnvEntry] = {
     'rubiks_cube': EnvEntry(
         make_model=_cube,
-        # The main job: ~3.5 minutes of training on 2 cores (README). A looser
-        # M-step trust region and a faster target network than the paper's
-        # (eps_alpha 1e-3, tau 5e-3) learn faster at this budget, and eta
-        # starts near where the eps_eta = 0.5 bound holds (~0.1): from the
+        # The main job: ~3.5 minutes of training on 2 cores (docs/using.md).
+        # A looser M-step trust region and a faster target network than the
+        # paper's (eps_alpha 1e-3, tau 5e-3) learn faster at this budget, and
+        # eta starts near where the eps_eta = 0.5 bound holds (~0.1): from the
         # paper's 0.5 at dual lr 3e-4 it is still 0.3 after 144k steps, and
-        # the search targets stay close to the prior (README, "What limits
-        # it": 0.55 vs 0.31 solved at 7 moves after 256k steps).
+        # the search targets stay close to the prior (docs/history.md, "What
+        # limits it": 0.55 vs 0.31 solved at 7 moves after 256k steps).
         defaults=dict(time_limit=20, min_scramble=1, max_scramble=7,
                       eval_scramble=7, epsilon_alpha=1e-2, initial_eta=0.05,
                       target_update_tau=2e-2, total_env_steps=192_000,
@@ -220,10 +221,10 @@ ENVS: Dict[str, EnvEntry] = {
         # With the paper's Rubik's Cube network (appendix A.2.2) and
         # training scrambles [3, 7].
         presets=dict(
-            # About 30 minutes on 2 cores (README, "Learning on the Rubik's
-            # Cube"): for that budget the paper's 512-wide network does a
-            # little better (3 seeds) than the default 256-wide one, though
-            # it runs a third of the env steps per second.
+            # About 30 minutes on 2 cores (docs/history.md, "Learning on the
+            # Rubik's Cube"): for that budget the paper's 512-wide network
+            # does a little better (3 seeds) than the default 256-wide one,
+            # though it runs a third of the env steps per second.
             cpu_30min=dict(torso_units=512, head_units=512,
                            total_env_steps=500_000, eval_interval=100_000,
                            checkpoint_interval=100_000, log_interval=50_000),
@@ -288,8 +289,8 @@ def entry(name: str) -> EnvEntry:
   """The registry entry of env `name`.
 
   Raises:
-    ValueError: naming `--env` and the registered names.
+    ValueError: naming `env` and the registered names.
   """
   if name not in ENVS:
-    raise ValueError(f'--env must be one of {sorted(ENVS)}, got {name!r}.')
+    raise ValueError(f'env must be one of {sorted(ENVS)}, got {name!r}.')
   return ENVS[name]

@@ -176,9 +176,9 @@ class Snake(model_lib.EnvironmentModel):
       ValueError: If an argument is out of range.
     """
     if time_limit < 1:
-      raise ValueError(f'--time_limit must be >= 1, got {time_limit}.')
+      raise ValueError(f'time_limit must be >= 1, got {time_limit}.')
     if board_size < 2:
-      raise ValueError(f'--board_size must be >= 2, got {board_size}.')
+      raise ValueError(f'board_size must be >= 2, got {board_size}.')
     super().__init__(name=name)
     self._time_limit = time_limit
     self._board_size = board_size

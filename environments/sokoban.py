@@ -126,7 +126,7 @@ class Sokoban(model_lib.EnvironmentModel):
         invalid.
     """
     if time_limit < 1:
-      raise ValueError(f'--time_limit must be >= 1, got {time_limit}.')
+      raise ValueError(f'time_limit must be >= 1, got {time_limit}.')
     boxoban_levels.validate_levels(levels)
     if levels.num_levels < 1:
       raise ValueError('Sokoban needs at least one level, got none.')

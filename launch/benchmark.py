@@ -534,7 +534,7 @@ def main(argv):
                                FLAGS.warmup,
                                overrides={'algorithm': FLAGS.algorithm})
     except ValueError as e:
-      raise app.UsageError(str(e)) from e
+      raise app.UsageError(common.flag_wording(e)) from e
     print(format_train_table(result))
   else:
     result = search_mode()
@@ -555,7 +555,7 @@ def search_mode() -> Dict[str, Any]:
   try:
     result = benchmark(seed=FLAGS.seed, env=FLAGS.env, **settings)
   except ValueError as e:
-    raise app.UsageError(str(e)) from e
+    raise app.UsageError(common.flag_wording(e)) from e
   print(format_table(result))
   return result
 

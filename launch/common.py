@@ -12,12 +12,14 @@ import contextlib
 import datetime as dt
 import json
 import os
+import re
 import shlex
 import subprocess
 import sys
 import time
 from typing import Any, Callable, Dict, NamedTuple, Optional, Union
 
+from absl import flags
 from absl import logging
 import numpy as np
 import tensorflow as tf
@@ -648,6 +650,37 @@ def build_run(settings: Dict[str, Any], root_dir: str,
   checkpointer.initialize_or_restore().expect_partial()
   return Run(settings, root_dir, env, agent, replay_buffer, env_steps,
              wall_clock, checkpointer, model, strategy)
+
+
+def flag_wording(error: BaseException, names=None) -> str:
+  """`error`'s message worded for the command line.
+
+  Library errors name the argument (`time_limit must be >= 1, got 0.`); a
+  flag's name where it starts a clause (before ` must`, `=`, `:`, ` >` or
+  ` needs`) and outside a `[...]` range becomes the flag:
+  `--time_limit must be >= 1, got 0.`
+
+  Args:
+    error: the exception.
+    names: the flag names; by default every flag defined.
+
+  Returns:
+    The message.
+  """
+  names = sorted(flags.FLAGS if names is None else names, key=len,
+                 reverse=True)
+  if not names:
+    return str(error)
+  pattern = re.compile(r'(?<![\w`.=-])(' + '|'.join(map(re.escape, names)) +
+                       r')(?= must\b|=|:| >| needs\b)')
+  message = str(error)
+
+  def as_flag(match):
+    before = message[:match.start()]
+    in_range = before.count('[') > before.count(']')
+    return match.group(1) if in_range else f'--{match.group(1)}'
+
+  return pattern.sub(as_flag, message)
 
 
 class PathFlagError(FileNotFoundError):

@@ -475,8 +475,8 @@ def main(argv):
   """Runs --role with the settings of the flags."""
   del argv
   logging.set_verbosity(logging.WARNING)
-  settings = train_lib.settings_from_flags()
   try:
+    settings = train_lib.settings_from_flags()
     # The learner trains on --strategy (made before TensorFlow starts); the
     # other parts ignore it.
     strategy = (common.make_strategy(settings) if FLAGS.role == 'learner'
@@ -503,7 +503,7 @@ def main(argv):
           f"--envs_per_item must divide each replica's batch, --batch_size / "
           f'--num_replicas = {replica_batch}, got {envs_per_item}.')
   except ValueError as error:
-    raise app.UsageError(str(error)) from error
+    raise app.UsageError(common.flag_wording(error)) from error
   address = FLAGS.replay_server_address or f'localhost:{FLAGS.replay_port}'
   if FLAGS.role != 'replay_server' and FLAGS.role != 'all' and not (
       FLAGS.replay_server_address or FLAGS.replay_port):

@@ -157,7 +157,8 @@ def main(argv):
                               FLAGS.probe_every, FLAGS.eval_episodes,
                               root_dir)
       except ValueError as error:
-        raise app.UsageError(f'--variant {name}: {error}') from None
+        raise app.UsageError(
+            f'--variant {name}: {common.flag_wording(error)}') from None
   text = page(results, FLAGS.env, command)
   common.write_page(FLAGS.output, text)
   print(text)

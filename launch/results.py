@@ -198,7 +198,7 @@ def main(argv):
   try:
     run_dirs = _run_dirs(FLAGS.run_dirs)
   except ValueError as error:
-    raise app.UsageError(str(error)) from error
+    raise app.UsageError(common.flag_wording(error)) from error
   text = page(run_dirs, FLAGS.title, common.command_line('launch.results'),
               FLAGS.evaluations)
   common.write_page(FLAGS.output, text)

@@ -224,7 +224,7 @@ def main(argv):
       settings = dict(settings, **{sweep: FLAGS.level})
     searches = search_configs(settings, spo_budgets, gumbel_simulations)
   except ScalingError as error:
-    raise app.UsageError(str(error)) from error
+    raise app.UsageError(common.flag_wording(error)) from error
   rows = scaling(run, searches, settings, FLAGS.num_episodes, FLAGS.seed,
                  FLAGS.timing_batch, FLAGS.timing_repeats)
   metric = common.metrics(settings)[0]

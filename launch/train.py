@@ -527,14 +527,14 @@ def main(argv):
   """Trains with the settings of the flags."""
   del argv
   logging.set_verbosity(logging.WARNING)
-  settings = settings_from_flags()
   try:
+    settings = settings_from_flags()
     # First: a mirrored strategy on the CPU configures its logical devices
     # before TensorFlow starts.
     strategy = common.make_strategy(settings)
     common.validate_settings(settings)
   except ValueError as error:
-    raise app.UsageError(str(error)) from error
+    raise app.UsageError(common.flag_wording(error)) from error
   train(settings, FLAGS.root_dir, strategy=strategy)
 
 

@@ -225,12 +225,12 @@ def test_load_levels_names_the_bad_file(tmp_path):
 
 
 def test_load_levels_rejects_missing_or_empty_paths(tmp_path):
-  with pytest.raises(ValueError, match=r'--levels_dir.*does not exist'):
+  with pytest.raises(ValueError, match=r'levels_dir.*does not exist'):
     boxoban_levels.load_levels(str(tmp_path / 'missing'))
-  with pytest.raises(ValueError, match=r'--levels_dir.*holds no levels'):
+  with pytest.raises(ValueError, match=r'levels_dir.*holds no levels'):
     boxoban_levels.load_levels(str(tmp_path))
   (tmp_path / 'empty.txt').write_text('\n')
-  with pytest.raises(ValueError, match=r'--levels_dir.*holds no levels'):
+  with pytest.raises(ValueError, match=r'levels_dir.*holds no levels'):
     boxoban_levels.load_levels(str(tmp_path))
 
 

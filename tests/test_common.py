@@ -42,7 +42,7 @@ def test_settings_resolve_defaults_env_preset_then_flags():
   assert settings['num_epochs'] == 3  # the flag wins
   cube = common.resolve_settings('rubiks_cube', 'paper', {})
   assert cube['num_envs'] == 768 and cube['epsilon_eta'] == 0.5
-  with pytest.raises(ValueError, match='--preset must be one of'):
+  with pytest.raises(ValueError, match='preset must be one of'):
     common.resolve_settings('pendulum', 'fast', {})
   with pytest.raises(ValueError, match='--preset=cpu_30min is not defined '
                      'for --env=pendulum; it has cpu, paper, trt_smc'):
@@ -95,9 +95,27 @@ def test_settings_resolve_defaults_env_preset_then_flags():
      "--strategy must be not 'tpu' for a task whose model runs Python"),
 ])
 def test_validate_settings_names_the_flag(overrides, message):
-  with pytest.raises(ValueError, match=message.replace('[', r'\[').replace(
-      ']', r'\]')):
+  with pytest.raises(ValueError) as error:
     common.validate_settings(dict(common.DEFAULTS, **overrides))
+  assert message in common.flag_wording(error.value, common.DEFAULTS)
+
+
+def test_flag_wording_turns_argument_names_into_flags():
+  names = ['time_limit', 'depth', 'policy_inference', 'conv_channels']
+  for library, binary in [
+      ('time_limit must be >= 1, got 0.', '--time_limit must be >= 1, got 0.'),
+      ("root_sampling 'x' needs policy_inference=message_passing",
+       "root_sampling 'x' needs --policy_inference=message_passing"),
+      ('observation_spec: conv_channels needs float grid observations',
+       'observation_spec: --conv_channels needs float grid observations'),
+      ('--depth=4 (now 8)', '--depth=4 (now 8)'),  # already a flag
+      ('--strategy=depth: no', '--strategy=depth: no'),  # a flag's value
+      ('time_limit must be in [1, depth=2], got 3', '--time_limit must be in '
+       '[1, depth=2], got 3'),  # a range's bound stays
+      ('the search depth is 3; config.depth: 3', 'the search depth is 3; '
+       'config.depth: 3'),  # prose and attributes stay
+  ]:
+    assert common.flag_wording(ValueError(library), names) == binary
 
 
 def test_make_strategy_without_the_devices_names_the_flag():

@@ -251,12 +251,12 @@ def test_compiled_search_equals_eager_on_the_cube():
                                 compiled.visit_counts.numpy()[:2])
 
 
-def test_config_errors_name_the_flag():
-  with pytest.raises(ValueError, match='--num_simulations must be >= 1'):
+def test_config_errors_name_the_argument():
+  with pytest.raises(ValueError, match='num_simulations must be >= 1'):
     config_lib.GumbelConfig(num_simulations=0)
-  with pytest.raises(ValueError, match='--c_scale must be > 0'):
+  with pytest.raises(ValueError, match='c_scale must be > 0'):
     config_lib.GumbelConfig(c_scale=0.0)
-  with pytest.raises(ValueError, match='--num_sampled_actions must be >= 1'):
+  with pytest.raises(ValueError, match='num_sampled_actions must be >= 1'):
     config_lib.GumbelConfig(num_sampled_actions=0)
 
 

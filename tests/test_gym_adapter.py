@@ -219,7 +219,7 @@ def test_tf_py_environment(cheetah):
 
 
 def test_bad_arguments(cheetah):
-  with pytest.raises(ValueError, match='--num_envs'):
+  with pytest.raises(ValueError, match='num_envs'):
     gym_adapter.GymnasiumEnvironment(cheetah, num_envs=0)
   env = gym_adapter.GymnasiumEnvironment(cheetah, num_envs=2)
   env.reset()

@@ -176,12 +176,12 @@ def test_self_check_detects_a_different_task():
     mujoco_model.MujocoModel(changed)
 
 
-def test_bad_arguments_name_the_flag():
-  with pytest.raises(ValueError, match='--env must be one of the MuJoCo'):
+def test_bad_arguments_name_the_argument():
+  with pytest.raises(ValueError, match='env must be one of the MuJoCo'):
     mujoco_tasks.task('walker')
-  with pytest.raises(ValueError, match='--num_threads'):
+  with pytest.raises(ValueError, match='num_threads'):
     mujoco_model.ParticleSimulator(mujoco_tasks.task('ant'), num_threads=0)
-  with pytest.raises(ValueError, match='--time_limit'):
+  with pytest.raises(ValueError, match='time_limit'):
     mujoco_model.MujocoModel(mujoco_tasks.task('ant'), time_limit=0)
 
 

@@ -61,9 +61,9 @@ def test_copy_has_the_same_architecture_and_fresh_weights():
 
 
 @pytest.mark.parametrize('kwargs,message', [
-    (dict(torso_units=0), '--torso_units must be >= 1'),
-    (dict(num_residual_blocks=-1), '--num_residual_blocks must be >= 0'),
-    (dict(head_units=0), '--head_units must be >= 1'),
+    (dict(torso_units=0), 'torso_units must be >= 1'),
+    (dict(num_residual_blocks=-1), 'num_residual_blocks must be >= 0'),
+    (dict(head_units=0), 'head_units must be >= 1'),
 ])
 def test_rejects_bad_sizes(kwargs, message):
   with pytest.raises(ValueError, match=message):
@@ -254,11 +254,11 @@ def test_mlp_reads_normalized_observations():
 
 
 @pytest.mark.parametrize('kwargs,message', [
-    (dict(actor_units=()), '--actor_units must be a non-empty'),
-    (dict(actor_units=(8, 0)), '--actor_units must be a non-empty'),
-    (dict(critic_units=(0,)), '--critic_units must be a non-empty'),
-    (dict(initial_scale=0.0), '--initial_scale must be >'),
-    (dict(activation='nope'), '--activation'),
+    (dict(actor_units=()), 'actor_units must be a non-empty'),
+    (dict(actor_units=(8, 0)), 'actor_units must be a non-empty'),
+    (dict(critic_units=(0,)), 'critic_units must be a non-empty'),
+    (dict(initial_scale=0.0), 'initial_scale must be >'),
+    (dict(activation='nope'), 'activation'),
     (dict(normalizer=networks.ObservationNormalizer(
         tensor_spec.TensorSpec((4,), tf.float32))), 'normalizer'),
 ])
@@ -326,8 +326,8 @@ def test_conv_torso_stages_and_residual_blocks():
 
 
 def test_conv_torso_needs_a_float_grid():
-  with pytest.raises(ValueError, match='observation_spec: --conv_channels'):
+  with pytest.raises(ValueError, match='observation_spec: conv_channels'):
     networks.PolicyValueNetwork(OBSERVATION_SPEC, DISCRETE_SPEC,
                                 conv_channels=(4,))
-  with pytest.raises(ValueError, match='--conv_channels must be >= 1'):
+  with pytest.raises(ValueError, match='conv_channels must be >= 1'):
     networks.PolicyValueNetwork(GRID_SPEC, DISCRETE_SPEC, conv_channels=(0,))

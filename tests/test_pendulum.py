@@ -261,7 +261,7 @@ def test_model_environment_truncates_after_time_limit():
 
 @pytest.mark.parametrize('time_limit', [0, -1])
 def test_invalid_time_limit_raises(time_limit):
-  with pytest.raises(ValueError, match='--time_limit must be >= 1'):
+  with pytest.raises(ValueError, match='time_limit must be >= 1'):
     pendulum.Pendulum(time_limit=time_limit)
 
 

@@ -660,9 +660,9 @@ def test_completed_target_converges_to_the_exact_tree_target(root_sampling):
 
 
 def test_root_sampling_without_replacement_needs_message_passing():
-  with pytest.raises(ValueError, match='--root_sampling'):
+  with pytest.raises(ValueError, match='root_sampling'):
     config_lib.SearchConfig(root_sampling='without_replacement')
-  with pytest.raises(ValueError, match='--root_sampling'):
+  with pytest.raises(ValueError, match='root_sampling'):
     config_lib.SearchConfig(root_sampling='sorted')
   config = config_lib.SearchConfig(
       num_particles=4, depth=1, resample_period=1,

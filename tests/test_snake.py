@@ -492,10 +492,10 @@ def test_model_environment_runs_episodes():
 
 @pytest.mark.parametrize('time_limit', [0, -1])
 def test_invalid_time_limit_raises(time_limit):
-  with pytest.raises(ValueError, match='--time_limit must be >= 1'):
+  with pytest.raises(ValueError, match='time_limit must be >= 1'):
     snake.Snake(time_limit=time_limit)
 
 
 def test_invalid_board_size_raises():
-  with pytest.raises(ValueError, match='--board_size must be >= 2'):
+  with pytest.raises(ValueError, match='board_size must be >= 2'):
     snake.Snake(board_size=1)

@@ -397,7 +397,7 @@ def test_model_environment_runs():
 
 def test_constructor_rejects_bad_arguments():
   levels = make_levels(SOLVABLE_ROWS)
-  with pytest.raises(ValueError, match='--time_limit must be >= 1'):
+  with pytest.raises(ValueError, match='time_limit must be >= 1'):
     sokoban.Sokoban(levels, time_limit=0)
   with pytest.raises(ValueError, match='at least one level'):
     sokoban.Sokoban(boxoban_levels.empty_levels())

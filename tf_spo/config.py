@@ -1,16 +1,16 @@
 """Validated configuration of the SMC search and of the SPO agent.
 
-Field names are the `launch/train.py` flag names, so every validation error
-names the flag to change and its allowed range.
+Every validation error names the field and its allowed range; the field
+names are the `launch/` binaries' flag names, which word them as flags.
 """
 
 import dataclasses
 
 
 def check(condition: bool, name: str, allowed: str, value) -> None:
-  """Raises ValueError naming flag `name`, its allowed range and `value`."""
+  """Raises ValueError naming field `name`, its allowed range and `value`."""
   if not condition:
-    raise ValueError(f'--{name} must be {allowed}, got {value!r}.')
+    raise ValueError(f'{name} must be {allowed}, got {value!r}.')
 
 
 POLICY_INFERENCE = ('dirac', 'message_passing')
@@ -89,7 +89,7 @@ class SearchConfig:
           f'one of {list(ROOT_SAMPLING)}', self.root_sampling)
     check(self.root_sampling == 'iid' or
           self.policy_inference == 'message_passing', 'root_sampling',
-          "'iid' unless --policy_inference=message_passing (the Dirac "
+          "'iid' unless policy_inference=message_passing (the Dirac "
           'target counts root actions, which are then no sample of pi)',
           self.root_sampling)
 

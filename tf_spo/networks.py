@@ -53,10 +53,10 @@ def _scale_offset(initial_scale: float) -> float:
   """The raw-scale offset giving `initial_scale` at a zero head output.
 
   Raises:
-    ValueError: naming `--initial_scale` unless it is > MIN_SCALE.
+    ValueError: naming `initial_scale` unless it is > MIN_SCALE.
   """
   if not initial_scale > MIN_SCALE:
-    raise ValueError(f'--initial_scale must be > {MIN_SCALE}, got '
+    raise ValueError(f'initial_scale must be > {MIN_SCALE}, got '
                      f'{initial_scale}.')
   return float(np.log(np.expm1(initial_scale - MIN_SCALE)))
 
@@ -211,10 +211,10 @@ class PolicyValueNetwork(_PolicyValueBase):
                             ('conv_channels', min(conv_channels, default=1),
                              1)):
       if value < low:
-        raise ValueError(f'--{arg} must be >= {low}, got {value}.')
+        raise ValueError(f'{arg} must be >= {low}, got {value}.')
     if conv_channels and (observation_spec.shape.rank != 3 or
                           not observation_spec.dtype.is_floating):
-      raise ValueError('observation_spec: --conv_channels needs float grid '
+      raise ValueError('observation_spec: conv_channels needs float grid '
                        f'observations [H, W, C], got {observation_spec}.')
     self._conv = []
     for channels in conv_channels:
@@ -490,12 +490,12 @@ class MlpActorCriticNetwork(_PolicyValueBase):
     for arg, units in (('actor_units', actor_units),
                        ('critic_units', critic_units)):
       if not units or any(n < 1 for n in units):
-        raise ValueError(f'--{arg} must be a non-empty list of sizes >= 1, '
+        raise ValueError(f'{arg} must be a non-empty list of sizes >= 1, '
                          f'got {units}.')
     try:
       tf.keras.activations.get(activation)
     except ValueError as e:
-      raise ValueError(f'--activation: unknown activation {activation!r}.'
+      raise ValueError(f'activation: unknown activation {activation!r}.'
                        ) from e
     if normalizer is not None and (
         normalizer.observation_spec.shape != observation_spec.shape):

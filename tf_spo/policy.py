@@ -236,7 +236,7 @@ class SmcPolicy(SearchPolicy):
                                      network)
     if (search_config.proposal_alpha > 0 and
         not getattr(network, 'has_q_head', False)):
-      raise ValueError('--proposal_alpha > 0 needs Q-values: use a '
+      raise ValueError('proposal_alpha > 0 needs Q-values: use a '
                        'PolicyValueNetwork(q_head=True).')
     self._search_config = search_config
     self._temperature = temperature

@@ -249,7 +249,7 @@ class PpoAgent(ppo_clip_agent.PPOClipAgent):
                      initial_scale)
     if conv_layer_params and (network_input_spec.shape.rank != 3 or
                               not network_input_spec.dtype.is_floating):
-      raise ValueError('--conv_channels needs float grid observations '
+      raise ValueError('conv_channels needs float grid observations '
                        f'[H, W, C], got {network_input_spec}.')
     # Raises ValueError unless the input is flat and float.
     normalizer = (networks_lib.ObservationNormalizer(network_input_spec)
