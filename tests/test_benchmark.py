@@ -137,7 +137,7 @@ def test_train_mode_splits_the_iteration_and_its_flop_ideal():
       result['ideal_s'] / result['iteration_s'])
   table = benchmark.format_train_table(result)
   assert 'ratio to FLOP ideal' in table and 'collect ms' in table
-  with pytest.raises(ValueError, match='^repeats '):
+  with pytest.raises(ValueError, match=r'^repeats '):
     benchmark.train_benchmark(repeats=0, overrides=TINY_TRAIN)
 
 
