@@ -11,7 +11,7 @@ from tf_agents.trajectories import time_step as ts
 
 from environments import model as model_lib
 from environments import pendulum
-from tests import model_checks
+from tests.support import model_checks
 
 NUM_EPISODES = 4
 TIME_LIMIT = 200

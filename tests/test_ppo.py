@@ -15,7 +15,7 @@ from environments import model as model_lib
 from environments import registry
 from launch import common
 from launch import train
-from tests import test_train
+from tests.support import checkpoints
 
 CUBE = dict(
     algorithm='ppo', num_envs=8, rollout_length=4, total_env_steps=128,
@@ -241,8 +241,8 @@ def test_cube_run_evaluates_checkpoints_and_exports_the_network(cube_runs):
 
 def test_resumed_cube_run_ends_as_the_uninterrupted_one(cube_runs):
   resumed, full, _, _ = cube_runs
-  test_train.assert_same_checkpoint(resumed,
-                                    test_train.checkpoint_tensors(full))
+  checkpoints.assert_same_checkpoint(resumed,
+                                     checkpoints.checkpoint_tensors(full))
 
 
 def test_pendulum_mlp_run_trains_normalises_and_exports_the_network(

@@ -7,33 +7,15 @@ import pytest
 
 from launch import common
 from launch import report
-from launch import train
 from tests import conftest
+from tests.support.runs import ENV_STEPS
+from tests.support.runs import fabricate
 
 SPO_CUBE = [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8]
 TRT_CUBE = [0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0]
 # Snake returns; min-max normalised over every evaluation (min 0, max 60).
 SPO_SNAKE = [10.0, 20.0, 30.0, 40.0, 50.0, 60.0, 15.0, 25.0]
 TRT_SNAKE = [30.0, 35.0, 40.0, 45.0, 50.0, 55.0, 20.0, 5.0]
-ENV_STEPS = [0, 1000, 2000]
-
-
-def fabricate(root, algorithm, env, seed, final, env_steps=ENV_STEPS):
-  """A run dir whose search scores rise 0, final / 2, final."""
-  settings = dict(common.resolve_settings(env, 'cpu', {}), seed=seed)
-  if algorithm == 'trt_smc':
-    settings['proposal_alpha'] = 0.1
-  run_dir = os.path.join(root, f'{algorithm}_{env}_s{seed}')
-  common.write_settings(run_dir, settings)
-  columns = train.eval_columns(settings)
-  log = train.EvalLog(run_dir, columns)
-  for i, steps in enumerate(env_steps):
-    score = final * i / (len(env_steps) - 1)
-    log.append(dict.fromkeys(columns, 0.0) | {
-        'env_steps': steps, 'wall_clock_s': 10.0 * i + seed,
-        'train_steps': steps // 64,
-        f'search_{common.metrics(settings)[0]}': score})
-  return run_dir
 
 
 def fabricate_all(root):

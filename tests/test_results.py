@@ -5,13 +5,13 @@ import os
 
 from launch import common
 from launch import results
-from tests import test_report
+from tests.support import runs as run_dirs
 
 
 def test_page_tables_hold_each_seed_and_the_means(tmp_path):
-  runs = [test_report.fabricate(str(tmp_path), 'spo', 'snake', seed, final)
+  runs = [run_dirs.fabricate(str(tmp_path), 'spo', 'snake', seed, final)
           for seed, final in ((0, 30.0), (1, 50.0))]
-  trt = test_report.fabricate(str(tmp_path), 'trt_smc', 'snake', 0, 60.0)
+  trt = run_dirs.fabricate(str(tmp_path), 'trt_smc', 'snake', 0, 60.0)
   text = results.page(runs + [trt], 'Snake', 'python -m launch.results x')
   assert text.startswith('# Snake\n')
   assert '    python -m launch.results x' in text
@@ -42,7 +42,7 @@ def test_provenance_records_each_start_and_what_ran_beside(tmp_path):
 
 
 def test_page_tabulates_evaluate_outputs_with_their_command(tmp_path):
-  runs = [test_report.fabricate(str(tmp_path), 'spo', 'snake', seed, 10.0)
+  runs = [run_dirs.fabricate(str(tmp_path), 'spo', 'snake', seed, 10.0)
           for seed in (0, 1)]
   for run_dir, value in zip(runs, (-150.0, -130.0)):
     with open(os.path.join(run_dir, 'gym.json'), 'w') as f:

@@ -213,7 +213,7 @@ def test_spo_search_matches_its_golden_outputs():
   tests/data holds the outputs of the SPO search written before the switches
   existed (tests/golden_search.py).
   """
-  from tests import golden_search  # pylint: disable=g-import-not-at-top
+  from tests.support import golden_search  # pylint: disable=g-import-not-at-top
   _assert_matches_golden(golden_search.outputs(), golden_search.GOLDEN_PATH)
 
 
@@ -224,7 +224,7 @@ def test_every_switch_combination_matches_its_golden_outputs():
   `smc_search` took its variants as injected functions
   (tests/golden_search.py).
   """
-  from tests import golden_search  # pylint: disable=g-import-not-at-top
+  from tests.support import golden_search  # pylint: disable=g-import-not-at-top
   _assert_matches_golden(golden_search.switches_outputs(),
                          golden_search.SWITCHES_PATH)
 

@@ -8,7 +8,7 @@ from tf_agents.trajectories import time_step as ts
 
 from environments import model as model_lib
 from environments import snake
-from tests import model_checks
+from tests.support import model_checks
 
 N = 12
 UP, RIGHT, DOWN, LEFT = range(4)

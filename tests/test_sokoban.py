@@ -9,7 +9,7 @@ from tf_agents.trajectories import time_step as ts
 from environments import boxoban_levels
 from environments import model as model_lib
 from environments import sokoban
-from tests import model_checks
+from tests.support import model_checks
 
 UP, RIGHT, DOWN, LEFT = range(4)
 STEPS = {UP: (-1, 0), RIGHT: (0, 1), DOWN: (1, 0), LEFT: (0, -1)}

@@ -18,6 +18,8 @@ from launch import evaluate
 from launch import train
 from tests import conftest
 from tests.conftest import tiny_settings
+from tests.support.checkpoints import assert_same_checkpoint
+from tests.support.checkpoints import checkpoint_tensors
 
 
 def network_actions(run, summary, sample):
@@ -85,30 +87,6 @@ def test_losses_and_search_diagnostics_reach_tensorboard(tiny_run):
               'search/proposal_beta', 'search/alive_fraction',
               'search/retrace_value', 'eval/search_solve_rate'}
   assert expected <= tags, expected - tags
-
-
-def checkpoint_tensors(root_dir):
-  """Every value of the run's latest checkpoint but its wall-clock.
-
-  Weights, optimiser slots, duals, replay contents and draw counter, the
-  environments' state and the policies' random generators. The replay
-  table's `_slot2storage_map` aliases `_storage` under names that depend on
-  how many tables the process made before, so it is left out.
-  """
-  path = tf.train.latest_checkpoint(os.path.join(root_dir, 'checkpoints'))
-  reader = tf.train.load_checkpoint(path)
-  return {name: reader.get_tensor(name)
-          for name in reader.get_variable_to_shape_map()
-          if not name.startswith(('wall_clock', '_CHECKPOINTABLE_OBJECT'))
-          and '_slot2storage_map' not in name}
-
-
-def assert_same_checkpoint(root_dir, expected):
-  actual = checkpoint_tensors(root_dir)
-  assert actual.keys() == expected.keys()
-  differing = [name for name in expected
-               if not np.array_equal(actual[name], expected[name])]
-  assert not differing, differing
 
 
 def eval_rows(root_dir):
@@ -250,7 +228,7 @@ def test_two_replica_run_trains_exports_and_steps_like_one_replica(tmp_path):
   final checkpoint, two more steps of its loop match one replica's loop on
   the same replay buffer (tests/mirrored_loop.py, a process of its own).
   """
-  result = conftest.run_module('tests.mirrored_loop', str(tmp_path))
+  result = conftest.run_module('tests.support.mirrored_loop', str(tmp_path))
   assert result.returncode == 0, result.stderr[-3000:]
   output = json.loads(result.stdout.strip().splitlines()[-1])
   summary = output['summary']

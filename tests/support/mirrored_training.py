@@ -1,15 +1,14 @@
 """Agents trained on one replica and on two, on the same global batch.
 
-Run as `python -m tests.mirrored_training` (a process of its own: the two
-logical CPU devices must be configured before TensorFlow starts). Trains two
-agents of tests/test_agent.py for two steps each, once without a strategy and
-once under a `MirroredStrategy` over 2 logical CPUs with half of the batch per
-replica: the cube agent on fabricated [8, 5] batches, and a pendulum agent
-with MLPs and an observation normaliser on [8, 6] batches its search
-collected, its eta solved from each batch's dual. Prints as JSON the largest
-differences of the losses and of every variable (the normaliser's statistics
-included), each relative to the single-replica value where that exceeds 1
-(absolute below).
+Run as `python -m tests.support.mirrored_training` (a process of its own: the
+two logical CPU devices must be configured before TensorFlow starts). Trains two
+agents of tests/support/agents.py for two steps each, once without a strategy
+and once under a `MirroredStrategy` over 2 logical CPUs with half of the batch
+per replica: the cube agent on fabricated [8, 5] batches, and a pendulum agent
+with MLPs and an observation normaliser on [8, 6] batches its search collected,
+its eta solved from each batch's dual. Prints as JSON the largest differences of
+the losses and of every variable (the normaliser's statistics included), each
+relative to the single-replica value where that exceeds 1 (absolute below).
 """
 
 import json
@@ -24,7 +23,7 @@ NUM_REPLICAS = 2
 def pendulum_agent():
   """A pendulum agent with actor and critic MLPs and a normaliser."""
   # Imported here: their module-level models would start TF's devices.
-  from tests import test_agent  # pylint: disable=g-import-not-at-top
+  from tests.support import agents as test_agent  # pylint: disable=g-import-not-at-top
   from tf_spo import config as config_lib  # pylint: disable=g-import-not-at-top
   from tf_spo import networks  # pylint: disable=g-import-not-at-top
 
@@ -94,7 +93,7 @@ def main():
   cpu = tf.config.list_physical_devices('CPU')[0]
   tf.config.set_logical_device_configuration(
       cpu, [tf.config.LogicalDeviceConfiguration()] * NUM_REPLICAS)
-  from tests import test_agent  # pylint: disable=g-import-not-at-top
+  from tests.support import agents as test_agent  # pylint: disable=g-import-not-at-top
   strategy = tf.distribute.MirroredStrategy(
       [f'/cpu:{i}' for i in range(NUM_REPLICAS)])
   differences = {}

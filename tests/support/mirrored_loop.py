@@ -1,8 +1,8 @@
 """launch.train on 2 replicas, and its train step against one replica's.
 
-Run as `python -m tests.mirrored_loop ROOT_DIR` (a process of its own: the
-two logical CPU devices are configured by `common.make_strategy` before
-TensorFlow starts). Trains the tiny cube run of tests/conftest.py with
+Run as `python -m tests.support.mirrored_loop ROOT_DIR` (a process of its
+own: the two logical CPU devices are configured by `common.make_strategy`
+before TensorFlow starts). Trains the tiny cube run of tests/conftest.py with
 `--strategy=mirrored --num_replicas=2` in ROOT_DIR/mirrored, then restores
 its final checkpoint twice, once on the default strategy and once (from a
 copy) on the 2-replica strategy, takes two more train steps of each run's
@@ -23,8 +23,8 @@ import tensorflow as tf
 
 from launch import common
 from launch import train
-from tests import mirrored_training
 from tests.conftest import tiny_settings
+from tests.support import mirrored_training
 
 
 def main(root_dir):

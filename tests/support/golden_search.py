@@ -5,7 +5,7 @@
 `tests/data/switches_search_golden.npz` those of every switch combination in
 `SWITCHES` (discrete, on the cube) and `CONTINUOUS_SWITCHES` (on the
 pendulum), written before `smc_search` was split into injected functions.
-Regenerate them only on purpose: `python -m tests.golden_search`.
+Regenerate them only on purpose: `python -m tests.support.golden_search`.
 """
 
 import dataclasses
@@ -20,9 +20,10 @@ from tf_spo import config as config_lib
 from tf_spo import networks
 from tf_spo import search
 
-GOLDEN_PATH = os.path.join(os.path.dirname(__file__), 'data',
+_TESTS = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+GOLDEN_PATH = os.path.join(_TESTS, 'data',
                            'spo_search_golden.npz')
-SWITCHES_PATH = os.path.join(os.path.dirname(__file__), 'data',
+SWITCHES_PATH = os.path.join(_TESTS, 'data',
                              'switches_search_golden.npz')
 CONFIG = config_lib.SearchConfig(num_particles=8, depth=6, resample_period=2)
 ETA = 0.3
