@@ -123,6 +123,9 @@ SETTINGS = (
      'paper: --dual_learning_rate steps from --initial_eta) or solve (the '
      'exact minimiser of the dual on each batch, so the E-step KL meets '
      '--epsilon_eta from the first update).'),
+    ('gaussian_mean_target', 'weighted', 'Continuous actions: what the '
+     'M-step fits the policy mean to: weighted (the paper: every atom of '
+     'q-hat by its weight) or greedy (the atom of highest weight).'),
     ('value_loss_coef', 0.5, 'Weight of the value loss.'),
     ('ppo_clip_ratio', 0.2, '--algorithm=ppo: epsilon in (0, 1) of the '
      'clipped importance ratio of the surrogate objective.'),
@@ -184,7 +187,7 @@ STRATEGIES = ('default', 'mirrored', 'tpu')
 PPO_SETTINGS = ('ppo_clip_ratio', 'ppo_entropy_coef')
 # Settings added since runs were first written; a run from before one of
 # them trained with its default.
-ADDED_SETTINGS = ('eta_update', 'root_sampling')
+ADDED_SETTINGS = ('eta_update', 'root_sampling', 'gaussian_mean_target')
 # The Gumbel MuZero settings (`GumbelConfig`'s own fields).
 GUMBEL_SETTINGS = ('num_simulations', 'max_num_considered_actions',
                    'num_sampled_actions', 'gumbel_scale', 'c_visit',

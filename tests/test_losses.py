@@ -269,6 +269,34 @@ def test_gaussian_m_step_is_stationary_at_the_weighted_moments():
                              rtol=1e-6)
 
 
+def test_greedy_mean_target_is_stationary_at_the_heaviest_atom():
+  """The greedy mean target: the mean goes to the atom of highest weight.
+
+  The variance still goes to every atom's weighted spread.
+  """
+  rng = np.random.default_rng(2)
+  atoms = tf.constant(rng.normal(size=[4, 16, 3]), tf.float32)
+  weights = tf.nn.softmax(tf.constant(rng.normal(size=[4, 16]), tf.float32))
+  greedy = losses.greedy_weights(weights)
+  np.testing.assert_array_equal(greedy.numpy().sum(-1), 1.0)
+  np.testing.assert_array_equal(np.argmax(greedy, -1), np.argmax(weights, -1))
+  target_loc = tf.zeros([4, 3])
+  target_scale = tf.ones([4, 3])
+  loc = tf.gather(atoms, tf.argmax(weights, -1), batch_dims=1)
+  scale = tf.sqrt(tf.einsum('bn,bnd->bd', weights, tf.square(atoms)))
+  with tf.GradientTape() as tape:
+    tape.watch([loc, scale])
+    result = losses.gaussian_m_step(
+        atoms, weights, loc, scale, target_loc, target_scale,
+        alpha_mean=tf.constant(0.0), alpha_cov=tf.constant(0.0),
+        epsilon_mean=0.05, epsilon_cov=5e-4, mask=tf.ones([4]),
+        mean_weights=greedy)
+  grad_loc, grad_scale = tape.gradient(result.policy_loss, [loc, scale])
+  np.testing.assert_allclose(grad_loc, 0.0, atol=1e-5)
+  np.testing.assert_allclose(grad_scale, 0.0, atol=1e-5)
+  np.testing.assert_allclose(result.target_kl, 0.0, atol=1e-6)
+
+
 @pytest.mark.parametrize('epsilon,direction', [(1e-6, 1.0), (10.0, -1.0)])
 def test_gaussian_multipliers_rise_when_violated_and_fall_otherwise(
     epsilon, direction):

@@ -249,7 +249,9 @@ class SpoAgent(tf_agent.TFAgent):
         info['search_atoms'], info['search_weights'], policy.loc,
         policy.scale, target_policy.loc, target_policy.scale,
         alphas['alpha_mean'], alphas['alpha_cov'], config.epsilon_alpha_mean,
-        config.epsilon_alpha_cov, valid)
+        config.epsilon_alpha_cov, valid,
+        mean_weights=(losses.greedy_weights(info['search_weights'])
+                      if config.gaussian_mean_target == 'greedy' else None))
 
   def _loss(self, experience, weights=None, training=False):
     """SPO losses on a [B, T] batch of trajectories (T >= 2).

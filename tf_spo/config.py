@@ -15,6 +15,7 @@ def check(condition: bool, name: str, allowed: str, value) -> None:
 
 POLICY_INFERENCE = ('dirac', 'message_passing')
 ETA_UPDATES = ('gradient', 'solve')
+GAUSSIAN_MEAN_TARGETS = ('weighted', 'greedy')
 ROOT_SAMPLING = ('iid', 'without_replacement')
 
 
@@ -168,6 +169,10 @@ class SpoConfig:
       optimizer step per batch, from `initial_eta`) or 'solve' (set to the
       exact minimiser of the batch's g before each M-step, so the E-step KL
       meets `epsilon_eta` from the first update; `losses.solve_eta`).
+    gaussian_mean_target: Gaussian policies: what the mean part of the
+      M-step fits: 'weighted' (the paper: every atom of q-hat by its weight)
+      or 'greedy' (the atom of highest weight alone, the action the greedy
+      search executes); the covariance part always fits every atom.
   """
 
   discount: float = 0.99
@@ -185,6 +190,7 @@ class SpoConfig:
   max_grad_norm: float = 0.5
   search_value_weight: float = 0.0
   eta_update: str = 'gradient'
+  gaussian_mean_target: str = 'weighted'
 
   def __post_init__(self):
     check(0.0 <= self.discount <= 1.0, 'discount', 'in [0, 1]', self.discount)
@@ -203,3 +209,6 @@ class SpoConfig:
           'in [0, 1]', self.search_value_weight)
     check(self.eta_update in ETA_UPDATES, 'eta_update',
           f'one of {list(ETA_UPDATES)}', self.eta_update)
+    check(self.gaussian_mean_target in GAUSSIAN_MEAN_TARGETS,
+          'gaussian_mean_target', f'one of {list(GAUSSIAN_MEAN_TARGETS)}',
+          self.gaussian_mean_target)

@@ -311,11 +311,19 @@ def decoupled_gaussian_kl(target_loc: tf.Tensor, target_scale: tf.Tensor,
   return kl_mean, kl_cov
 
 
+def greedy_weights(weights: tf.Tensor) -> tf.Tensor:
+  """All weight on the atom of highest weight: one-hot [..., N] of [..., N]."""
+  return tf.one_hot(tf.argmax(weights, axis=-1), weights.shape[-1],
+                    dtype=weights.dtype)
+
+
 def gaussian_m_step(atoms: tf.Tensor, weights: tf.Tensor, loc: tf.Tensor,
                     scale: tf.Tensor, target_loc: tf.Tensor,
                     target_scale: tf.Tensor, alpha_mean: tf.Tensor,
                     alpha_cov: tf.Tensor, epsilon_mean: float,
-                    epsilon_cov: float, mask: tf.Tensor) -> PolicyLosses:
+                    epsilon_cov: float, mask: tf.Tensor,
+                    mean_weights: Optional[tf.Tensor] = None
+                    ) -> PolicyLosses:
   """Weighted maximum likelihood of q-hat's atoms, decoupled trust regions.
 
   Paper 000, appendix D, in the MPO form: the atoms' weighted log-likelihood
@@ -336,10 +344,14 @@ def gaussian_m_step(atoms: tf.Tensor, weights: tf.Tensor, loc: tf.Tensor,
     epsilon_mean: KL bound of the mean part.
     epsilon_cov: KL bound of the covariance part.
     mask: [...] float32 weights of the states.
+    mean_weights: [..., N] normalised weights of the atoms in the mean part
+      (`greedy_weights` for the greedy mean target); `weights` if None.
 
   Returns:
-    `PolicyLosses`.
+    `PolicyLosses`; `target_kl` is the offset of the mean part's target.
   """
+  if mean_weights is None:
+    mean_weights = weights
   target_loc = tf.stop_gradient(target_loc)
   target_scale = tf.stop_gradient(target_scale)
   expand = lambda x: x[..., None, :]
@@ -348,8 +360,8 @@ def gaussian_m_step(atoms: tf.Tensor, weights: tf.Tensor, loc: tf.Tensor,
   cov_part = action_spaces.diagonal_gaussian(expand(target_loc),
                                              expand(scale))
   log_likelihood = tf.reduce_sum(
-      weights * (mean_part.log_prob(atoms) + cov_part.log_prob(atoms)),
-      axis=-1)
+      mean_weights * mean_part.log_prob(atoms) +
+      weights * cov_part.log_prob(atoms), axis=-1)
   kl_mean, kl_cov = decoupled_gaussian_kl(target_loc, target_scale, loc,
                                           scale)
   kl_mean, kl_cov = masked_mean(kl_mean, mask), masked_mean(kl_cov, mask)
@@ -357,7 +369,7 @@ def gaussian_m_step(atoms: tf.Tensor, weights: tf.Tensor, loc: tf.Tensor,
                                                    epsilon_mean)
   cov_loss, alpha_cov_loss = trust_region_losses(alpha_cov, kl_cov,
                                                  epsilon_cov)
-  weighted_mean = tf.reduce_sum(weights[..., None] * atoms, axis=-2)
+  weighted_mean = tf.reduce_sum(mean_weights[..., None] * atoms, axis=-2)
   target_offset = 0.5 * tf.reduce_sum(
       tf.square((weighted_mean - loc) / scale), axis=-1)
   return PolicyLosses(
