@@ -227,23 +227,6 @@ def collected_env_steps(client: reverb.Client, envs_per_item: int) -> int:
   return int(info.rate_limiter_info.insert_stats.completed) * envs_per_item
 
 
-class _ReplayCheckpointTrigger:
-  """Checkpoints the replay tables with the learner's checkpoints."""
-
-  def __init__(self, client: reverb.Client, interval: int):
-    self._client = client
-    self._interval = interval
-    self._last = None
-
-  def __call__(self, train_step) -> None:
-    step = int(train_step)
-    if self._last is None:
-      self._last = step
-    if step // self._interval > self._last // self._interval:
-      self._client.checkpoint()
-      self._last = step
-
-
 def learner(settings: Dict[str, Any], root_dir: str, address: str,
             envs_per_item: int,
             strategy: Optional[tf.distribute.Strategy] = None
@@ -272,7 +255,10 @@ def learner(settings: Dict[str, Any], root_dir: str, address: str,
           agent.collect_data_spec, address, replica_batch,
           settings['sequence_length'], envs_per_item),
       strategy=parts.strategy,
-      triggers=[_ReplayCheckpointTrigger(client, checkpoint_steps),
+      # The learner starts every trigger at its train step, so the replay
+      # is checkpointed at the same steps as the learner.
+      triggers=[triggers.ReverbCheckpointTrigger(
+                    parts.train_step, checkpoint_steps, client),
                 triggers.StepPerSecondLogTrigger(
                     parts.train_step,
                     interval=schedule.train_steps(settings['log_interval']))],
