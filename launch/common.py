@@ -102,6 +102,8 @@ SETTINGS = (
     ('head_units', 256, 'Width of the hidden layer of each head.'),
     ('initial_scale', 1.0, 'Continuous actions: initial standard deviation '
      'of the pre-squash Gaussian policy.'),
+    ('loc_bound', 0.0, 'Continuous actions: b > 0 keeps the pre-squash '
+     'policy mean in (-b, b) (b * tanh(x / b)); 0 leaves it unbounded.'),
     ('learning_rate', 1e-3, 'Adam learning rate of the network.'),
     ('dual_learning_rate', 3e-4, 'Adam learning rate of eta and alpha.'),
     ('discount', 0.99, 'Discount gamma (search and GAE).'),
@@ -187,7 +189,8 @@ STRATEGIES = ('default', 'mirrored', 'tpu')
 PPO_SETTINGS = ('ppo_clip_ratio', 'ppo_entropy_coef')
 # Settings added since runs were first written; a run from before one of
 # them trained with its default.
-ADDED_SETTINGS = ('eta_update', 'root_sampling', 'gaussian_mean_target')
+ADDED_SETTINGS = ('eta_update', 'root_sampling', 'gaussian_mean_target',
+                  'loc_bound')
 # The Gumbel MuZero settings (`GumbelConfig`'s own fields).
 GUMBEL_SETTINGS = ('num_simulations', 'max_num_considered_actions',
                    'num_sampled_actions', 'gumbel_scale', 'c_visit',
@@ -443,7 +446,7 @@ def network(settings, model):
     return networks.MlpActorCriticNetwork(
         spec, model.action_spec(), actor_units=units, critic_units=units,
         q_head=q_head, initial_scale=settings['initial_scale'],
-        normalizer=normalizer)
+        loc_bound=settings['loc_bound'], normalizer=normalizer)
   if settings['normalize_observations']:
     raise ValueError('--normalize_observations needs --network=mlp.')
   return networks.PolicyValueNetwork(
@@ -453,6 +456,7 @@ def network(settings, model):
       head_units=settings['head_units'],
       q_head=q_head,
       initial_scale=settings['initial_scale'],
+      loc_bound=settings['loc_bound'],
       conv_channels=parse_conv_channels(settings['conv_channels']),
       conv_residual_blocks=settings['conv_residual_blocks'])
 

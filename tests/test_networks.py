@@ -253,11 +253,34 @@ def test_mlp_reads_normalized_observations():
                              rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.parametrize('make', [
+    small_mlp,
+    lambda spec, **kwargs: networks.PolicyValueNetwork(
+        OBSERVATION_SPEC, spec, torso_units=8, num_residual_blocks=1,
+        head_units=8, **kwargs)])
+def test_loc_bound_maps_the_raw_mean_through_a_scaled_tanh(make):
+  """loc_bound = b: the mean is b * tanh(x / b) of the unbounded mean x."""
+  x = 30.0 * tf.random.stateless_normal([64, 3], [0, 4])
+  free, bounded = make(CONTINUOUS_SPEC), make(CONTINUOUS_SPEC, loc_bound=2.0)
+  free.create_variables()
+  bounded.create_variables()
+  for source, target in zip(free.variables, bounded.variables):
+    target.assign(source)
+  raw, _ = free(x)
+  out, _ = bounded(x)
+  assert np.abs(raw.policy.loc.numpy()).max() > 4.0  # beyond the bound
+  np.testing.assert_allclose(out.policy.loc,
+                             2.0 * np.tanh(raw.policy.loc.numpy() / 2.0),
+                             rtol=1e-5, atol=1e-6)
+  np.testing.assert_allclose(out.policy.scale, raw.policy.scale, rtol=1e-6)
+
+
 @pytest.mark.parametrize('kwargs,message', [
     (dict(actor_units=()), 'actor_units must be a non-empty'),
     (dict(actor_units=(8, 0)), 'actor_units must be a non-empty'),
     (dict(critic_units=(0,)), 'critic_units must be a non-empty'),
     (dict(initial_scale=0.0), 'initial_scale must be >'),
+    (dict(loc_bound=-1.0), 'loc_bound must be >= 0'),
     (dict(activation='nope'), 'activation'),
     (dict(normalizer=networks.ObservationNormalizer(
         tensor_spec.TensorSpec((4,), tf.float32))), 'normalizer'),

@@ -61,7 +61,14 @@ def _scale_offset(initial_scale: float) -> float:
   return float(np.log(np.expm1(initial_scale - MIN_SCALE)))
 
 
-def _policy_params(action_space, head_output, scale_offset):
+def _check_loc_bound(loc_bound: float) -> float:
+  """`loc_bound` if >= 0; raises ValueError naming it otherwise."""
+  if not loc_bound >= 0.0:
+    raise ValueError(f'loc_bound must be >= 0, got {loc_bound}.')
+  return float(loc_bound)
+
+
+def _policy_params(action_space, head_output, scale_offset, loc_bound):
   """The policy head's output as the action space's parameters.
 
   Args:
@@ -69,6 +76,8 @@ def _policy_params(action_space, head_output, scale_offset):
     head_output: [M, A] logits, or [M, 2 * D] Gaussian loc and raw scale.
     scale_offset: added to the raw scale before the softplus, so that a
       zero raw scale gives the initial standard deviation.
+    loc_bound: b > 0 maps the raw loc x to b * tanh(x / b), so the
+      pre-squash mean stays in (-b, b); 0 leaves it unbounded.
 
   Returns:
     The logits, or `GaussianParams` with scale > MIN_SCALE.
@@ -76,6 +85,8 @@ def _policy_params(action_space, head_output, scale_offset):
   if action_space.is_discrete:
     return head_output
   loc, raw_scale = tf.split(head_output, 2, axis=-1)
+  if loc_bound > 0.0:
+    loc = loc_bound * tf.tanh(loc / loc_bound)
   return action_spaces.GaussianParams(
       loc, tf.nn.softplus(raw_scale + scale_offset) + MIN_SCALE)
 
@@ -100,7 +111,7 @@ class _PolicyValueBase(network.Network):
   """The heads' interface shared by the policy/value networks.
 
   Subclasses set `_action_space`, `_policy_head`, `_value_head`, `_q_head`
-  (or None) and `_scale_offset`.
+  (or None), `_scale_offset` and `_loc_bound`.
   """
 
   @property
@@ -126,7 +137,7 @@ class _PolicyValueBase(network.Network):
     """
     policy = _policy_params(self._action_space,
                             self._policy_head(actor_features),
-                            self._scale_offset)
+                            self._scale_offset, self._loc_bound)
     value = tf.squeeze(self._value_head(critic_features), axis=-1)
     q = ()
     if self._q_head is not None:
@@ -175,6 +186,7 @@ class PolicyValueNetwork(_PolicyValueBase):
                embedding_dim: int = 4,
                q_head: bool = False,
                initial_scale: float = 1.0,
+               loc_bound: float = 0.0,
                conv_channels: Sequence[int] = (),
                conv_residual_blocks: int = 2,
                name: str = 'PolicyValueNetwork'):
@@ -190,6 +202,8 @@ class PolicyValueNetwork(_PolicyValueBase):
       q_head: also output Q-values (needed by the twisted proposal).
       initial_scale: Gaussian policies: standard deviation of the
         pre-squash actions at initialisation (> MIN_SCALE).
+      loc_bound: Gaussian policies: b > 0 keeps the pre-squash mean in
+        (-b, b) (b * tanh(x / b)); 0 (default) leaves it unbounded.
       conv_channels: output channels of the conv stages (each >= 1), for
         float observations [H, W, C]; () for none.
       conv_residual_blocks: residual conv blocks per stage (>= 0).
@@ -240,6 +254,7 @@ class PolicyValueNetwork(_PolicyValueBase):
         tf.keras.layers.Dense(head_units, activation='relu'),
         tf.keras.layers.Dense(1)])
     self._scale_offset = _scale_offset(initial_scale)
+    self._loc_bound = _check_loc_bound(loc_bound)
     self._q_head = None
     if q_head:
       self._q_head = tf.keras.Sequential([
@@ -460,6 +475,7 @@ class MlpActorCriticNetwork(_PolicyValueBase):
                activation: str = 'silu',
                q_head: bool = False,
                initial_scale: float = 1.0,
+               loc_bound: float = 0.0,
                normalizer: Optional[ObservationNormalizer] = None,
                name: str = 'MlpActorCriticNetwork'):
     """Creates the network.
@@ -474,6 +490,8 @@ class MlpActorCriticNetwork(_PolicyValueBase):
       q_head: also output Q-values (needed by the twisted proposal).
       initial_scale: Gaussian policies: standard deviation of the
         pre-squash actions at zero actor features (> MIN_SCALE).
+      loc_bound: Gaussian policies: b > 0 keeps the pre-squash mean in
+        (-b, b) (b * tanh(x / b)); 0 (default) leaves it unbounded.
       normalizer: optional `ObservationNormalizer` of `observation_spec`;
         shared by copies of the network (`copy`), so a target network reads
         the same statistics.
@@ -512,6 +530,7 @@ class MlpActorCriticNetwork(_PolicyValueBase):
         _policy_size(self._action_space), name='policy')
     self._value_head = tf.keras.layers.Dense(1, name='value')
     self._scale_offset = _scale_offset(initial_scale)
+    self._loc_bound = _check_loc_bound(loc_bound)
     self._q_head = None
     if q_head and discrete:
       self._q_head = tf.keras.layers.Dense(self._action_space.num_actions,
