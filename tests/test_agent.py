@@ -311,7 +311,7 @@ def test_two_replicas_train_like_one_replica_on_the_global_batch():
   boundaries included, so the replicas' mask counts differ) and for a
   pendulum agent whose observation normaliser merges both replicas' halves,
   4 sequences per replica, against one replica on all 8
-  (tests/mirrored_training.py, in a process of its own).
+  (tests/support/mirrored_training.py, in a process of its own).
   """
   result = conftest.run_module('tests.support.mirrored_training')
   assert result.returncode == 0, result.stderr[-3000:]

@@ -211,7 +211,7 @@ def test_spo_search_matches_its_golden_outputs():
   """With every TRT-SMC switch off the search is the SPO search, bit for bit.
 
   tests/data holds the outputs of the SPO search written before the switches
-  existed (tests/golden_search.py).
+  existed (tests/support/golden_search.py).
   """
   from tests.support import golden_search  # pylint: disable=g-import-not-at-top
   _assert_matches_golden(golden_search.outputs(), golden_search.GOLDEN_PATH)
@@ -222,7 +222,7 @@ def test_every_switch_combination_matches_its_golden_outputs():
 
   tests/data holds every switch combination's outputs written before
   `smc_search` took its variants as injected functions
-  (tests/golden_search.py).
+  (tests/support/golden_search.py).
   """
   from tests.support import golden_search  # pylint: disable=g-import-not-at-top
   _assert_matches_golden(golden_search.switches_outputs(),

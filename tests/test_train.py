@@ -226,7 +226,7 @@ def test_two_replica_run_trains_exports_and_steps_like_one_replica(tmp_path):
   The tiny run trains, evaluates and exports with each replica searching for
   half of the environments and training on half of each batch; from its
   final checkpoint, two more steps of its loop match one replica's loop on
-  the same replay buffer (tests/mirrored_loop.py, a process of its own).
+  the same replay buffer (tests/support/mirrored_loop.py, a process of its own).
   """
   result = conftest.run_module('tests.support.mirrored_loop', str(tmp_path))
   assert result.returncode == 0, result.stderr[-3000:]
