@@ -20,8 +20,8 @@ import numpy as np
 import tensorflow as tf
 
 from environments import toy
-from launch import common
 from tf_spo import config as config_lib
+from tf_spo import experiment
 from tf_spo import networks
 from tf_spo import search
 
@@ -105,11 +105,11 @@ def main(argv):
   del argv
   # Every configuration is a new compiled search: retracing is expected.
   tf.get_logger().setLevel('ERROR')
-  command = common.command_line('launch.estimators')
+  command = experiment.command_line('launch.estimators')
   particles = [int(n) for n in FLAGS.particles]
   periods = [int(p) for p in FLAGS.periods]
   seeds = list(range(FLAGS.num_trees))
-  lines = common.page_header(
+  lines = experiment.page_header(
       'Policy targets against the exact SPO target', command) + [
       f'Trees of {FLAGS.num_actions} actions and height {FLAGS.depth} '
       f'(`RandomTree`, seeds {seeds[0]}..{seeds[-1]}), search depth '
@@ -123,7 +123,7 @@ def main(argv):
   lines += table(FLAGS.num_actions, FLAGS.depth, FLAGS.eta, particles,
                  periods, FLAGS.num_searches, seeds)
   text = '\n'.join(lines) + '\n'
-  common.write_page(FLAGS.output, text)
+  experiment.write_page(FLAGS.output, text)
   print(text)
 
 

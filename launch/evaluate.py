@@ -27,7 +27,8 @@ import tensorflow as tf
 from environments import model as model_lib
 from environments import pendulum
 from environments import registry
-from launch import common
+from launch import cli
+from tf_spo import experiment
 
 FLAGS = flags.FLAGS
 
@@ -59,11 +60,11 @@ def evaluate_levels(policy: Any, settings: Dict[str, Any],
   for level in levels:
     level_settings = dict(settings, **({sweep: level} if level else {}))
     level_model = (model if model is not None and not level else
-                   common.make_model(level_settings, evaluation=True))
-    scores = common.evaluate_policy(policy, level_model, num_episodes, seed,
-                                    network_input_only=network_input_only)
+                   experiment.make_model(level_settings, evaluation=True))
+    scores = experiment.evaluate_policy(policy, level_model, num_episodes, seed,
+                                        network_input_only=network_input_only)
     results[level] = {name: scores[name] for name in
-                      common.metrics(settings) + ('mean_length',)}
+                      experiment.metrics(settings) + ('mean_length',)}
   return results
 
 
@@ -78,10 +79,10 @@ def reads_network_input_only(saved_policy, model) -> bool:
 def load(root_dir: str, saved_model: str, policy_kind: str, env: str):
   """The policy and the run settings to evaluate it with."""
   if saved_model:
-    common.check_saved_model(saved_model)
+    experiment.check_saved_model(saved_model)
     return (tf.saved_model.load(saved_model),
-            common.resolve_settings(env, 'cpu', {}))
-  run = common.restore_run(root_dir)
+            experiment.resolve_settings(env, 'cpu', {}))
+  run = experiment.restore_run(root_dir)
   policy = {'search': run.agent.policy,
             'network': run.agent.network_policy}[policy_kind]
   return policy, run.settings
@@ -112,7 +113,7 @@ def choose_levels(settings: Dict[str, Any], levels_dir: str,
     raise app.UsageError('Pass at most one of --levels_dir and '
                          '--generated_levels.')
   settings = dict(settings, eval_levels_dir=levels_dir)
-  model = common.make_model(settings, evaluation=True)
+  model = experiment.make_model(settings, evaluation=True)
   if not hasattr(model, 'num_levels'):
     raise app.UsageError(f'{flag}: env {settings["env"]} has no level sets '
                          '(only sokoban has).')
@@ -149,7 +150,7 @@ def run():
   flags.DEFINE_bool('gymnasium', False, "pendulum: play gymnasium's own "
                     'Pendulum-v1 (one environment per episode, reset with '
                     'seeds --seed, --seed + 1, ...) instead of the model.')
-  app.run(common.exit_on_path_errors(main))
+  app.run(cli.exit_on_path_errors(main))
 
 
 def main(argv):
@@ -173,7 +174,7 @@ def main(argv):
   if FLAGS.saved_model:
     # Which inputs an exported policy reads shows in its signature only.
     if model is None:
-      model = common.make_model(settings, evaluation=True)
+      model = experiment.make_model(settings, evaluation=True)
     network_input_only = reads_network_input_only(policy, model)
   start = time.time()
   if FLAGS.gymnasium:
@@ -197,8 +198,8 @@ def main(argv):
   if FLAGS.output:
     with open(FLAGS.output, 'w') as f:
       json.dump({
-          'command': common.command_line('launch.evaluate'),
-          'commit': common.source_commit(),
+          'command': experiment.command_line('launch.evaluate'),
+          'commit': experiment.source_commit(),
           'results': {str(k): v for k, v in results.items()}}, f, indent=2)
 
 

@@ -13,7 +13,8 @@ The SavedModels load without this project:
 from absl import app
 from absl import flags
 
-from launch import common
+from launch import cli
+from tf_spo import experiment
 
 FLAGS = flags.FLAGS
 
@@ -21,9 +22,9 @@ FLAGS = flags.FLAGS
 def main(argv):
   """Restores the run of --root_dir and exports its policies."""
   del argv
-  run = common.restore_run(FLAGS.root_dir)
-  paths = common.export_policies(run.agent, run.model, FLAGS.output_dir or
-                                 f'{FLAGS.root_dir}/policy')
+  run = experiment.restore_run(FLAGS.root_dir)
+  paths = experiment.export_policies(run.agent, run.model, FLAGS.output_dir or
+                                     f'{FLAGS.root_dir}/policy')
   print(f'exported train step {int(run.agent.train_step_counter.numpy())}: '
         + ', '.join(f'{kind} -> {path}' for kind, path in paths.items()))
 
@@ -34,7 +35,7 @@ def run():
   flags.DEFINE_string('output_dir', '', 'Where to write the SavedModels '
                       '(default <root_dir>/policy).')
   flags.mark_flag_as_required('root_dir')
-  app.run(common.exit_on_path_errors(main))
+  app.run(cli.exit_on_path_errors(main))
 
 
 if __name__ == '__main__':

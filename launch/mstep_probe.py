@@ -25,8 +25,8 @@ import numpy as np
 import tensorflow as tf
 
 from environments import model as model_lib
-from launch import common
-from launch import train
+from launch import cli
+from tf_spo import experiment
 
 FLAGS = flags.FLAGS
 
@@ -70,16 +70,16 @@ def probe(env: str, overrides: Dict[str, Any], total_env_steps: int,
           probe_every: int, eval_episodes: int, root_dir: str
           ) -> Dict[str, Any]:
   """Trains one variant and returns its probe rows and final scores."""
-  settings = common.resolve_settings(env, 'cpu', overrides)
+  settings = experiment.resolve_settings(env, 'cpu', overrides)
   settings.update(total_env_steps=total_env_steps,
                   eval_episodes=eval_episodes)
-  common.validate_settings(settings)
-  run = common.build_run(settings, root_dir)
-  loop = train.make_loop(run)
+  experiment.validate_settings(settings)
+  run = experiment.build_run(settings, root_dir)
+  loop = experiment.make_loop(run)
   network = run.agent.network
   probe_input, probe_mean, rows, iteration = None, None, [], 0
   while run.env_steps.numpy() < total_env_steps:
-    times = train.run_iteration(loop, settings['num_epochs'])
+    times = experiment.run_iteration(loop, settings['num_epochs'])
     iteration += 1
     if probe_input is None and times.loss_info is not None:
       probe_input = _flat(model_lib.network_input(
@@ -98,14 +98,14 @@ def probe(env: str, overrides: Dict[str, Any], total_env_steps: int,
     row['probe_moved'] = float(np.sqrt(np.mean(moved**2)))
     rows.append(row)
     print('[probe] ' + json.dumps(row), flush=True)
-  scores = train.policy_scorer(run.agent, settings)()
+  scores = experiment.policy_scorer(run.agent, settings)()
   return dict(rows=rows, scores=scores, overrides=overrides)
 
 
 def page(results: Dict[str, Dict[str, Any]], env: str, command: str) -> str:
   """The markdown page of the variants' probes."""
-  lines = common.page_header(f'The Gaussian M-step on {env}, probed',
-                             command) + [
+  lines = experiment.page_header(f'The Gaussian M-step on {env}, probed',
+                                 command) + [
       'Columns: the duals and the KL parts of the last gradient step; on a '
       "replayed batch, the policy scale, the RMS of its mean, the atoms' "
       "spread, the RMS shift of q-hat's weighted atom mean from the plain "
@@ -148,7 +148,7 @@ def main(argv):
   """Probes every --variant and writes the page to --output."""
   del argv
   variants = parse_variants(FLAGS.variant)
-  command = common.command_line('launch.mstep_probe')
+  command = experiment.command_line('launch.mstep_probe')
   results = {}
   for name, overrides in variants.items():
     with tempfile.TemporaryDirectory() as root_dir:
@@ -158,9 +158,9 @@ def main(argv):
                               root_dir)
       except ValueError as error:
         raise app.UsageError(
-            f'--variant {name}: {common.flag_wording(error)}') from None
+            f'--variant {name}: {cli.flag_wording(error)}') from None
   text = page(results, FLAGS.env, command)
-  common.write_page(FLAGS.output, text)
+  experiment.write_page(FLAGS.output, text)
   print(text)
 
 

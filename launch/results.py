@@ -25,13 +25,14 @@ from absl import app
 from absl import flags
 import numpy as np
 
-from launch import common
+from launch import cli
+from tf_spo import experiment
 
 FLAGS = flags.FLAGS
 
 # Settings that do not set a group of runs apart.
-_IGNORED = (('seed', 'env') + common.SCHEDULE_SETTINGS +
-            common.DEVICE_SETTINGS + ('num_threads',))
+_IGNORED = (('seed', 'env') + experiment.settings.SCHEDULE_SETTINGS +
+            experiment.settings.DEVICE_SETTINGS + ('num_threads',))
 
 
 def _run_dirs(patterns: List[str]) -> List[str]:
@@ -39,7 +40,7 @@ def _run_dirs(patterns: List[str]) -> List[str]:
   found = []
   for pattern in patterns:
     matches = [path for path in glob.glob(pattern)
-               if os.path.exists(os.path.join(path, common.CONFIG_FILE))]
+               if os.path.exists(os.path.join(path, experiment.CONFIG_FILE))]
     if not matches:
       raise ValueError(f'--run_dirs: {pattern!r} matches no run directory '
                        '(a directory with config.json).')
@@ -49,7 +50,7 @@ def _run_dirs(patterns: List[str]) -> List[str]:
 
 def _distinct(settings: Dict[str, Any]) -> Dict[str, Any]:
   """The settings of a run that differ from its env's CPU preset."""
-  preset = common.resolve_settings(settings['env'], 'cpu', {})
+  preset = experiment.resolve_settings(settings['env'], 'cpu', {})
   return {name: value for name, value in sorted(settings.items())
           if name not in _IGNORED and preset.get(name) != value}
 
@@ -114,7 +115,7 @@ def _evaluation_lines(runs: List[Dict[str, Any]],
           found[run['dir'], name] = json.load(f)
   if not found:
     return []
-  metric = common.metrics(runs[0]['settings'])[0]
+  metric = experiment.metrics(runs[0]['settings'])[0]
   lines = ['Evaluations after training:', '',
            '| seed | ' + ' | '.join(f'`{n}`' for n in evaluations) + ' |',
            '|' + '---|' * (len(evaluations) + 1)]
@@ -142,7 +143,7 @@ def _evaluation_lines(runs: List[Dict[str, Any]],
 def _provenance_lines(runs: List[Dict[str, Any]]) -> List[str]:
   lines = []
   for run in runs:
-    starts = common.read_provenance(run['dir'])
+    starts = experiment.read_provenance(run['dir'])
     if not starts:
       lines.append(f"- `{run['dir']}`: no provenance.jsonl (a run from "
                    'before it was recorded).')
@@ -168,20 +169,20 @@ def page(run_dirs: List[str], title: str, command: str,
   """The markdown page of the runs."""
   groups = {}
   for run_dir in run_dirs:
-    settings = common.read_settings(run_dir)
+    settings = experiment.read_settings(run_dir)
     distinct = _distinct(settings)
     key = (settings['env'], tuple(distinct.items()))
     groups.setdefault(key, []).append(dict(
         dir=run_dir, seed=settings['seed'], rows=_rows(run_dir),
         settings=settings))
-  lines = common.page_header(
+  lines = experiment.page_header(
       title, command, 'Generated from the run directories by') + [
           'Cells: training wall-clock, then search / network policy score '
           "(the env's headline metric) at each evaluation.", '']
   for (env, distinct), runs in sorted(groups.items(),
                                       key=lambda item: str(item[0])):
     runs.sort(key=lambda run: run['seed'])
-    metric = common.metrics(runs[0]['settings'])[0]
+    metric = experiment.metrics(runs[0]['settings'])[0]
     settings = ', '.join(f'--{name}={value}' for name, value in distinct)
     lines += [f'## {env}: {settings or "the CPU preset"}', '',
               f'Metric: {metric} over {runs[0]["settings"]["eval_episodes"]}'
@@ -198,10 +199,10 @@ def main(argv):
   try:
     run_dirs = _run_dirs(FLAGS.run_dirs)
   except ValueError as error:
-    raise app.UsageError(common.flag_wording(error)) from error
-  text = page(run_dirs, FLAGS.title, common.command_line('launch.results'),
-              FLAGS.evaluations)
-  common.write_page(FLAGS.output, text)
+    raise app.UsageError(cli.flag_wording(error)) from error
+  text = page(run_dirs, FLAGS.title,
+              experiment.command_line('launch.results'), FLAGS.evaluations)
+  experiment.write_page(FLAGS.output, text)
   print(f'[results] wrote {FLAGS.output} from {len(run_dirs)} runs')
 
 

@@ -18,20 +18,16 @@ simulations for Gumbel MuZero, so 16x4 and 64 simulations cost the same
 model steps and network evaluations.
 """
 
-import csv
-import json
 import os
-import statistics
-import time
-from typing import Any, Dict, List, Sequence, Tuple
+from typing import List, Tuple
 
 from absl import app
 from absl import flags
-import tensorflow as tf
 
 from environments import registry
-from launch import common
-from tf_spo import policy as policy_lib
+from launch import cli
+from tf_spo import experiment
+from tf_spo.experiment import scaling
 
 FLAGS = flags.FLAGS
 
@@ -70,135 +66,6 @@ def parse_simulations(text: str) -> List[int]:
   return [int(x) for x in items]
 
 
-def search_configs(settings: Dict[str, Any],
-                   spo_budgets: Sequence[Tuple[int, int]],
-                   gumbel_simulations: Sequence[int]) -> List[Dict[str, Any]]:
-  """The searches to compare: name, budget label, model steps, config.
-
-  SMC searches keep the run's settings (its TRT-SMC switches, its resample
-  period, capped at the depth); Gumbel MuZero uses the run's discount (and
-  its sampled actions per node, for continuous actions).
-  """
-  smc = dict(settings, algorithm='spo')
-  searches = []
-  for particles, depth in spo_budgets:
-    config = common.search_config(dict(
-        smc, num_particles=particles, depth=depth,
-        resample_period=min(settings['resample_period'], depth)))
-    searches.append(dict(search=common.algorithm_name(smc),
-                         budget=f'{particles}x{depth}',
-                         model_steps=particles * depth, config=config))
-  for simulations in gumbel_simulations:
-    config = common.search_config(dict(
-        settings, algorithm='gumbel', num_simulations=simulations))
-    searches.append(dict(search='gumbel', budget=str(simulations),
-                         model_steps=simulations, config=config))
-  return searches
-
-
-def time_search(policy: policy_lib.SearchPolicy, observation: Any,
-                repeats: int) -> float:
-  """Median milliseconds of one compiled search call (after a warm-up)."""
-  seeds = [tf.constant([7, i], tf.int32) for i in range(repeats + 1)]
-  sync = lambda output: tf.nest.map_structure(
-      lambda x: x.numpy(), tf.nest.flatten(output))
-  sync(policy.search(observation, seeds[0]))
-  times = []
-  for seed in seeds[1:]:
-    start = time.perf_counter()
-    sync(policy.search(observation, seed))
-    times.append(time.perf_counter() - start)
-  return 1000.0 * statistics.median(times)
-
-
-def scaling(run: common.Run, searches: List[Dict[str, Any]],
-            settings: Dict[str, Any], num_episodes: int, seed: int,
-            timing_batch: int, timing_repeats: int) -> List[Dict[str, Any]]:
-  """Scores and times the greedy search of each configuration.
-
-  Args:
-    run: the restored run whose network searches.
-    searches: from `search_configs`.
-    settings: the run's settings with the evaluation level applied.
-    num_episodes: held-out episodes per search.
-    seed: seed of the held-out episodes (the same for every search).
-    timing_batch: roots per timed search call.
-    timing_repeats: timed calls per search.
-
-  Returns:
-    One row per search: search, budget, model_steps, ms_per_step and the
-    env's metrics.
-  """
-  model = common.make_model(settings, evaluation=True)
-  timing_observation = model.observe(
-      model.reset(timing_batch, tf.constant([seed, 1], tf.int64)))
-  agent = run.agent
-  rows = []
-  for search in searches:
-    policy = policy_lib.search_policy(
-        agent.time_step_spec, agent.action_spec, agent.network, run.model,
-        search['config'], agent.eta, greedy=True, seed=seed)
-    scores = common.evaluate_policy(policy, model, num_episodes, seed)
-    row = {key: search[key] for key in ('search', 'budget', 'model_steps')}
-    row['ms_per_step'] = time_search(policy, timing_observation,
-                                     timing_repeats)
-    row.update({metric: scores[metric]
-                for metric in common.metrics(settings)})
-    rows.append(row)
-    print(f"[scaling] {row['search']} {row['budget']}: "
-          f"{row['ms_per_step']:.1f} ms/step " +
-          ' '.join(f'{m}={row[m]:.3f}' for m in common.metrics(settings)),
-          flush=True)
-  return rows
-
-
-def write_outputs(rows: List[Dict[str, Any]], metric: str, title: str,
-                  output_dir: str) -> Dict[str, str]:
-  """Writes the figure (PNG, PDF) and the table (Markdown, CSV, JSON)."""
-  import matplotlib as mpl  # pylint: disable=g-import-not-at-top
-  mpl.use('Agg')
-  from matplotlib import pyplot as plt  # pylint: disable=g-import-not-at-top
-
-  os.makedirs(output_dir, exist_ok=True)
-  paths = {kind: os.path.join(output_dir, f'scaling.{kind}')
-           for kind in ('png', 'pdf', 'md', 'csv', 'json')}
-  figure, axes = plt.subplots(figsize=(6, 4))
-  for name in dict.fromkeys(row['search'] for row in rows):
-    points = sorted((r for r in rows if r['search'] == name),
-                    key=lambda r: r['model_steps'])
-    axes.plot([r['ms_per_step'] for r in points],
-              [r[metric] for r in points], marker='o', label=name)
-    for r in points:
-      axes.annotate(r['budget'], (r['ms_per_step'], r[metric]),
-                    textcoords='offset points', xytext=(4, 4), fontsize=7)
-  axes.set_xscale('log')
-  axes.set_xlabel('search time per step (ms, log scale)')
-  axes.set_ylabel(metric)
-  axes.set_title(title, fontsize=9)
-  axes.grid(alpha=0.3)
-  axes.legend()
-  figure.tight_layout()
-  figure.savefig(paths['png'], dpi=120)
-  figure.savefig(paths['pdf'])
-  plt.close(figure)
-
-  columns = list(rows[0])
-  with open(paths['csv'], 'w', newline='') as f:
-    writer = csv.DictWriter(f, columns)
-    writer.writeheader()
-    writer.writerows(rows)
-  cell = lambda v: f'{v:.3f}' if isinstance(v, float) else str(v)
-  lines = ['| ' + ' | '.join(columns) + ' |',
-           '|' + '---|' * len(columns)]
-  lines += ['| ' + ' | '.join(cell(r[c]) for c in columns) + ' |'
-            for r in rows]
-  with open(paths['md'], 'w') as f:
-    f.write(title.replace('\n', ', ') + '\n\n' + '\n'.join(lines) + '\n')
-  with open(paths['json'], 'w') as f:
-    json.dump({'title': title, 'rows': rows}, f, indent=2)
-  return paths
-
-
 def main(argv):
   """Runs the scaling sweep of the flags."""
   del argv
@@ -211,7 +78,7 @@ def main(argv):
     for name in ('num_episodes', 'timing_batch', 'timing_repeats'):
       if FLAGS[name].value < 1:
         raise ScalingError(f'--{name} must be >= 1, got {FLAGS[name].value}.')
-    run = common.restore_run(FLAGS.root_dir)
+    run = experiment.restore_run(FLAGS.root_dir)
     settings = run.settings
     if settings['algorithm'] == 'ppo':
       raise ScalingError(f'--root_dir {FLAGS.root_dir} is a PPO run, whose '
@@ -222,16 +89,16 @@ def main(argv):
         raise ScalingError(f'--level: env {settings["env"]} has no '
                            'evaluation levels; pass --level=0.')
       settings = dict(settings, **{sweep: FLAGS.level})
-    searches = search_configs(settings, spo_budgets, gumbel_simulations)
+    searches = scaling.search_configs(settings, spo_budgets, gumbel_simulations)
   except ScalingError as error:
-    raise app.UsageError(common.flag_wording(error)) from error
-  rows = scaling(run, searches, settings, FLAGS.num_episodes, FLAGS.seed,
-                 FLAGS.timing_batch, FLAGS.timing_repeats)
-  metric = common.metrics(settings)[0]
+    raise app.UsageError(cli.flag_wording(error)) from error
+  rows = scaling.scaling(run, searches, settings, FLAGS.num_episodes,
+                         FLAGS.seed, FLAGS.timing_batch, FLAGS.timing_repeats)
+  metric = experiment.metrics(settings)[0]
   level = f', {sweep}={settings[sweep]}' if sweep else ''
   title = (f'{settings["env"]}{level}: {FLAGS.num_episodes} episodes\n'
            f'time per search of {FLAGS.timing_batch} root(s)')
-  paths = write_outputs(rows, metric, title, FLAGS.output_dir or
+  paths = scaling.write_outputs(rows, metric, title, FLAGS.output_dir or
                         os.path.join(FLAGS.root_dir, 'scaling'))
   print('[scaling] wrote ' + ', '.join(paths.values()), flush=True)
 
@@ -257,7 +124,7 @@ def run():
   flags.DEFINE_string('output_dir', '', 'Where to write the figure and '
                       'tables (default <root_dir>/scaling).')
   flags.mark_flag_as_required('root_dir')
-  app.run(common.exit_on_path_errors(main))
+  app.run(cli.exit_on_path_errors(main))
 
 
 if __name__ == '__main__':

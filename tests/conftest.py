@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from launch import common
+from tf_spo import experiment
 
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
 
@@ -26,10 +26,10 @@ TINY_FLAGS = (
 
 def tiny_settings(**overrides):
   """Settings of `TINY_FLAGS` on the defaults, with `overrides`."""
-  settings = dict(common.DEFAULTS)
+  settings = dict(experiment.DEFAULTS)
   for flag in TINY_FLAGS:
     name, value = flag[2:].split('=')
-    settings[name] = type(common.DEFAULTS[name])(value)
+    settings[name] = type(experiment.DEFAULTS[name])(value)
   settings.update(overrides)
   return settings
 

@@ -1,4 +1,4 @@
-"""Tests of launch/benchmark.py (search and training loop), no timings."""
+"""Tests of launch/benchmarks.py (search and training loop), no timings."""
 
 import json
 import math
@@ -7,8 +7,8 @@ import pytest
 import tensorflow as tf
 from tf_agents.specs import tensor_spec
 
-from launch import benchmark
 from tf_spo import networks
+from tf_spo.experiment import benchmarks
 
 TINY = dict(batch_size=3, num_particles=4, depth=3, resample_period=2,
             torso_units=8, num_residual_blocks=1, head_units=8, repeats=2,
@@ -23,7 +23,7 @@ KEYS = {'env', 'batch_size', 'num_particles', 'depth', 'resample_period',
 
 @pytest.fixture(scope='module')
 def result():
-  return benchmark.benchmark(**TINY)
+  return benchmarks.benchmark(**TINY)
 
 
 def test_keys_and_settings(result):
@@ -35,7 +35,7 @@ def test_keys_and_settings(result):
 
 @pytest.mark.parametrize('env', ['pendulum', 'sokoban', 'snake'])
 def test_continuous_and_grid_envs(env):
-  result = benchmark.benchmark(env=env, **TINY)
+  result = benchmarks.benchmark(env=env, **TINY)
   assert result['env'] == env
   assert math.isfinite(result['overhead_ratio']) and result['search_ms'] > 0
 
@@ -64,7 +64,7 @@ def test_json_serialisable(result):
 
 
 def test_format_table(result):
-  table = benchmark.format_table(result)
+  table = benchmarks.format_table(result)
   assert 'overhead ratio' in table and 'particle steps/s' in table
   assert 'model alone steps/s' in table
 
@@ -84,11 +84,11 @@ def test_format_table(result):
 def test_bad_settings_name_the_argument(name, value):
   settings = dict(TINY, **{name: value})
   with pytest.raises(ValueError, match=f'^{name} '):
-    benchmark.benchmark(**settings)
+    benchmarks.benchmark(**settings)
 
 
 def test_simulator_env_reports_planning_against_rollout():
-  result = benchmark.benchmark(env='halfcheetah', **TINY)
+  result = benchmarks.benchmark(env='halfcheetah', **TINY)
   assert set(result) == KEYS | {'simulator'}
   assert set(result['simulator']) == {
       f'{kind}_{threads}_threads' for kind in ('planning', 'rollout', 'ratio')
@@ -98,7 +98,7 @@ def test_simulator_env_reports_planning_against_rollout():
     assert simulator[f'ratio_{threads}_threads'] == pytest.approx(
         simulator[f'planning_{threads}_threads'] /
         simulator[f'rollout_{threads}_threads'])
-  assert 'simulator ratio_2_threads' in benchmark.format_table(result)
+  assert 'simulator ratio_2_threads' in benchmarks.format_table(result)
 
 
 def test_network_flops_match_a_hand_count():
@@ -112,7 +112,7 @@ def test_network_flops_match_a_hand_count():
     return 2 * n_in * n_out + n_out
   expected = (dense(6, 8) + dense(8, 5) + dense(5, 4) + dense(8, 5) +
               dense(5, 1))
-  assert benchmark.network_flops(net, net.input_tensor_spec) == expected
+  assert benchmarks.network_flops(net, net.input_tensor_spec) == expected
 
 
 TINY_TRAIN = dict(num_envs=4, rollout_length=4, sequence_length=4,
@@ -122,7 +122,7 @@ TINY_TRAIN = dict(num_envs=4, rollout_length=4, sequence_length=4,
 
 
 def test_train_mode_splits_the_iteration_and_its_flop_ideal():
-  result = benchmark.train_benchmark('rubiks_cube', 'cpu', repeats=2,
+  result = benchmarks.train_benchmark('rubiks_cube', 'cpu', repeats=2,
                                      warmup=1, overrides=TINY_TRAIN)
   assert result['env_steps_per_iteration'] == 16
   for name in ('iteration_s', 'collect_s', 'train_s', 'env_steps_per_s',
@@ -135,14 +135,14 @@ def test_train_mode_splits_the_iteration_and_its_flop_ideal():
       result['iteration_gflop'] / result['peak_gflops'])
   assert result['flop_ratio'] == pytest.approx(
       result['ideal_s'] / result['iteration_s'])
-  table = benchmark.format_train_table(result)
+  table = benchmarks.format_train_table(result)
   assert 'ratio to FLOP ideal' in table and 'collect ms' in table
   with pytest.raises(ValueError, match=r'^repeats '):
-    benchmark.train_benchmark(repeats=0, overrides=TINY_TRAIN)
+    benchmarks.train_benchmark(repeats=0, overrides=TINY_TRAIN)
 
 
 def test_train_mode_times_the_ppo_loop():
-  result = benchmark.train_benchmark(
+  result = benchmarks.train_benchmark(
       'rubiks_cube', 'cpu', repeats=1, warmup=1,
       overrides=dict(TINY_TRAIN, algorithm='ppo'))
   assert result['algorithm'] == 'ppo'
@@ -157,5 +157,5 @@ def test_train_mode_times_the_ppo_loop():
   assert result['network_flops'] == 2 * trunk + dense(8, 18) + dense(8, 1)
   assert result['iteration_gflop'] == pytest.approx(
       16 * 8 * result['network_flops'] / 1e9)
-  assert '2 PPO epochs on the 4x4 rollout' in benchmark.format_train_table(
+  assert '2 PPO epochs on the 4x4 rollout' in benchmarks.format_train_table(
       result)

@@ -5,7 +5,8 @@ import os
 import re
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-PACKAGES = ('tf_spo', 'environments', 'launch', 'tests', 'tests/support')
+PACKAGES = ('tf_spo', 'tf_spo/experiment', 'environments', 'launch', 'tests',
+            'tests/support')
 
 
 def build_sources():

@@ -5,17 +5,18 @@ import tensorflow as tf
 from tf_agents.environments import utils as env_utils
 
 from environments import registry
-from launch import common
+from launch import cli
+from tf_spo import experiment
 
 
 def test_every_env_and_preset_resolves_to_valid_settings():
   for env, entry in registry.ENVS.items():
-    assert set(entry.defaults) <= set(common.DEFAULTS), env
+    assert set(entry.defaults) <= set(experiment.DEFAULTS), env
     for preset in entry.presets.values():
-      assert set(preset) <= set(common.DEFAULTS), env
+      assert set(preset) <= set(experiment.DEFAULTS), env
     for preset in ('cpu', *entry.presets):
-      assert preset in common.PRESETS, (env, preset)
-      common.validate_settings(common.resolve_settings(env, preset, {}))
+      assert preset in experiment.PRESETS, (env, preset)
+      experiment.validate_settings(experiment.resolve_settings(env, preset, {}))
 
 
 # The MuJoCo tasks' PyEnvironment (gymnasium's) is validated in
@@ -23,15 +24,15 @@ def test_every_env_and_preset_resolves_to_valid_settings():
 @pytest.mark.parametrize('env', ['rubiks_cube', 'pendulum', 'sokoban',
                                  'snake'])
 def test_every_model_has_a_valid_py_environment(env):
-  settings = common.resolve_settings(env, 'cpu', {'num_levels': 20})
+  settings = experiment.resolve_settings(env, 'cpu', {'num_levels': 20})
   entry = registry.entry(env)
-  py_env = entry.make_py_env(common.make_model(settings), 3, 0)
+  py_env = entry.make_py_env(experiment.make_model(settings), 3, 0)
   assert py_env.batched and py_env.batch_size == 3
   env_utils.validate_py_environment(py_env, episodes=2)
 
 
 def test_settings_resolve_defaults_env_preset_then_flags():
-  settings = common.resolve_settings('pendulum', 'paper', {'num_epochs': 3})
+  settings = experiment.resolve_settings('pendulum', 'paper', {'num_epochs': 3})
   assert settings['env'] == 'pendulum'
   assert settings['time_limit'] == 200  # the env's default
   assert settings['epsilon_eta'] == 0.2 and settings['initial_eta'] == 10.0
@@ -40,14 +41,14 @@ def test_settings_resolve_defaults_env_preset_then_flags():
   assert settings['eta_update'] == 'gradient'
   assert settings['initial_alpha_cov'] == 500.0
   assert settings['num_epochs'] == 3  # the flag wins
-  cube = common.resolve_settings('rubiks_cube', 'paper', {})
+  cube = experiment.resolve_settings('rubiks_cube', 'paper', {})
   assert cube['num_envs'] == 768 and cube['epsilon_eta'] == 0.5
   with pytest.raises(ValueError, match='preset must be one of'):
-    common.resolve_settings('pendulum', 'fast', {})
-  with pytest.raises(ValueError, match='--preset=cpu_30min is not defined '
-                     'for --env=pendulum; it has cpu, paper, trt_smc'):
-    common.resolve_settings('pendulum', 'cpu_30min', {})
-  cube30 = common.resolve_settings('rubiks_cube', 'cpu_30min', {})
+    experiment.resolve_settings('pendulum', 'fast', {})
+  with pytest.raises(ValueError, match='preset=cpu_30min is not defined '
+                     'for env=pendulum; it has cpu, paper, trt_smc'):
+    experiment.resolve_settings('pendulum', 'cpu_30min', {})
+  cube30 = experiment.resolve_settings('rubiks_cube', 'cpu_30min', {})
   assert cube30['torso_units'] == 512 and cube30['total_env_steps'] == 500_000
   assert cube30['initial_eta'] == 0.05  # the cube's cpu defaults beneath
 
@@ -91,13 +92,14 @@ def test_settings_resolve_defaults_env_preset_then_flags():
      '--num_envs must be a multiple of --num_replicas=3, got 64'),
     (dict(strategy='mirrored', num_replicas=2, num_envs=2, batch_size=5),
      '--batch_size must be a multiple of --num_replicas=2, got 5'),
-    (dict(common.resolve_settings('halfcheetah', 'cpu', {}), strategy='tpu'),
+    (dict(experiment.resolve_settings('halfcheetah', 'cpu', {}),
+          strategy='tpu'),
      "--strategy must be not 'tpu' for a task whose model runs Python"),
 ])
 def test_validate_settings_names_the_flag(overrides, message):
   with pytest.raises(ValueError) as error:
-    common.validate_settings(dict(common.DEFAULTS, **overrides))
-  assert message in common.flag_wording(error.value, common.DEFAULTS)
+    experiment.validate_settings(dict(experiment.DEFAULTS, **overrides))
+  assert message in cli.flag_wording(error.value, experiment.DEFAULTS)
 
 
 def test_flag_wording_turns_argument_names_into_flags():
@@ -115,37 +117,37 @@ def test_flag_wording_turns_argument_names_into_flags():
       ('the search depth is 3; config.depth: 3', 'the search depth is 3; '
        'config.depth: 3'),  # prose and attributes stay
   ]:
-    assert common.flag_wording(ValueError(library), names) == binary
+    assert cli.flag_wording(ValueError(library), names) == binary
 
 
 def test_make_strategy_without_the_devices_names_the_flag():
-  assert common.make_strategy(dict(common.DEFAULTS)) is (
+  assert experiment.make_strategy(dict(experiment.DEFAULTS)) is (
       tf.distribute.get_strategy())
   tf.constant(0.0).numpy()  # TensorFlow runs, with one CPU device.
-  with pytest.raises(ValueError, match='--num_replicas=2 needs as many '
+  with pytest.raises(ValueError, match='num_replicas=2 needs as many '
                      'logical CPU devices, and TensorFlow started with 1'):
-    common.make_strategy(dict(common.DEFAULTS, strategy='mirrored',
-                              num_replicas=2))
-  with pytest.raises(ValueError, match="--strategy=tpu: no TPU at --tpu=''"):
-    common.make_strategy(dict(common.DEFAULTS, strategy='tpu'))
+    experiment.make_strategy(dict(experiment.DEFAULTS, strategy='mirrored',
+                                  num_replicas=2))
+  with pytest.raises(ValueError, match="strategy=tpu: no TPU at tpu=''"):
+    experiment.make_strategy(dict(experiment.DEFAULTS, strategy='tpu'))
 
 
 def test_device_settings_may_change_on_resume(tmp_path):
-  common.write_settings(str(tmp_path), dict(common.DEFAULTS))
-  common.write_settings(str(tmp_path), dict(
-      common.DEFAULTS, strategy='mirrored', num_replicas=2))
-  assert common.read_settings(str(tmp_path))['num_replicas'] == 2
+  experiment.write_settings(str(tmp_path), dict(experiment.DEFAULTS))
+  experiment.write_settings(str(tmp_path), dict(
+      experiment.DEFAULTS, strategy='mirrored', num_replicas=2))
+  assert experiment.read_settings(str(tmp_path))['num_replicas'] == 2
 
 
 def test_read_settings_of_a_missing_run(tmp_path):
   with pytest.raises(FileNotFoundError, match=r'has no config\.json'):
-    common.read_settings(str(tmp_path))
+    experiment.read_settings(str(tmp_path))
 
 
 def test_write_settings_refuses_incompatible_runs(tmp_path):
-  common.write_settings(str(tmp_path), dict(common.DEFAULTS))
-  with pytest.raises(ValueError, match=r'--depth=4 \(now 8\)'):
-    common.write_settings(str(tmp_path), dict(common.DEFAULTS, depth=8))
-  common.write_settings(str(tmp_path),
-                        dict(common.DEFAULTS, total_env_steps=10**6))
-  assert common.read_settings(str(tmp_path))['total_env_steps'] == 10**6
+  experiment.write_settings(str(tmp_path), dict(experiment.DEFAULTS))
+  with pytest.raises(ValueError, match=r'depth=4 \(now 8\)'):
+    experiment.write_settings(str(tmp_path), dict(experiment.DEFAULTS, depth=8))
+  experiment.write_settings(str(tmp_path),
+                            dict(experiment.DEFAULTS, total_env_steps=10**6))
+  assert experiment.read_settings(str(tmp_path))['total_env_steps'] == 10**6

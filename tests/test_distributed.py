@@ -16,10 +16,11 @@ import reverb
 import tensorflow as tf
 from tf_agents.trajectories import trajectory as trajectory_lib
 
-from launch import common
-from launch import distributed
+from environments import registry
 from tests import conftest
+from tf_spo import experiment
 from tf_spo import reverb_replay
+from tf_spo.experiment import distributed as roles
 
 # A tiny cube run: 2 gradient steps per 32 env steps, 256 train steps in all.
 TINY_FLAGS = ('--torso_units=32', '--head_units=32', '--num_residual_blocks=1',
@@ -133,8 +134,8 @@ def test_sequence_observer_rejects_a_wrong_batch():
 
 
 def test_schedule_keeps_the_single_process_ratio():
-  settings = common.resolve_settings('rubiks_cube', 'cpu', {})
-  schedule = distributed.Schedule(settings)
+  settings = experiment.resolve_settings('rubiks_cube', 'cpu', {})
+  schedule = roles.Schedule(settings)
   per_iteration = settings['num_envs'] * settings['rollout_length']
   assert schedule.train_steps(10 * per_iteration) == (
       10 * settings['num_epochs'])
@@ -145,14 +146,14 @@ def test_schedule_keeps_the_single_process_ratio():
 
 def test_actors_get_distinct_seeds_and_experience():
   """Two actors of a run, and actors of two runs, never share a seed."""
-  settings = common.resolve_settings('rubiks_cube', 'cpu', {})
-  seeds = {distributed.actor_seed(dict(settings, seed=seed), actor_id)
+  settings = experiment.resolve_settings('rubiks_cube', 'cpu', {})
+  seeds = {roles.actor_seed(dict(settings, seed=seed), actor_id)
            for seed in range(3) for actor_id in range(100)}
   assert len(seeds) == 300
-  model = common.make_model(settings)
+  model = experiment.make_model(settings)
   first = [
-      common.registry.entry('rubiks_cube').make_py_env(
-          model, 4, distributed.actor_seed(settings, k)).reset().observation
+      registry.entry('rubiks_cube').make_py_env(
+          model, 4, roles.actor_seed(settings, k)).reset().observation
       for k in range(2)]
   assert not np.array_equal(first[0], first[1])
 
@@ -223,14 +224,14 @@ def test_loopback_run_survives_killed_actor_and_learner(tmp_path):
   rows = _read(os.path.join(root, 'eval.csv')).splitlines()
   assert rows[-1].split(',')[2] == '256'
   # A restarted replay server reloads the tables checkpointed at the end.
-  port = distributed._free_port()
+  port = roles.free_port()
   server = subprocess.Popen(
       [sys.executable, '-m', 'launch.distributed', f'--root_dir={root}',
        '--role=replay_server', f'--replay_port={port}', *TINY_FLAGS],
       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
       cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
   try:
-    client = distributed._wait_for_server(f'localhost:{port}', timeout_s=120)
+    client = roles.wait_for_server(f'localhost:{port}', timeout_s=120)
     info = client.server_info()
     # 256 train steps of 8 sequences at 0.5 sequences per env step need
     # about 4,000 env steps; the table keeps up to its capacity of 4,096
@@ -248,8 +249,8 @@ def test_cli_reports_bad_distributed_flags(tmp_path):
       '--replay_server_address=localhost:1', '--strategy=mirrored',
       '--num_replicas=2', '--batch_size=8', '--envs_per_item=8')
   assert result.returncode != 0
-  assert ("--envs_per_item must divide each replica's batch, --batch_size / "
-          '--num_replicas = 4, got 8.') in result.stderr
+  assert ("--envs_per_item must divide each replica's batch, batch_size / "
+          'num_replicas = 4, got 8.') in result.stderr
   assert 'Traceback' not in result.stderr
   assert not os.listdir(tmp_path)
 

@@ -11,9 +11,9 @@ from tf_agents.trajectories import policy_step
 from environments import boxoban_levels
 from environments import pendulum
 from environments import rubiks_cube
-from launch import common
 from launch import evaluate
 from tests import conftest
+from tf_spo import experiment
 
 
 class OneMoveOracle:
@@ -35,20 +35,22 @@ class OneMoveOracle:
 def test_evaluate_policy_known_answers():
   one_move = rubiks_cube.RubiksCube(1, 1, time_limit=5)
   oracle = OneMoveOracle(one_move)
-  result = common.evaluate_policy(oracle, one_move, 32, seed=3)
+  result = experiment.evaluate_policy(oracle, one_move, 32, seed=3)
   assert result == {'solve_rate': 1.0, 'mean_return': 1.0, 'mean_length': 1.0}
   # From the solved cube no move solves: the oracle plays U (move 0), then
   # finds U' and solves on the second move; with a time limit of 1 it can't.
   solved = rubiks_cube.RubiksCube(0, 0, time_limit=5)
-  result = common.evaluate_policy(OneMoveOracle(solved), solved, 8, seed=3)
+  result = experiment.evaluate_policy(OneMoveOracle(solved), solved, 8, seed=3)
   assert result == {'solve_rate': 1.0, 'mean_return': 1.0, 'mean_length': 2.0}
   limited = rubiks_cube.RubiksCube(0, 0, time_limit=1)
-  result = common.evaluate_policy(OneMoveOracle(limited), limited, 8, seed=3)
+  result = experiment.evaluate_policy(OneMoveOracle(limited), limited, 8,
+                                      seed=3)
   assert result == {'solve_rate': 0.0, 'mean_return': 0.0, 'mean_length': 1.0}
 
 
 def test_evaluate_levels_covers_every_scramble_depth():
-  settings = common.resolve_settings('rubiks_cube', 'cpu', {'time_limit': 3})
+  settings = experiment.resolve_settings('rubiks_cube', 'cpu',
+                                         {'time_limit': 3})
   results = evaluate.evaluate_levels(
       OneMoveOracle(rubiks_cube.RubiksCube(1, 1)), settings, max_level=2,
       num_episodes=8, seed=0)
@@ -79,7 +81,7 @@ class ConstantTorque:
 def test_evaluator_traces_once_and_plays_the_current_weights():
   model = pendulum.Pendulum(time_limit=60)
   policy = ConstantTorque()
-  evaluator = common.Evaluator(policy, model, network_input_only=True)
+  evaluator = experiment.Evaluator(policy, model, network_input_only=True)
   at_zero = evaluator(4, seed=0)
   policy.torque.assign(1.0)
   at_one = evaluator(4, seed=0)
@@ -87,14 +89,14 @@ def test_evaluator_traces_once_and_plays_the_current_weights():
   # the seed are tensors, and the torque is read from its variable.
   assert evaluator.play.experimental_get_tracing_count() == 1
   assert at_one != at_zero
-  assert at_one == common.evaluate_policy(policy, model, 4, seed=0,
-                                          network_input_only=True)
+  assert at_one == experiment.evaluate_policy(policy, model, 4, seed=0,
+                                              network_input_only=True)
   policy.torque.assign(0.0)
   assert evaluator(4, seed=0) == at_zero
 
 
 def test_pendulum_is_evaluated_by_mean_return_from_network_inputs():
-  settings = common.resolve_settings('pendulum', 'cpu', {'time_limit': 5})
+  settings = experiment.resolve_settings('pendulum', 'cpu', {'time_limit': 5})
   results = evaluate.evaluate_levels(ZeroTorque(), settings, max_level=3,
                                      num_episodes=4, seed=0,
                                      network_input_only=True)
@@ -114,9 +116,9 @@ def test_pendulum_is_evaluated_by_mean_return_from_network_inputs():
 
 def test_evaluate_policy_prints_progress_of_long_episodes(capsys):
   model = pendulum.Pendulum(time_limit=120)
-  result = common.evaluate_policy(ZeroTorque(), model, 2, seed=0,
-                                  network_input_only=True,
-                                  progress_seconds=0.0)
+  result = experiment.evaluate_policy(ZeroTorque(), model, 2, seed=0,
+                                      network_input_only=True,
+                                      progress_seconds=0.0)
   assert result['mean_length'] == 120.0
   # After every compiled chunk of 50 steps but the last, at which every
   # episode has ended.
@@ -124,8 +126,8 @@ def test_evaluate_policy_prints_progress_of_long_episodes(capsys):
               for line in capsys.readouterr().out.splitlines()]
   assert progress == [[f'[eval] {step} steps', ' 0/2 episodes finished']
                       for step in (50, 100)]
-  common.evaluate_policy(ZeroTorque(), model, 2, seed=0,
-                         network_input_only=True)
+  experiment.evaluate_policy(ZeroTorque(), model, 2, seed=0,
+                             network_input_only=True)
   assert not capsys.readouterr().out  # Under the default 30 s.
 
 
@@ -170,9 +172,9 @@ class SolutionPlayer:
 def test_sokoban_evaluates_every_level_of_a_directory_in_order(tmp_path):
   levels, solutions = boxoban_levels.generate_levels(5, seed=7)
   (tmp_path / '000.txt').write_text(boxoban_levels.format_levels(levels))
-  settings = common.resolve_settings(
+  settings = experiment.resolve_settings(
       'sokoban', 'cpu', {'eval_levels_dir': str(tmp_path)})
-  model = common.make_model(settings, evaluation=True)
+  model = experiment.make_model(settings, evaluation=True)
   assert model.num_levels == 5
   results = evaluate.evaluate_levels(SolutionPlayer(solutions), settings,
                                      max_level=None, num_episodes=5, seed=0)
@@ -193,7 +195,7 @@ def test_sokoban_evaluates_every_level_of_a_directory_in_order(tmp_path):
 def test_level_flags_pick_a_directory_or_the_generated_levels(tmp_path):
   levels, _ = boxoban_levels.generate_levels(5, seed=7)
   (tmp_path / '000.txt').write_text(boxoban_levels.format_levels(levels))
-  run_settings = common.resolve_settings(
+  run_settings = experiment.resolve_settings(
       'sokoban', 'cpu', {'eval_levels_dir': str(tmp_path)})
   assert evaluate.choose_levels(run_settings, '', False, 30) == (
       run_settings, 30, None)
@@ -213,5 +215,5 @@ def test_level_flags_pick_a_directory_or_the_generated_levels(tmp_path):
     evaluate.choose_levels(run_settings, str(tmp_path), True, 30)
   with pytest.raises(app.UsageError,
                      match='--generated_levels: env rubiks_cube has no level'):
-    evaluate.choose_levels(common.resolve_settings('rubiks_cube', 'cpu', {}),
-                           '', True, 30)
+    evaluate.choose_levels(
+        experiment.resolve_settings('rubiks_cube', 'cpu', {}), '', True, 30)

@@ -12,8 +12,8 @@ from tf_agents.trajectories import time_step as ts
 
 from environments import pendulum
 from environments import rubiks_cube
-from launch import common
 from tests import conftest
+from tf_spo import experiment
 
 # Runs in a fresh interpreter that imports TensorFlow only. The .npz holds
 # the observation's tensors keyed by their input names in the signature.
@@ -79,7 +79,7 @@ def test_saved_models_act_in_a_fresh_process(tiny_run, tmp_path):
   # The search policy's random stream is part of the SavedModel: every fresh
   # load acts the same, and as the checkpointed policy does.
   assert search['action'] == again['action']
-  run = common.restore_run(root_dir)
+  run = experiment.restore_run(root_dir)
   time_step = ts.restart(tf.constant(observation), 12)
   np.testing.assert_array_equal(run.agent.policy.action(time_step).action,
                                 search['action'])
@@ -113,7 +113,7 @@ def test_gumbel_run_trains_and_exports_its_search(tmp_path):
       '--num_simulations=8', '--max_num_considered_actions=4',
       *conftest.TINY_FLAGS)
   assert result.returncode == 0, result.stderr[-3000:]
-  run = common.restore_run(str(root_dir))
+  run = experiment.restore_run(str(root_dir))
   assert run.agent.train_step_counter.numpy() > 0
   # Gumbel MuZero has no eta: its dual is never trained.
   assert run.agent.eta.numpy() == pytest.approx(run.settings['initial_eta'])
@@ -166,7 +166,7 @@ def test_export_cli_rejects_a_dir_without_a_run(tmp_path):
 def test_evaluate_cli_names_the_bad_path_flag_in_one_line(tmp_path, flag, path,
                                                           reason):
   run_dir = tmp_path / 'run_without_checkpoint'
-  common.write_settings(str(run_dir), dict(common.DEFAULTS))
+  experiment.write_settings(str(run_dir), dict(experiment.DEFAULTS))
   result = conftest.run_module('launch.evaluate',
                                f'--{flag}={tmp_path / path}')
   assert result.returncode == 1
@@ -202,7 +202,7 @@ def test_pendulum_run_exports_continuous_policies(tmp_path):
     assert actions.shape == (6, 1) and actions.dtype == np.float64
     assert np.all(np.abs(actions) <= 2.0)
   # The exported greedy search acts as the checkpointed one.
-  run = common.restore_run(str(root_dir))
+  run = experiment.restore_run(str(root_dir))
   np.testing.assert_allclose(
       run.agent.policy.action(ts.restart(observation, 6)).action,
       search['action'], atol=1e-6)

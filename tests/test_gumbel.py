@@ -8,10 +8,9 @@ import tensorflow as tf
 
 from environments import rubiks_cube
 from environments import toy
-from launch import common
-from launch import train
 from tf_spo import action_spaces
 from tf_spo import config as config_lib
+from tf_spo import experiment
 from tf_spo import gumbel
 from tf_spo import networks
 
@@ -261,15 +260,15 @@ def test_config_errors_name_the_argument():
 
 
 def test_continuous_gumbel_run_trains_the_gaussian_m_step(tmp_path):
-  settings = common.resolve_settings('pendulum', 'cpu', dict(
+  settings = experiment.resolve_settings('pendulum', 'cpu', dict(
       algorithm='gumbel', num_envs=8, rollout_length=8,
       total_env_steps=256, eval_episodes=2, eval_interval=256,
       checkpoint_interval=256, log_interval=256, num_simulations=8,
       num_sampled_actions=4, batch_size=8, sequence_length=4, num_epochs=2))
-  summary = train.train(settings, str(tmp_path))
+  summary = experiment.train(settings, str(tmp_path))
   # 4 iterations of 64 env steps, 2 gradient steps each.
   assert summary['train_steps'] == 8 and 'search' in summary['saved_models']
-  run = common.restore_run(str(tmp_path))
+  run = experiment.restore_run(str(tmp_path))
   info = run.replay_buffer.gather_all().policy_info
   assert info['search_atoms'].shape[-2:] == (4, 1)
   np.testing.assert_allclose(info['search_weights'].numpy().sum(-1), 1.0,

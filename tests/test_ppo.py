@@ -13,9 +13,9 @@ from tf_agents.trajectories import time_step as ts
 
 from environments import model as model_lib
 from environments import registry
-from launch import common
-from launch import train
+from launch import cli
 from tests.support import checkpoints
+from tf_spo import experiment
 
 CUBE = dict(
     algorithm='ppo', num_envs=8, rollout_length=4, total_env_steps=128,
@@ -25,11 +25,12 @@ CUBE = dict(
 
 
 def cube_settings(**overrides):
-  return common.resolve_settings('rubiks_cube', 'cpu', dict(CUBE, **overrides))
+  return experiment.resolve_settings('rubiks_cube', 'cpu',
+                                     dict(CUBE, **overrides))
 
 
 def pendulum_settings(**overrides):
-  return common.resolve_settings('pendulum', 'cpu', dict(
+  return experiment.resolve_settings('pendulum', 'cpu', dict(
       algorithm='ppo', num_envs=4, rollout_length=16, total_env_steps=256,
       num_epochs=2, torso_units=16, head_units=16, num_residual_blocks=0,
       time_limit=50, eval_episodes=4, eval_interval=256,
@@ -38,11 +39,11 @@ def pendulum_settings(**overrides):
 
 def build_agent(settings, seed=None):
   """The run's agent on its environment's specs, and that environment."""
-  model = common.make_model(settings)
+  model = experiment.make_model(settings)
   env = registry.entry(settings['env']).make_env(
       model, settings['num_envs'], settings['seed'])
-  agent = common.make_agent(settings, model, env.time_step_spec(),
-                            env.action_spec(), seed=seed)
+  agent = experiment.make_agent(settings, model, env.time_step_spec(),
+                                env.action_spec(), seed=seed)
   return agent, env
 
 
@@ -124,35 +125,36 @@ def test_ppo_settings_are_validated():
       ({'network': 'mlp', 'conv_channels': '4'},
        '--conv_channels needs --network=residual')):
     with pytest.raises(ValueError) as error:
-      common.validate_settings(cube_settings(**overrides))
-    assert message in common.flag_wording(error.value, common.DEFAULTS)
+      experiment.validate_settings(cube_settings(**overrides))
+    assert message in cli.flag_wording(error.value, experiment.DEFAULTS)
   # The replay settings do not apply to PPO.
-  common.validate_settings(cube_settings(replay_capacity=1))
+  experiment.validate_settings(cube_settings(replay_capacity=1))
 
 
 def test_runs_from_before_the_baseline_settings_resume_as_spo(tmp_path):
-  added = common.PPO_SETTINGS + common.GUMBEL_SETTINGS + ('algorithm',)
-  old = {name: value for name, value in common.DEFAULTS.items()
+  added = (experiment.settings.PPO_SETTINGS +
+           experiment.settings.GUMBEL_SETTINGS + ('algorithm',))
+  old = {name: value for name, value in experiment.DEFAULTS.items()
          if name not in added}
-  common.write_settings(str(tmp_path), old)
-  settings = common.read_settings(str(tmp_path))
+  experiment.write_settings(str(tmp_path), old)
+  settings = experiment.read_settings(str(tmp_path))
   assert settings['algorithm'] == 'spo'
   assert settings['ppo_clip_ratio'] == 0.2
   assert settings['num_sampled_actions'] == 16
   # Their search configuration reads back (launch.scaling builds Gumbel
   # searches from an SPO run's settings).
-  common.search_config(dict(settings, algorithm='gumbel'))
+  experiment.search_config(dict(settings, algorithm='gumbel'))
   # The same flags resume it.
-  common.write_settings(str(tmp_path), dict(common.DEFAULTS))
-  with pytest.raises(ValueError, match=r"--algorithm='spo' \(now 'ppo'\)"):
-    common.write_settings(str(tmp_path), dict(common.DEFAULTS,
-                                              algorithm='ppo'))
+  experiment.write_settings(str(tmp_path), dict(experiment.DEFAULTS))
+  with pytest.raises(ValueError, match=r"algorithm='spo' \(now 'ppo'\)"):
+    experiment.write_settings(str(tmp_path), dict(experiment.DEFAULTS,
+                                                  algorithm='ppo'))
 
 
 def test_loop_trains_once_on_exactly_the_newest_rollout(tmp_path):
   settings = cube_settings()
-  run = common.build_run(settings, str(tmp_path))
-  loop = train.make_loop(run)
+  run = experiment.build_run(settings, str(tmp_path))
+  loop = experiment.make_loop(run)
   assert loop.train_steps_per_iteration == 1
   calls = tf.Variable(0)
 
@@ -165,7 +167,7 @@ def test_loop_trains_once_on_exactly_the_newest_rollout(tmp_path):
   rollouts = []
   for iteration in (1, 2):
     first = run.env.current_time_step()
-    experience = train.run_iteration(loop, num_epochs=5).loss_info
+    experience = experiment.run_iteration(loop, num_epochs=5).loss_info
     rollouts.append(experience)
     assert int(calls.numpy()) == iteration  # once, not num_epochs times
     assert experience.step_type.shape == (8, 4)
@@ -189,10 +191,10 @@ def test_loop_trains_once_on_exactly_the_newest_rollout(tmp_path):
 
 
 def train_quietly(settings, root_dir, **kwargs):
-  """`train.train`, and what it printed."""
+  """`experiment.train`, and what it printed."""
   out = io.StringIO()
   with contextlib.redirect_stdout(out):
-    summary = train.train(settings, root_dir, **kwargs)
+    summary = experiment.train(settings, root_dir, **kwargs)
   return summary, out.getvalue()
 
 
@@ -229,9 +231,9 @@ def test_cube_run_evaluates_checkpoints_and_exports_the_network(cube_runs):
   # The exported policy loads with plain TF and acts on the network input
   # as the restored agent's greedy policy acts on the full observations.
   loaded = tf.saved_model.load(summary['saved_models']['network'])
-  run = common.restore_run(root_dir)
+  run = experiment.restore_run(root_dir)
   assert int(run.agent.train_step_counter.numpy()) == 8
-  model = common.make_model(run.settings, evaluation=True)
+  model = experiment.make_model(run.settings, evaluation=True)
   state = model.reset(5, tf.constant([3, 0], tf.int64))
   observation = model.observe(state)
   exported = loaded.action(
@@ -257,7 +259,7 @@ def test_pendulum_mlp_run_trains_normalises_and_exports_the_network(
   assert set(summary['saved_models']) == {'network'}
   # 50 steps, each costing at most pi^2 + 0.1 * 8^2 + 0.001 * 2^2.
   assert -50 * 16.3 <= summary['search_mean_return'] <= 0.0
-  run = common.restore_run(str(tmp_path))
+  run = experiment.restore_run(str(tmp_path))
   assert kernel_shapes(run.agent.actor_net) == [(3, 16), (16, 16), (16, 1)]
   # Every trained observation, 4 rollouts of 4 envs x 16 steps, was counted.
   assert float(run.agent.normalizer.count.numpy()) == 256

@@ -1,15 +1,15 @@
-"""Tests of launch/report.py on fabricated run directories."""
+"""Tests of launch/reports.py on fabricated run directories."""
 
 import os
 
 import numpy as np
 import pytest
 
-from launch import common
-from launch import report
 from tests import conftest
 from tests.support.runs import ENV_STEPS
 from tests.support.runs import fabricate
+from tf_spo import experiment
+from tf_spo.experiment import reports
 
 SPO_CUBE = [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8]
 TRT_CUBE = [0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0]
@@ -44,10 +44,10 @@ def probability_of_improvement(x, y):
 def fixture_result(tmp_path_factory):
   root = str(tmp_path_factory.mktemp('runs'))
   fabricated = fabricate_all(root)
-  run_dirs = report.find_runs([os.path.join(root, 'spo_*'),
+  run_dirs = reports.find_runs([os.path.join(root, 'spo_*'),
                                os.path.join(root, 'trt_smc_*')])
   assert run_dirs == sorted(fabricated)
-  return report.report(run_dirs, os.path.join(root, 'report'), reps=500), root
+  return reports.report(run_dirs, os.path.join(root, 'report'), reps=500), root
 
 
 def test_per_env_iqm_and_normalisation_are_the_hand_computed_ones(result):
@@ -108,7 +108,7 @@ def test_curves_profiles_and_files(result):
   np.testing.assert_allclose(
       profile['spo']['fraction'],
       [np.mean(spo > t) for t in tau], atol=1e-9)
-  for name in report.FIGURES:
+  for name in reports.FIGURES:
     for extension, magic in (('png', b'\x89PNG'), ('pdf', b'%PDF')):
       path = os.path.join(root, 'report', f'{name}.{extension}')
       with open(path, 'rb') as f:
@@ -128,7 +128,7 @@ def test_bootstrap_interval_of_the_mean_is_the_normal_one(tmp_path):
   finals = np.round(np.random.default_rng(0).uniform(size=100), 4)
   run_dirs = [fabricate(str(tmp_path), 'spo', 'rubiks_cube', seed, final)
               for seed, final in enumerate(finals)]
-  result = report.report(run_dirs, str(tmp_path / 'report'), reps=4000)
+  result = reports.report(run_dirs, str(tmp_path / 'report'), reps=4000)
   low, high = np.array(result['aggregates']['spo']['interval'])[:, 1]
   half_width = 1.96 * finals.std() / np.sqrt(len(finals))
   assert result['aggregates']['spo']['point'][1] == pytest.approx(
@@ -148,24 +148,24 @@ def test_bad_run_dirs_are_named(tmp_path):
   trt = fabricate(root, 'trt_smc', 'rubiks_cube', 0, 0.5)
   snake = fabricate(root, 'spo', 'snake', 0, 5.0)
   out = str(tmp_path / 'report')
-  with pytest.raises(report.ReportError,
+  with pytest.raises(reports.ReportError,
                      match=f'{trt}: trt_smc has no runs on .*snake'):
-    report.report(cube + [snake, trt], out)
+    reports.report(cube + [snake, trt], out)
   other_steps = fabricate(root, 'spo', 'rubiks_cube', 5, 0.5,
                           env_steps=[0, 500, 1000])
-  with pytest.raises(report.ReportError,
+  with pytest.raises(reports.ReportError,
                      match=f'{other_steps}: evaluated at other env steps'):
-    report.report(cube + [other_steps], out)
+    reports.report(cube + [other_steps], out)
   empty = tmp_path / 'empty'
   empty.mkdir()
-  with pytest.raises(report.ReportError,
+  with pytest.raises(reports.ReportError,
                      match=f'{empty}: not a launch.train run'):
-    report.report(cube + [str(empty)], out)
+    reports.report(cube + [str(empty)], out)
   os.remove(os.path.join(cube[1], 'eval.csv'))
-  with pytest.raises(report.ReportError, match=f'{cube[1]}: no eval.csv'):
-    report.report(cube, out)
-  with pytest.raises(report.ReportError, match=r'--run_dirs: .* matches no'):
-    report.find_runs([str(tmp_path / 'nothing*')])
+  with pytest.raises(reports.ReportError, match=f'{cube[1]}: no eval.csv'):
+    reports.report(cube, out)
+  with pytest.raises(reports.ReportError, match=r'run_dirs: .* matches no'):
+    reports.find_runs([str(tmp_path / 'nothing*')])
   assert not os.path.exists(out)
 
 
@@ -179,8 +179,9 @@ def test_cli_reports_errors_in_one_line(tmp_path):
 
 
 def test_ppo_and_gumbel_runs_are_named_by_their_algorithm():
-  settings = dict(common.DEFAULTS, proposal_alpha=0.1)
-  assert common.algorithm_name(settings) == 'trt_smc'
-  assert common.algorithm_name(dict(settings, algorithm='ppo')) == 'ppo'
-  assert common.algorithm_name(dict(settings, algorithm='gumbel')) == 'gumbel'
-  assert common.algorithm_name(common.DEFAULTS) == 'spo'
+  settings = dict(experiment.DEFAULTS, proposal_alpha=0.1)
+  assert experiment.algorithm_name(settings) == 'trt_smc'
+  assert experiment.algorithm_name(dict(settings, algorithm='ppo')) == 'ppo'
+  assert experiment.algorithm_name(
+      dict(settings, algorithm='gumbel')) == 'gumbel'
+  assert experiment.algorithm_name(experiment.DEFAULTS) == 'spo'

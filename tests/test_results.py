@@ -3,9 +3,9 @@
 import json
 import os
 
-from launch import common
 from launch import results
 from tests.support import runs as run_dirs
+from tf_spo import experiment
 
 
 def test_page_tables_hold_each_seed_and_the_means(tmp_path):
@@ -29,15 +29,15 @@ def test_page_tables_hold_each_seed_and_the_means(tmp_path):
 
 def test_provenance_records_each_start_and_what_ran_beside(tmp_path):
   root = str(tmp_path)
-  common.record_provenance(root, None)
-  common.record_provenance(root, 2048)
-  starts = common.read_provenance(root)
+  experiment.record_provenance(root, None)
+  experiment.record_provenance(root, 2048)
+  starts = experiment.read_provenance(root)
   assert [s['resumed_from_env_steps'] for s in starts] == [None, 2048]
   assert all(s['cpu_count'] == os.cpu_count() for s in starts)
   assert isinstance(starts[0]['other_jobs'], list)
   # The source tree is this checkout: a commit is recorded.
   assert starts[0]['commit']
-  with open(os.path.join(root, common.PROVENANCE_FILE)) as f:
+  with open(os.path.join(root, experiment.PROVENANCE_FILE)) as f:
     assert len([json.loads(line) for line in f]) == 2
 
 

@@ -5,9 +5,10 @@ import os
 
 import pytest
 
-from launch import common
 from launch import scaling
 from tests import conftest
+from tf_spo import experiment
+from tf_spo.experiment import scaling as scaling_lib
 
 
 def test_sweep_scores_and_times_every_budget(tiny_run, tmp_path):
@@ -45,8 +46,8 @@ def test_budgets_parse_and_bad_ones_name_the_flag():
 
 
 def test_smc_budgets_keep_the_run_switches_and_cap_the_period():
-  settings = common.resolve_settings('rubiks_cube', 'trt_smc', {})
-  searches = scaling.search_configs(settings, [(8, 2), (16, 4)], [32])
+  settings = experiment.resolve_settings('rubiks_cube', 'trt_smc', {})
+  searches = scaling_lib.search_configs(settings, [(8, 2), (16, 4)], [32])
   assert [s['search'] for s in searches] == ['trt_smc', 'trt_smc', 'gumbel']
   first = searches[0]['config']
   assert (first.num_particles, first.depth, first.resample_period) == (8, 2,
@@ -56,8 +57,8 @@ def test_smc_budgets_keep_the_run_switches_and_cap_the_period():
 
 
 def test_gumbel_on_continuous_actions_samples_its_edges():
-  settings = common.resolve_settings('pendulum', 'cpu', {})
-  (gumbel,) = scaling.search_configs(settings, [], [8])
+  settings = experiment.resolve_settings('pendulum', 'cpu', {})
+  (gumbel,) = scaling_lib.search_configs(settings, [], [8])
   assert gumbel['config'].num_simulations == 8
   assert gumbel['config'].num_sampled_actions == settings[
       'num_sampled_actions']

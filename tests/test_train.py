@@ -13,20 +13,20 @@ import pytest
 import tensorflow as tf
 from tf_agents.trajectories import time_step as ts
 
-from launch import common
+from launch import cli
 from launch import evaluate
-from launch import train
 from tests import conftest
 from tests.conftest import tiny_settings
 from tests.support.checkpoints import assert_same_checkpoint
 from tests.support.checkpoints import checkpoint_tensors
+from tf_spo import experiment
 
 
 def network_actions(run, summary, sample):
   """Actions of the exported and the restored network policy.
 
   Args:
-    run: the restored `common.Run`.
+    run: the restored `experiment.Run`.
     summary: the run's summary, naming its SavedModels.
     sample: (shape, seed) -> network inputs, e.g. tf.random.stateless_normal.
 
@@ -64,8 +64,8 @@ def test_summary_reports_both_policies_at_3_and_7_scramble_moves(tiny_run):
   root_dir, summary, _ = tiny_run
   by_scramble = summary['by_eval_scramble']
   assert set(by_scramble) == {'3', '7'}
-  run = common.restore_run(root_dir)
-  seed = run.settings['seed'] + common.EVAL_SEED_OFFSET
+  run = experiment.restore_run(root_dir)
+  seed = run.settings['seed'] + experiment.EVAL_SEED_OFFSET
   for kind, policy in (('search', run.agent.policy),
                        ('network', run.agent.network_policy)):
     # launch.evaluate's sweep over the restored final weights.
@@ -98,14 +98,14 @@ def test_killed_run_resumes_exactly_where_it_stopped(tmp_path):
   """Stopped at a checkpoint and resumed = never stopped, bit for bit."""
   settings = tiny_settings()
   root_dir = str(tmp_path / 'resumed')
-  assert train.train(settings, root_dir, stop_after_env_steps=512) == {}
-  killed = common.restore_run(root_dir)
+  assert experiment.train(settings, root_dir, stop_after_env_steps=512) == {}
+  killed = experiment.restore_run(root_dir)
   assert int(killed.env_steps.numpy()) == 512
   assert int(killed.replay_buffer.num_frames()) == 512
   assert int(killed.replay_buffer.draws.numpy()) > 0
 
-  uninterrupted = train.train(settings, str(tmp_path / 'full'))
-  resumed = train.train(settings, root_dir)
+  uninterrupted = experiment.train(settings, str(tmp_path / 'full'))
+  resumed = experiment.train(settings, root_dir)
   assert resumed['env_steps'] == uninterrupted['env_steps'] == 1024
   assert_same_checkpoint(root_dir, checkpoint_tensors(str(tmp_path / 'full')))
   assert eval_rows(root_dir) == [0, 512, 1024]
@@ -115,7 +115,7 @@ def test_corrupt_latest_checkpoint_falls_back_to_the_previous(
     tmp_path, capsys):
   settings = tiny_settings()
   root_dir = str(tmp_path)
-  train.train(settings, root_dir)
+  experiment.train(settings, root_dir)
   expected = checkpoint_tensors(root_dir)
   latest = tf.train.latest_checkpoint(os.path.join(root_dir, 'checkpoints'))
   assert latest.endswith('ckpt-1024')
@@ -126,7 +126,7 @@ def test_corrupt_latest_checkpoint_falls_back_to_the_previous(
     f.seek(os.path.getsize(data) // 2)
     f.write(bytes(b ^ 0xFF for b in chunk))
 
-  train.train(settings, root_dir)  # Redoes 512 -> 1024 from ckpt-512.
+  experiment.train(settings, root_dir)  # Redoes 512 -> 1024 from ckpt-512.
   stdout = capsys.readouterr().out
   assert f'[checkpoint] {latest} is unreadable (' in stdout
   assert 'Checksum does not match' in stdout
@@ -178,11 +178,11 @@ def test_mujoco_run_resumes_and_exports_the_normalised_network(tmp_path):
       eval_interval=256, checkpoint_interval=256, log_interval=256,
       num_threads=2)
   root_dir = str(tmp_path)
-  assert train.train(settings, root_dir, stop_after_env_steps=256) == {}
-  summary = train.train(settings, root_dir)  # resumes, new episodes
+  assert experiment.train(settings, root_dir, stop_after_env_steps=256) == {}
+  summary = experiment.train(settings, root_dir)  # resumes, new episodes
   assert summary['env_steps'] == 512
   assert set(summary['saved_models']) == {'network'}
-  run = common.restore_run(root_dir)
+  run = experiment.restore_run(root_dir)
   normalizer = run.agent.network.normalizer
   assert normalizer.count.numpy() > 0
   exported, restored = network_actions(
@@ -199,10 +199,10 @@ def test_grid_run_trains_the_conv_network_and_exports_both_policies(
       num_levels=20, total_env_steps=512, num_envs=8, rollout_length=16,
       sequence_length=8, eval_episodes=4, eval_interval=512,
       checkpoint_interval=512, log_interval=512)
-  summary = train.train(settings, str(tmp_path))
+  summary = experiment.train(settings, str(tmp_path))
   assert summary['env_steps'] == 512 and summary['train_steps'] > 0
   assert set(summary['saved_models']) == {'search', 'network'}
-  run = common.restore_run(str(tmp_path))
+  run = experiment.restore_run(str(tmp_path))
   conv = [v for v in run.agent.network.trainable_variables
           if v.shape.rank == 4]
   assert [tuple(v.shape) for v in conv] == [
@@ -213,7 +213,7 @@ def test_grid_run_trains_the_conv_network_and_exports_both_policies(
   np.testing.assert_array_equal(exported, restored)
   # launch.evaluate tells the two apart by the inputs they read: the search
   # plans from the env state the observation carries, the network does not.
-  model = common.make_model(settings, evaluation=True)
+  model = experiment.make_model(settings, evaluation=True)
   for kind, network_input_only in (('search', False), ('network', True)):
     policy = tf.saved_model.load(summary['saved_models'][kind])
     assert evaluate.reads_network_input_only(
@@ -242,11 +242,11 @@ def test_two_replica_run_trains_exports_and_steps_like_one_replica(tmp_path):
 
 
 def test_incompatible_root_dir_is_refused(tmp_path):
-  common.write_settings(str(tmp_path), tiny_settings())
-  with pytest.raises(ValueError, match=r'--num_particles=4 \(now 8\)'):
-    train.train(tiny_settings(num_particles=8), str(tmp_path))
+  experiment.write_settings(str(tmp_path), tiny_settings())
+  with pytest.raises(ValueError, match=r'num_particles=4 \(now 8\)'):
+    experiment.train(tiny_settings(num_particles=8), str(tmp_path))
   # Schedule settings may change on resume.
-  common.write_settings(str(tmp_path), tiny_settings(total_env_steps=4096))
+  experiment.write_settings(str(tmp_path), tiny_settings(total_env_steps=4096))
 
 
 def test_cli_reports_bad_flags(tmp_path):
@@ -266,21 +266,21 @@ def test_cli_reports_bad_flags(tmp_path):
 
 
 def test_presets_fill_in_flags_not_given():
-  train.define_flags()
+  cli.define_setting_flags()
   try:
-    train.FLAGS(['train', '--preset=paper', '--num_envs=8'])
-    settings = train.settings_from_flags()
+    cli.FLAGS(['train', '--preset=paper', '--num_envs=8'])
+    settings = cli.settings_from_flags()
   finally:
-    train.FLAGS.unparse_flags()
+    cli.FLAGS.unparse_flags()
   assert settings['num_envs'] == 8  # explicit flag wins
   assert settings['rollout_length'] == 21  # from the paper preset
   assert settings['num_epochs'] == 16
   assert settings['torso_units'] == 512
   try:
-    train.FLAGS(['train', '--preset=trt_smc', '--proposal_alpha=0.3'])
-    settings = train.settings_from_flags()
+    cli.FLAGS(['train', '--preset=trt_smc', '--proposal_alpha=0.3'])
+    settings = cli.settings_from_flags()
   finally:
-    train.FLAGS.unparse_flags()
+    cli.FLAGS.unparse_flags()
   assert settings['proposal_alpha'] == 0.3
   assert settings['policy_inference'] == 'message_passing'
   assert settings['revived_resampling'] is True
@@ -300,7 +300,7 @@ def test_short_training_raises_the_solve_rate(tmp_path):
       resample_period=4, min_scramble=1, max_scramble=3, eval_scramble=3,
       eval_episodes=200, eval_interval=24_576, checkpoint_interval=24_576,
       log_interval=8192)
-  summary = train.train(settings, str(tmp_path))
+  summary = experiment.train(settings, str(tmp_path))
   with open(os.path.join(tmp_path, 'eval.csv')) as f:
     rows = list(csv.DictReader(f))
   untrained, trained = rows[0], rows[-1]

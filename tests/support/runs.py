@@ -2,25 +2,24 @@
 
 import os
 
-from launch import common
-from launch import train
+from tf_spo import experiment
 
 ENV_STEPS = [0, 1000, 2000]
 
 
 def fabricate(root, algorithm, env, seed, final, env_steps=ENV_STEPS):
   """A run dir whose search scores rise 0, final / 2, final."""
-  settings = dict(common.resolve_settings(env, 'cpu', {}), seed=seed)
+  settings = dict(experiment.resolve_settings(env, 'cpu', {}), seed=seed)
   if algorithm == 'trt_smc':
     settings['proposal_alpha'] = 0.1
   run_dir = os.path.join(root, f'{algorithm}_{env}_s{seed}')
-  common.write_settings(run_dir, settings)
-  columns = train.eval_columns(settings)
-  log = train.EvalLog(run_dir, columns)
+  experiment.write_settings(run_dir, settings)
+  columns = experiment.eval_columns(settings)
+  log = experiment.EvalLog(run_dir, columns)
   for i, steps in enumerate(env_steps):
     score = final * i / (len(env_steps) - 1)
     log.append(dict.fromkeys(columns, 0.0) | {
         'env_steps': steps, 'wall_clock_s': 10.0 * i + seed,
         'train_steps': steps // 64,
-        f'search_{common.metrics(settings)[0]}': score})
+        f'search_{experiment.metrics(settings)[0]}': score})
   return run_dir

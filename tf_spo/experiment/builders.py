@@ -1,0 +1,256 @@
+"""Builders of a run's parts from its settings: the only reader of them.
+
+The configs of the search and the M-step, the model, the network, the agent
+and the tf.distribute strategy.
+"""
+
+import contextlib
+from typing import Any, Dict, Optional, Union
+
+import tensorflow as tf
+
+from environments import model as model_lib
+from environments import registry
+from tf_spo import agent as agent_lib
+from tf_spo import config as config_lib
+from tf_spo import networks
+from tf_spo import ppo
+from tf_spo.experiment import settings as settings_lib
+
+
+def make_strategy(settings: Dict[str, Any]) -> tf.distribute.Strategy:
+  """The run's `tf.distribute` strategy (see the strategy flag).
+
+  `strategy=mirrored` without a GPU splits the CPU into num_replicas
+  logical devices, which must happen before TensorFlow starts: call this
+  first (`launch.train` does). If TensorFlow already runs with enough
+  logical CPU devices, those are used.
+
+  Raises:
+    ValueError: naming strategy, num_replicas or tpu if the devices
+      are not there.
+  """
+  settings_lib.validate_device_settings(settings)
+  if settings['strategy'] == 'default':
+    return tf.distribute.get_strategy()
+  if settings['strategy'] == 'tpu':
+    try:
+      resolver = tf.distribute.cluster_resolver.TPUClusterResolver(
+          tpu=settings['tpu'])
+      tf.config.experimental_connect_to_cluster(resolver)
+      tf.tpu.experimental.initialize_tpu_system(resolver)
+    except (ValueError, tf.errors.OpError) as error:
+      raise ValueError(
+          f'strategy=tpu: no TPU at tpu={settings["tpu"]!r} '
+          f'({str(error).splitlines()[0]}).') from error
+    return tf.distribute.TPUStrategy(resolver)
+  replicas = settings['num_replicas']
+  gpus = tf.config.list_physical_devices('GPU')
+  if gpus:
+    config_lib.check(replicas <= len(gpus), 'num_replicas',
+                     f'<= {len(gpus)}, the local GPUs', replicas)
+    devices = [f'/gpu:{i}' for i in range(replicas)]
+  else:
+    cpu = tf.config.list_physical_devices('CPU')[0]
+    # Once TensorFlow runs its devices are fixed, and this raises.
+    with contextlib.suppress(RuntimeError):
+      tf.config.set_logical_device_configuration(
+          cpu, [tf.config.LogicalDeviceConfiguration()] * replicas)
+    available = len(tf.config.list_logical_devices('CPU'))
+    if available < replicas:
+      raise ValueError(
+          f'num_replicas={replicas} needs as many logical CPU devices, and '
+          f'TensorFlow started with {available}: choose the strategy before '
+          'running TensorFlow ops.')
+    devices = [f'/cpu:{i}' for i in range(replicas)]
+  return tf.distribute.MirroredStrategy(devices)
+
+
+def search_config(settings):
+  """The run's `SearchConfig`, or `GumbelConfig` for algorithm=gumbel."""
+  kind = (config_lib.GumbelConfig if settings['algorithm'] == 'gumbel'
+          else config_lib.SearchConfig)
+  return kind(**{field: settings[field]
+                 for field in kind.__dataclass_fields__})
+
+
+def spo_config(settings) -> config_lib.SpoConfig:
+  """The run's `SpoConfig`."""
+  return config_lib.SpoConfig(**{
+      field: settings[field]
+      for field in config_lib.SpoConfig.__dataclass_fields__})
+
+
+def ppo_config(settings) -> ppo.PpoConfig:
+  """The run's `PpoConfig` (algorithm=ppo)."""
+  return ppo.PpoConfig(**{
+      field: settings[field]
+      for field in ppo.PpoConfig.__dataclass_fields__})
+
+
+def make_model(settings, evaluation: bool = False
+               ) -> model_lib.EnvironmentModel:
+  """The run's model; with `evaluation`, that of the held-out episodes."""
+  return registry.entry(settings['env']).make_model(settings, evaluation)
+
+
+def metrics(settings) -> tuple:
+  """The evaluation metrics of the run's env, headline first."""
+  return registry.entry(settings['env']).metrics
+
+
+def eval_settings(settings) -> tuple:
+  """Names of the settings that define the env's evaluation episodes."""
+  return registry.entry(settings['env']).eval_settings
+
+
+def network(settings, model):
+  """The run's network; a Q head when the proposal is twisted.
+
+  `network=residual` is the shared residual torso of the discrete tasks
+  (`PolicyValueNetwork`, with a convolutional ResNet in front for
+  `conv_channels`), `network=mlp` the separate actor and critic
+  MLPs of the MuJoCo tasks (`MlpActorCriticNetwork`), with a running
+  observation normaliser if `normalize_observations`.
+  """
+  spec = model.network_input_spec()
+  q_head = settings['proposal_alpha'] > 0 and settings['algorithm'] == 'spo'
+  if settings['network'] == 'mlp':
+    if settings['conv_channels']:
+      raise ValueError('conv_channels needs network=residual.')
+    normalizer = (networks.ObservationNormalizer(spec)
+                  if settings['normalize_observations'] else None)
+    units = (settings['mlp_units'],) * settings['mlp_layers']
+    return networks.MlpActorCriticNetwork(
+        spec, model.action_spec(), actor_units=units, critic_units=units,
+        q_head=q_head, initial_scale=settings['initial_scale'],
+        loc_bound=settings['loc_bound'], normalizer=normalizer)
+  if settings['normalize_observations']:
+    raise ValueError('normalize_observations needs network=mlp.')
+  return networks.PolicyValueNetwork(
+      spec, model.action_spec(),
+      torso_units=settings['torso_units'],
+      num_residual_blocks=settings['num_residual_blocks'],
+      head_units=settings['head_units'],
+      q_head=q_head,
+      initial_scale=settings['initial_scale'],
+      loc_bound=settings['loc_bound'],
+      conv_channels=settings_lib.parse_conv_channels(
+          settings['conv_channels']),
+      conv_residual_blocks=settings['conv_residual_blocks'])
+
+
+def make_agent(settings: Dict[str, Any], model, time_step_spec, action_spec,
+               seed: Optional[int] = None,
+               train_step_counter: Optional[tf.Variable] = None
+               ) -> Union[agent_lib.SpoAgent, ppo.PpoAgent]:
+  """The run's agent on the real environment's specs.
+
+  A `SpoAgent`, or with `algorithm=ppo` a `ppo.PpoAgent` (`ppo_agent`).
+
+  Args:
+    settings: run settings.
+    model: the planning model.
+    time_step_spec: `TimeStep` spec of the real environment (tensor specs).
+    action_spec: its action spec.
+    seed: seed of the policies' random generators (default the run's seed;
+      each actor of a distributed run passes its own).
+    train_step_counter: the step counter variable (default the agent's own).
+  """
+  if settings['algorithm'] == 'ppo':
+    return ppo_agent(settings, model, time_step_spec, action_spec, seed,
+                     train_step_counter)
+  return agent_lib.SpoAgent(
+      time_step_spec, action_spec, network(settings, model), model,
+      search_config=search_config(settings), config=spo_config(settings),
+      optimizer=tf.keras.optimizers.Adam(settings['learning_rate']),
+      dual_optimizer=tf.keras.optimizers.Adam(settings['dual_learning_rate']),
+      seed=settings['seed'] if seed is None else seed, debug_summaries=True,
+      train_step_counter=train_step_counter)
+
+
+def ppo_agent(settings: Dict[str, Any], model, time_step_spec, action_spec,
+              seed: Optional[int] = None,
+              train_step_counter: Optional[tf.Variable] = None
+              ) -> ppo.PpoAgent:
+  """The run's `PpoAgent`: TF-Agents' PPOClipAgent, no search.
+
+  Its actor and critic are separate networks of the sizes of the run's
+  `network`, as far as TF-Agents' `ActorDistributionNetwork` and
+  `ValueNetwork` allow: `network=mlp` gives each `mlp_layers` SiLU layers
+  of `mlp_units` (observations normalised with
+  `normalize_observations`); `network=residual` gives each
+  `num_residual_blocks` + 1 ReLU layers of `torso_units` and one of
+  `head_units`, without skip connections, after one 3x3 'valid'
+  convolution per `conv_channels` stage (`conv_residual_blocks` does not
+  apply). Continuous actions: a Gaussian with tanh-squashed mean and a
+  state-independent standard deviation starting at `initial_scale`.
+  `learning_rate`, `discount`, `gae_lambda`, `num_epochs` (full-batch
+  epochs per rollout), `value_loss_coef`, `max_grad_norm` (over both
+  networks' gradients together), `ppo_clip_ratio` and
+  `ppo_entropy_coef` apply; the search and SPO settings do not.
+
+  Args:
+    settings: run settings.
+    model: the planning model (only its specs are used).
+    time_step_spec: `TimeStep` spec of the real environment.
+    action_spec: its action spec.
+    seed: seed of the collect policy's random generator (default the run's
+      seed).
+    train_step_counter: the step counter variable (default the agent's own).
+  """
+  if time_step_spec.observation != model.observation_spec():
+    raise ValueError(
+        f'time_step_spec.observation {time_step_spec.observation} does not '
+        f'match the model observation_spec {model.observation_spec()}.')
+  if settings['network'] == 'mlp':
+    layers = dict(fc_layer_params=(settings['mlp_units'],) *
+                  settings['mlp_layers'],
+                  activation_fn=tf.keras.activations.swish)
+  else:
+    channels = settings_lib.parse_conv_channels(settings['conv_channels'])
+    layers = dict(
+        fc_layer_params=((settings['torso_units'],) *
+                         (settings['num_residual_blocks'] + 1) +
+                         (settings['head_units'],)),
+        conv_layer_params=[(c, 3, 1) for c in channels] or None,
+        activation_fn=tf.keras.activations.relu)
+  return ppo.PpoAgent(
+      time_step_spec, action_spec, **layers,
+      initial_scale=settings['initial_scale'],
+      normalize_observations=settings['normalize_observations'],
+      config=ppo_config(settings),
+      optimizer=tf.keras.optimizers.Adam(settings['learning_rate']),
+      seed=settings['seed'] if seed is None else seed,
+      train_step_counter=train_step_counter)
+
+
+def replay_length(settings: Dict[str, Any]) -> int:
+  """Steps per environment the run's replay buffer keeps.
+
+  PPO keeps exactly one rollout, the one its next train step learns from.
+  """
+  if settings['algorithm'] == 'ppo':
+    return settings['rollout_length']
+  return settings['replay_capacity'] // settings['num_envs']
+
+
+def validate_settings(settings: Dict[str, Any]) -> None:
+  """Every check a run's construction would make, before anything runs.
+
+  `settings.check_settings`, the configs of the search and the M-step, and
+  the model and network built once.
+
+  Raises:
+    ValueError: naming the setting and its allowed range.
+  """
+  settings_lib.check_settings(settings)
+  search_config(settings)
+  spo_config(settings)
+  ppo_config(settings)
+  model = make_model(settings)
+  config_lib.check(
+      settings['strategy'] != 'tpu' or model.xla_compatible, 'strategy',
+      "not 'tpu' for a task whose model runs Python (the MuJoCo simulator)",
+      settings['strategy'])
+  network(settings, model)
