@@ -1,4 +1,6 @@
-"""Tests of the launch scripts' shared settings and run handling."""
+"""Tests of tf_spo.experiment's settings and run handling, and launch.cli."""
+
+import dataclasses
 
 import pytest
 import tensorflow as tf
@@ -7,14 +9,16 @@ from tf_agents.environments import utils as env_utils
 from environments import registry
 from launch import cli
 from tf_spo import experiment
+from tf_spo.experiment import presets
 
 
 def test_every_env_and_preset_resolves_to_valid_settings():
+  assert set(presets.CPU) == set(presets.NAMED) == set(registry.ENVS)
   for env, entry in registry.ENVS.items():
-    assert set(entry.defaults) <= set(experiment.DEFAULTS), env
-    for preset in entry.presets.values():
+    assert set(entry.settings) <= set(experiment.DEFAULTS), env
+    for preset in (presets.CPU[env], *presets.NAMED[env].values()):
       assert set(preset) <= set(experiment.DEFAULTS), env
-    for preset in ('cpu', *entry.presets):
+    for preset in ('cpu', *presets.NAMED[env]):
       assert preset in experiment.PRESETS, (env, preset)
       experiment.validate_settings(experiment.resolve_settings(env, preset, {}))
 
@@ -151,3 +155,49 @@ def test_write_settings_refuses_incompatible_runs(tmp_path):
   experiment.write_settings(str(tmp_path),
                             dict(experiment.DEFAULTS, total_env_steps=10**6))
   assert experiment.read_settings(str(tmp_path))['total_env_steps'] == 10**6
+
+
+def test_settings_are_the_typed_config_parts_fields():
+  config = experiment.ExperimentConfig()
+  assert config.settings() == experiment.DEFAULTS
+  # Every setting has a help text, from its part's docstring.
+  assert all(text for _, _, text in experiment.SETTINGS)
+  helps = {name: text for name, _, text in experiment.SETTINGS}
+  assert helps['num_particles'] == 'N, particles per root state (>= 1).'
+  assert helps['num_simulations'].startswith('algorithm=gumbel: simulations')
+  settings = experiment.resolve_settings('halfcheetah', 'cpu', {})
+  typed = experiment.ExperimentConfig.from_settings(settings)
+  assert typed.settings() == settings
+  assert typed.search.num_particles == settings['num_particles']
+  assert typed.network.network == 'mlp' and typed.spo.eta_update == 'solve'
+
+
+def test_typed_config_checks_each_part_and_the_shared_fields():
+  with pytest.raises(ValueError, match='num_particles must be >= 1, got 0'):
+    experiment.ExperimentConfig.from_settings(
+        dict(experiment.DEFAULTS, num_particles=0))
+  with pytest.raises(ValueError, match='Unknown settings:'):
+    experiment.ExperimentConfig.from_settings(
+        dict(experiment.DEFAULTS, particles=3))
+  with pytest.raises(ValueError, match='discount must be the same in every '
+                     'part that has it'):
+    experiment.ExperimentConfig(
+        spo=experiment.settings.config_lib.SpoConfig(discount=0.9))
+
+
+def test_field_help_needs_every_field_documented():
+
+  @dataclasses.dataclass(frozen=True)
+  class Undocumented:
+    """A part.
+
+    Attributes:
+      first: documented,
+        on two lines.
+    """
+    first: int = 0
+    second: int = 1
+
+  with pytest.raises(ValueError,
+                     match=r"Undocumented documents no \['second'\]"):
+    experiment.settings.field_help(Undocumented)

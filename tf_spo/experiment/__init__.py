@@ -57,6 +57,7 @@ from tf_spo.experiment.settings import ALGORITHMS
 from tf_spo.experiment.settings import DEFAULTS
 from tf_spo.experiment.settings import PRESETS
 from tf_spo.experiment.settings import SETTINGS
+from tf_spo.experiment.settings import ExperimentConfig
 from tf_spo.experiment.settings import algorithm_name
 from tf_spo.experiment.settings import parse_conv_channels
 from tf_spo.experiment.settings import resolve_settings

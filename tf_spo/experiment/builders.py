@@ -68,24 +68,19 @@ def make_strategy(settings: Dict[str, Any]) -> tf.distribute.Strategy:
 
 def search_config(settings):
   """The run's `SearchConfig`, or `GumbelConfig` for algorithm=gumbel."""
-  kind = (config_lib.GumbelConfig if settings['algorithm'] == 'gumbel'
-          else config_lib.SearchConfig)
-  return kind(**{field: settings[field]
-                 for field in kind.__dataclass_fields__})
+  return settings_lib.part(
+      config_lib.GumbelConfig if settings['algorithm'] == 'gumbel'
+      else config_lib.SearchConfig, settings)
 
 
 def spo_config(settings) -> config_lib.SpoConfig:
   """The run's `SpoConfig`."""
-  return config_lib.SpoConfig(**{
-      field: settings[field]
-      for field in config_lib.SpoConfig.__dataclass_fields__})
+  return settings_lib.part(config_lib.SpoConfig, settings)
 
 
 def ppo_config(settings) -> ppo.PpoConfig:
   """The run's `PpoConfig` (algorithm=ppo)."""
-  return ppo.PpoConfig(**{
-      field: settings[field]
-      for field in ppo.PpoConfig.__dataclass_fields__})
+  return settings_lib.part(ppo.PpoConfig, settings)
 
 
 def make_model(settings, evaluation: bool = False
@@ -238,16 +233,13 @@ def replay_length(settings: Dict[str, Any]) -> int:
 def validate_settings(settings: Dict[str, Any]) -> None:
   """Every check a run's construction would make, before anything runs.
 
-  `settings.check_settings`, the configs of the search and the M-step, and
-  the model and network built once.
+  `settings.check_settings` (every part of the typed config), then the
+  model and network built once.
 
   Raises:
     ValueError: naming the setting and its allowed range.
   """
   settings_lib.check_settings(settings)
-  search_config(settings)
-  spo_config(settings)
-  ppo_config(settings)
   model = make_model(settings)
   config_lib.check(
       settings['strategy'] != 'tpu' or model.xla_compatible, 'strategy',
