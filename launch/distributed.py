@@ -101,10 +101,11 @@ def main(argv):
     strategy = (experiment.make_strategy(settings) if FLAGS.role == 'learner'
                 else None)
     experiment.validate_settings(settings)
-    if settings['algorithm'] == 'ppo':
-      raise ValueError('--algorithm=ppo trains on-policy, on one rollout at '
-                       'a time: run it with launch.train (launch.distributed '
-                       'replays sequences off-policy).')
+    if not experiment.ALGORITHMS[settings['algorithm']].off_policy:
+      raise ValueError(f"--algorithm={settings['algorithm']} trains "
+                       'on-policy, on one rollout at a time: run it with '
+                       'launch.train (launch.distributed replays sequences '
+                       'off-policy).')
     if FLAGS.role == 'all' and FLAGS.num_actors < 1:
       raise ValueError(f'--num_actors must be >= 1, got {FLAGS.num_actors}.')
     if FLAGS.actor_id < 0:

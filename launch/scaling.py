@@ -80,9 +80,11 @@ def main(argv):
         raise ScalingError(f'--{name} must be >= 1, got {FLAGS[name].value}.')
     run = experiment.restore_run(FLAGS.root_dir)
     settings = run.settings
-    if settings['algorithm'] == 'ppo':
-      raise ScalingError(f'--root_dir {FLAGS.root_dir} is a PPO run, whose '
-                         'networks do not plan; give an SPO or Gumbel run.')
+    if experiment.search_config(settings) is None:
+      raise ScalingError(
+          f'--root_dir {FLAGS.root_dir} is a run of --algorithm='
+          f"{settings['algorithm']}, which has no search; give an SPO or "
+          'Gumbel run.')
     sweep = registry.entry(settings['env']).eval_sweep
     if FLAGS.level:
       if not sweep:

@@ -11,7 +11,7 @@ loop on the same replay buffer, and prints as JSON:
   {'summary': the run's summary.json,
    'differences': {what: largest difference of the losses and of every
                    variable, relative where the value exceeds 1},
-   'parts': what `experiment.loop.replica_part` gives each replica of
+   'parts': what `experiment.loops.replica_part` gives each replica of
             [0, ..., 7]}
 """
 
@@ -47,7 +47,7 @@ def main(root_dir):
           getattr(actual.extra, name), value)
   for a, b in zip(single.agent.variables, mirrored.agent.variables):
     differences[a.name] = mirrored_training.difference(b.numpy(), a.numpy())
-  parts = strategy.run(experiment.loop.replica_part, args=(tf.range(8),))
+  parts = strategy.run(experiment.loops.replica_part, args=(tf.range(8),))
   print(json.dumps({
       'summary': summary,
       'differences': differences,

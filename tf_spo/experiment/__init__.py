@@ -15,19 +15,24 @@ summary.json. The `launch/` binaries are flag wrappers of these functions.
                                                             evaluation=True),
                                       num_episodes=100, seed=1)
 
-Modules: `settings` (schema, presets, checks), `builders` (model, network,
-agent, strategy), `run` (the run directory), `loop` (training),
-`evaluation`, `export`, `pages` (results pages).
+Modules: `settings` (the typed config and its flat settings), `presets`,
+`algorithms` (the registry: spo, gumbel, ppo), `builders` (model, network,
+agents, strategy), `run` (the run directory), `loops` (an iteration's
+compiled collect and train), `training` (the training run), `evaluation`,
+`export`, `pages` (results pages); `distributed`, `reports`, `scaling` and
+`benchmarks` are imported by name.
 """
 
+from tf_spo.experiment.algorithms import ALGORITHMS
+from tf_spo.experiment.algorithms import algorithm_name
+from tf_spo.experiment.algorithms import make_agent
+from tf_spo.experiment.algorithms import make_loop
+from tf_spo.experiment.algorithms import search_config
+from tf_spo.experiment.algorithms import validate_settings
 from tf_spo.experiment.builders import eval_settings
-from tf_spo.experiment.builders import make_agent
 from tf_spo.experiment.builders import make_model
 from tf_spo.experiment.builders import make_strategy
 from tf_spo.experiment.builders import metrics
-from tf_spo.experiment.builders import network
-from tf_spo.experiment.builders import search_config
-from tf_spo.experiment.builders import validate_settings
 from tf_spo.experiment.evaluation import EVAL_SEED_OFFSET
 from tf_spo.experiment.evaluation import EvalLog
 from tf_spo.experiment.evaluation import Evaluator
@@ -35,9 +40,7 @@ from tf_spo.experiment.evaluation import eval_columns
 from tf_spo.experiment.evaluation import evaluate_policy
 from tf_spo.experiment.evaluation import policy_scorer
 from tf_spo.experiment.export import export_policies
-from tf_spo.experiment.loop import make_loop
-from tf_spo.experiment.loop import run_iteration
-from tf_spo.experiment.loop import train
+from tf_spo.experiment.loops import run_iteration
 from tf_spo.experiment.pages import command_line
 from tf_spo.experiment.pages import page_header
 from tf_spo.experiment.pages import write_page
@@ -53,11 +56,10 @@ from tf_spo.experiment.run import record_provenance
 from tf_spo.experiment.run import restore_run
 from tf_spo.experiment.run import source_commit
 from tf_spo.experiment.run import write_settings
-from tf_spo.experiment.settings import ALGORITHMS
 from tf_spo.experiment.settings import DEFAULTS
 from tf_spo.experiment.settings import PRESETS
 from tf_spo.experiment.settings import SETTINGS
 from tf_spo.experiment.settings import ExperimentConfig
-from tf_spo.experiment.settings import algorithm_name
 from tf_spo.experiment.settings import parse_conv_channels
 from tf_spo.experiment.settings import resolve_settings
+from tf_spo.experiment.training import train

@@ -24,8 +24,9 @@ from environments import mujoco_model
 from tf_spo import config as config_lib
 from tf_spo import networks
 from tf_spo import search
+from tf_spo.experiment import algorithms
 from tf_spo.experiment import builders
-from tf_spo.experiment import loop as loop_lib
+from tf_spo.experiment import loops
 from tf_spo.experiment import run as run_lib
 from tf_spo.experiment import settings as settings_lib
 
@@ -333,7 +334,7 @@ def train_benchmark(env: str = 'rubiks_cube', preset: str = 'cpu',
                     ) -> Dict[str, Any]:
   """Times steady-state training iterations of `launch.train`'s loop.
 
-  Builds the run `loop.train` would with `env`'s `preset` (plus
+  Builds the run `training.train` would with `env`'s `preset` (plus
   `overrides`) in a temporary directory, collects until the replay buffer
   can be sampled, runs `warmup` untimed iterations (compilation), then times
   `repeats` iterations: the collect (search, environment steps, replay
@@ -359,17 +360,17 @@ def train_benchmark(env: str = 'rubiks_cube', preset: str = 'cpu',
   config_lib.check(repeats >= 1, 'repeats', '>= 1', repeats)
   config_lib.check(warmup >= 0, 'warmup', '>= 0', warmup)
   settings = settings_lib.resolve_settings(env, preset, overrides or {})
-  builders.validate_settings(settings)
+  algorithms.validate_settings(settings)
   with tempfile.TemporaryDirectory() as root_dir:
     run = run_lib.build_run(settings, root_dir)
-    loop = loop_lib.make_loop(run)
+    loop = algorithms.get(settings).make_loop(run)
     while not loop.ready_to_train():
       loop.collect()
     times: Dict[str, List[float]] = {'iteration': [], 'collect': [],
                                      'train': []}
     for i in range(warmup + repeats):
       start = time.perf_counter()
-      iteration = loop_lib.run_iteration(loop, settings['num_epochs'])
+      iteration = loops.run_iteration(loop, settings['num_epochs'])
       if iteration.loss_info is not None:
         iteration.loss_info.loss.numpy()
       if i >= warmup:
@@ -379,13 +380,7 @@ def train_benchmark(env: str = 'rubiks_cube', preset: str = 'cpu',
     flops = network_flops(run.agent.network, run.model.network_input_spec())
   median = {kind: statistics.median(t) for kind, t in times.items()}
   steps = settings['num_envs'] * settings['rollout_length']
-  if settings['algorithm'] == 'ppo':
-    forward_passes = steps * (2 + 3 * settings['num_epochs'])
-  else:
-    forward_passes = (
-        steps * (1 + settings['num_particles'] * settings['depth']) +
-        4 * settings['num_epochs'] * settings['batch_size'] *
-        settings['sequence_length'])
+  forward_passes = algorithms.get(settings).forward_passes(settings)
   peak = matmul_peak_gflops()
   ideal_s = forward_passes * flops / (peak * 1e9)
   return dict(

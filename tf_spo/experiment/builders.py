@@ -5,7 +5,7 @@ and the tf.distribute strategy.
 """
 
 import contextlib
-from typing import Any, Dict, Optional, Union
+from typing import Any, Dict, Optional
 
 import tensorflow as tf
 
@@ -66,13 +66,6 @@ def make_strategy(settings: Dict[str, Any]) -> tf.distribute.Strategy:
   return tf.distribute.MirroredStrategy(devices)
 
 
-def search_config(settings):
-  """The run's `SearchConfig`, or `GumbelConfig` for algorithm=gumbel."""
-  return settings_lib.part(
-      config_lib.GumbelConfig if settings['algorithm'] == 'gumbel'
-      else config_lib.SearchConfig, settings)
-
-
 def spo_config(settings) -> config_lib.SpoConfig:
   """The run's `SpoConfig`."""
   return settings_lib.part(config_lib.SpoConfig, settings)
@@ -99,8 +92,8 @@ def eval_settings(settings) -> tuple:
   return registry.entry(settings['env']).eval_settings
 
 
-def network(settings, model):
-  """The run's network; a Q head when the proposal is twisted.
+def network(settings, model, q_head: bool = False):
+  """The run's network, with a Q head if `q_head`.
 
   `network=residual` is the shared residual torso of the discrete tasks
   (`PolicyValueNetwork`, with a convolutional ResNet in front for
@@ -109,7 +102,6 @@ def network(settings, model):
   observation normaliser if `normalize_observations`.
   """
   spec = model.network_input_spec()
-  q_head = settings['proposal_alpha'] > 0 and settings['algorithm'] == 'spo'
   if settings['network'] == 'mlp':
     if settings['conv_channels']:
       raise ValueError('conv_channels needs network=residual.')
@@ -135,29 +127,26 @@ def network(settings, model):
       conv_residual_blocks=settings['conv_residual_blocks'])
 
 
-def make_agent(settings: Dict[str, Any], model, time_step_spec, action_spec,
-               seed: Optional[int] = None,
-               train_step_counter: Optional[tf.Variable] = None
-               ) -> Union[agent_lib.SpoAgent, ppo.PpoAgent]:
-  """The run's agent on the real environment's specs.
-
-  A `SpoAgent`, or with `algorithm=ppo` a `ppo.PpoAgent` (`ppo_agent`).
+def spo_agent(settings: Dict[str, Any], model, time_step_spec, action_spec,
+              search_config, q_head: bool, seed: Optional[int] = None,
+              train_step_counter: Optional[tf.Variable] = None
+              ) -> agent_lib.SpoAgent:
+  """A `SpoAgent` with `search_config`'s search on the real env's specs.
 
   Args:
     settings: run settings.
     model: the planning model.
     time_step_spec: `TimeStep` spec of the real environment (tensor specs).
     action_spec: its action spec.
+    search_config: `SearchConfig` (SPO) or `GumbelConfig` (Gumbel MuZero).
+    q_head: whether the network has a Q head.
     seed: seed of the policies' random generators (default the run's seed;
       each actor of a distributed run passes its own).
     train_step_counter: the step counter variable (default the agent's own).
   """
-  if settings['algorithm'] == 'ppo':
-    return ppo_agent(settings, model, time_step_spec, action_spec, seed,
-                     train_step_counter)
   return agent_lib.SpoAgent(
-      time_step_spec, action_spec, network(settings, model), model,
-      search_config=search_config(settings), config=spo_config(settings),
+      time_step_spec, action_spec, network(settings, model, q_head), model,
+      search_config=search_config, config=spo_config(settings),
       optimizer=tf.keras.optimizers.Adam(settings['learning_rate']),
       dual_optimizer=tf.keras.optimizers.Adam(settings['dual_learning_rate']),
       seed=settings['seed'] if seed is None else seed, debug_summaries=True,
@@ -218,31 +207,3 @@ def ppo_agent(settings: Dict[str, Any], model, time_step_spec, action_spec,
       optimizer=tf.keras.optimizers.Adam(settings['learning_rate']),
       seed=settings['seed'] if seed is None else seed,
       train_step_counter=train_step_counter)
-
-
-def replay_length(settings: Dict[str, Any]) -> int:
-  """Steps per environment the run's replay buffer keeps.
-
-  PPO keeps exactly one rollout, the one its next train step learns from.
-  """
-  if settings['algorithm'] == 'ppo':
-    return settings['rollout_length']
-  return settings['replay_capacity'] // settings['num_envs']
-
-
-def validate_settings(settings: Dict[str, Any]) -> None:
-  """Every check a run's construction would make, before anything runs.
-
-  `settings.check_settings` (every part of the typed config), then the
-  model and network built once.
-
-  Raises:
-    ValueError: naming the setting and its allowed range.
-  """
-  settings_lib.check_settings(settings)
-  model = make_model(settings)
-  config_lib.check(
-      settings['strategy'] != 'tpu' or model.xla_compatible, 'strategy',
-      "not 'tpu' for a task whose model runs Python (the MuJoCo simulator)",
-      settings['strategy'])
-  network(settings, model)

@@ -32,10 +32,10 @@ from tf_agents.utils import common as tfa_common
 
 from environments import registry
 from tf_spo import reverb_replay
+from tf_spo.experiment import algorithms
 from tf_spo.experiment import builders
 from tf_spo.experiment import evaluation
 from tf_spo.experiment import export
-from tf_spo.experiment import loop
 
 LEARNER_SUBDIR = 'learner'
 REVERB_SUBDIR = 'reverb'
@@ -75,7 +75,7 @@ def envs_per_item(settings: Dict[str, Any], requested: int = 0) -> int:
 class Schedule:
   """The single-process loop's schedule, in learner train steps.
 
-  An iteration of `loop.train` collects `num_envs * rollout_length` env
+  An iteration of `training.train` collects `num_envs * rollout_length` env
   steps and takes `num_epochs` gradient steps; the distributed run keeps
   that ratio (the replay table's rate limiter enforces it), so an env-step
   setting maps to train steps.
@@ -119,7 +119,7 @@ class RoleParts:
     self.strategy = strategy or tf.distribute.get_strategy()
     with self.strategy.scope():
       self.train_step = train_utils.create_train_step()
-      self.agent = builders.make_agent(
+      self.agent = algorithms.make_agent(
           settings, self.model, self.time_step_spec, self.action_spec,
           seed=seed, train_step_counter=self.train_step)
     self.variables = {
@@ -213,7 +213,7 @@ def learner(settings: Dict[str, Any], root_dir: str, address: str,
 
   Under a `tf.distribute` strategy of R replicas (the `strategy` setting),
   each replica reads batches of `batch_size / R` sequences and the update is
-  that of the global batch, as in `loop.train`.
+  that of the global batch, as in `training.train`.
   """
   parts = RoleParts(settings, strategy=strategy)
   agent, schedule = parts.agent, Schedule(settings)
@@ -261,7 +261,7 @@ def learner(settings: Dict[str, Any], root_dir: str, address: str,
       last_log, last_inserted = now, inserted
       print(f'[learner] train_steps={step}/{total} '
             f'collected_env_steps={inserted} env_steps/s={rate:.0f} '
-            f'{loop.progress_losses(agent, settings, loss_info)}',
+            f'{algorithms.get(settings).progress(agent, loss_info)}',
             flush=True)
   # The learner's own checkpoint trigger fires on its interval only; the
   # final state is saved in its checkpoint directory too.

@@ -16,8 +16,8 @@ import warnings
 import numpy as np
 
 from environments import registry
+from tf_spo.experiment import algorithms
 from tf_spo.experiment import run as run_lib
-from tf_spo.experiment import settings as settings_lib
 
 AGGREGATES = ('IQM', 'Mean', 'Median', 'Optimality gap')
 FIGURES = ('aggregates', 'probability_of_improvement', 'profiles',
@@ -71,7 +71,7 @@ def read_run(run_dir: str, policy: str = 'search') -> RunRecord:
     if name not in rows[0]:
       raise ReportError(f'{run_dir}: eval.csv has no column {name!r}')
   return RunRecord(
-      run_dir, settings_lib.algorithm_name(settings), env,
+      run_dir, algorithms.algorithm_name(settings), env,
       int(settings['seed']), metric,
       np.array([int(row['env_steps']) for row in rows]),
       np.array([float(row['wall_clock_s']) for row in rows]),

@@ -15,6 +15,7 @@ from environments import model as model_lib
 from environments import registry
 from tf_spo import agent as agent_lib
 from tf_spo import replay
+from tf_spo.experiment import algorithms
 from tf_spo.experiment import builders
 from tf_spo.experiment import settings as settings_lib
 
@@ -96,7 +97,7 @@ def build_run(settings: Dict[str, Any], root_dir: str,
       distribution. Evaluation and export use the default whatever the run
       trained with.
   """
-  builders.validate_settings(settings)
+  algorithms.validate_settings(settings)
   # Python, NumPy and TF seeds: Keras draws unseeded initialisers from
   # Python's random module.
   tf.keras.utils.set_random_seed(settings['seed'])
@@ -105,11 +106,12 @@ def build_run(settings: Dict[str, Any], root_dir: str,
       model, settings['num_envs'], settings['seed'])
   strategy = strategy or tf.distribute.get_strategy()
   with strategy.scope():
-    agent = builders.make_agent(settings, model, env.time_step_spec(),
+    agent = algorithms.make_agent(settings, model, env.time_step_spec(),
                                 env.action_spec())
   replay_buffer = replay.StatelessUniformReplayBuffer(
       agent.collect_data_spec, batch_size=settings['num_envs'],
-      max_length=builders.replay_length(settings), seed=settings['seed'])
+      max_length=algorithms.get(settings).replay_length(settings),
+      seed=settings['seed'])
   env_steps = tf.Variable(0, dtype=tf.int64, name='env_steps')
   wall_clock = tf.Variable(0.0, dtype=tf.float64, name='wall_clock')
   checkpoint_dir = os.path.join(root_dir, CHECKPOINT_SUBDIR)

@@ -17,10 +17,10 @@ from typing import Any, Dict, List, Sequence, Tuple
 import tensorflow as tf
 
 from tf_spo import policy as policy_lib
+from tf_spo.experiment import algorithms
 from tf_spo.experiment import builders
 from tf_spo.experiment import evaluation
 from tf_spo.experiment import run as run_lib
-from tf_spo.experiment import settings as settings_lib
 
 
 def search_configs(settings: Dict[str, Any],
@@ -35,14 +35,14 @@ def search_configs(settings: Dict[str, Any],
   smc = dict(settings, algorithm='spo')
   searches = []
   for particles, depth in spo_budgets:
-    config = builders.search_config(dict(
+    config = algorithms.search_config(dict(
         smc, num_particles=particles, depth=depth,
         resample_period=min(settings['resample_period'], depth)))
-    searches.append(dict(search=settings_lib.algorithm_name(smc),
+    searches.append(dict(search=algorithms.algorithm_name(smc),
                          budget=f'{particles}x{depth}',
                          model_steps=particles * depth, config=config))
   for simulations in gumbel_simulations:
-    config = builders.search_config(dict(
+    config = algorithms.search_config(dict(
         settings, algorithm='gumbel', num_simulations=simulations))
     searches.append(dict(search='gumbel', budget=str(simulations),
                          model_steps=simulations, config=config))

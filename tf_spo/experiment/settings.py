@@ -9,7 +9,8 @@ flat dict of settings (`SETTINGS`: name, default, help) is generated from
 them, `launch.train` makes a flag of each, and the dict is written to
 `<root_dir>/config.json` so that evaluation, export and a resumed run rebuild
 exactly the same agent. The checks here need nothing built;
-`builders.validate_settings` adds those that build the model and network.
+`algorithms.validate_settings` adds the algorithm's own and those that build
+the model and network.
 """
 
 import dataclasses
@@ -27,7 +28,6 @@ check = config_lib.check
 # 'cpu' is every env's own preset; the others exist for the envs whose
 # entry of `presets.NAMED` defines them.
 PRESETS = ('cpu', 'cpu_30min', 'paper', 'trt_smc')
-ALGORITHMS = ('spo', 'gumbel', 'ppo')
 NETWORKS = ('residual', 'mlp')
 STRATEGIES = ('default', 'mirrored', 'tpu')
 
@@ -41,7 +41,8 @@ class RunConfig:
     seed: seed of the network, environments and search.
     algorithm: spo (the SMC search; TRT-SMC with its switches on), gumbel
       (Gumbel MuZero search on the true model, same M-step and value
-      targets) or ppo (TF-Agents PPOClipAgent, no search).
+      targets) or ppo (TF-Agents PPOClipAgent, no search); the registry is
+      `algorithms.ALGORITHMS`.
     num_envs: environments stepped in parallel (>= 1).
     rollout_length: environment steps per environment per iteration (>= 1).
     learning_rate: Adam learning rate of the network (> 0).
@@ -66,8 +67,6 @@ class RunConfig:
 
   def __post_init__(self):
     registry.entry(self.env)
-    check(self.algorithm in ALGORITHMS, 'algorithm',
-          f'one of {list(ALGORITHMS)}', self.algorithm)
     for name in ('num_envs', 'rollout_length', 'batch_size', 'num_epochs'):
       check(getattr(self, name) >= 1, name, '>= 1', getattr(self, name))
     check(self.sequence_length >= 2, 'sequence_length', '>= 2',
@@ -376,22 +375,8 @@ def resolve_settings(env: str, preset: str,
   return settings
 
 
-def algorithm_name(settings: Dict[str, Any]) -> str:
-  """The algorithm a run trains, as reports name it.
-
-  'gumbel' or 'ppo' for those baselines; for SPO runs 'trt_smc' if any
-  TRT-SMC switch is on, else 'spo'.
-  """
-  if settings['algorithm'] != 'spo':
-    return settings['algorithm']
-  trt_smc = (settings['proposal_alpha'] > 0 or settings['revived_resampling']
-             or settings['policy_inference'] != 'dirac'
-             or settings['search_value_weight'] > 0)
-  return 'trt_smc' if trt_smc else 'spo'
-
-
 def check_settings(settings: Dict[str, Any]) -> ExperimentConfig:
-  """Checks what needs nothing built (see `builders.validate_settings`).
+  """Checks what needs nothing built (see `algorithms.validate_settings`).
 
   Returns:
     The typed config of the settings.
@@ -400,17 +385,6 @@ def check_settings(settings: Dict[str, Any]) -> ExperimentConfig:
     ValueError: naming the setting and its allowed range.
   """
   config = ExperimentConfig.from_settings(settings)
-  if settings['algorithm'] == 'ppo':
-    # An iteration trains on its own rollout; the replay settings are unused.
-    check(settings['rollout_length'] >= 2, 'rollout_length',
-          '>= 2 with algorithm=ppo (the last step of a rollout only '
-          'bootstraps the values)', settings['rollout_length'])
-    check(settings['strategy'] == 'default', 'strategy',
-          "'default' with algorithm=ppo", settings['strategy'])
-  else:
-    check(settings['replay_capacity'] >= settings['num_envs'] *
-          settings['sequence_length'], 'replay_capacity',
-          '>= num_envs * sequence_length', settings['replay_capacity'])
   validate_device_settings(settings)
   return config
 
