@@ -18,8 +18,8 @@ to --output_dir:
       --output_dir=runs/report
 
 A run's algorithm is its --algorithm ('trt_smc' for SPO with a TRT-SMC switch
-on). PPO has no search: both policies' columns of its eval.csv hold its
-greedy policy's scores, so it compares with either --policy.
+on). PPO has no search: it is scored by its network, the policy it acts
+with, under either --policy.
 
 A run's score is the headline metric of its env (the solve rate, or the mean
 return) of --policy at the last row of eval.csv. Solve rates are already in

@@ -84,16 +84,15 @@ def _group_table(runs: List[Dict[str, Any]], metric: str) -> List[str]:
       if row is None:
         cells.append('')
         continue
-      values = [float(row[f'{kind}_{metric}']) for kind in ('search',
-                                                             'network')
-                if f'{kind}_{metric}' in row]
-      search.append(values[0])
-      if len(values) > 1:
-        network.append(values[1])
+      values = {kind: float(row[f'{kind}_{metric}'])
+                for kind in ('search', 'network') if f'{kind}_{metric}' in row}
+      if 'search' in values:
+        search.append(values['search'])
+      network.append(values['network'])
       cells.append(f"{float(row['wall_clock_s']):,.0f} s: " +
-                   ' / '.join(_number(v, metric) for v in values))
-    cells.append(_number(np.mean(search), metric))
-    cells.append(_number(np.mean(network), metric) if network else '')
+                   ' / '.join(_number(v, metric) for v in values.values()))
+    cells.append(_number(np.mean(search), metric) if search else '')
+    cells.append(_number(np.mean(network), metric))
     lines.append('| ' + ' | '.join(cells) + ' |')
   return lines
 
@@ -178,6 +177,7 @@ def page(run_dirs: List[str], title: str, command: str,
   lines = experiment.page_header(
       title, command, 'Generated from the run directories by') + [
           'Cells: training wall-clock, then search / network policy score '
+          '(the network alone for an algorithm without search) '
           "(the env's headline metric) at each evaluation.", '']
   for (env, distinct), runs in sorted(groups.items(),
                                       key=lambda item: str(item[0])):

@@ -26,11 +26,9 @@ settings do not apply.
 
   python -m launch.train --algorithm=ppo --root_dir=runs/cube_ppo
 
-eval.csv keeps its columns for PPO, so that every reader (launch.report
-reads search_<metric> by default) compares it with SPO: PPO has no search,
-its greedy policy is evaluated once per evaluation and its scores fill both
-the search_<metric> and the network_<metric> columns (they are equal).
-summary.json says so in its `search` entry; only policy/network is exported.
+PPO has no search: eval.csv and summary.json hold only its network's
+scores (`network_<metric>`, `network_mean_length`), and only policy/network
+is exported. The library function is `tf_spo.experiment.train`.
 """
 
 from absl import app

@@ -216,8 +216,12 @@ def test_loopback_run_survives_killed_actor_and_learner(tmp_path):
   assert resumed[0].endswith('of 256 on 2 replicas')
   with open(os.path.join(root, 'summary.json')) as f:
     summary = json.load(f)
-  assert summary['train_steps'] == 256
-  assert summary['env_steps_equivalent'] == 4096
+  # The same keys as launch.train's summary, and the collection's counters.
+  assert summary['train_steps'] == 256 and summary['env_steps'] == 4096
+  assert 0 <= summary['search_solve_rate'] <= 1
+  assert 0 <= summary['network_solve_rate'] <= 1
+  assert set(summary['by_eval_scramble']) == {'3', '7'}
+  assert summary['distributed']['collected_env_steps'] > 0
   for kind in ('search', 'network'):
     assert tf.saved_model.contains_saved_model(
         os.path.join(root, 'policy', kind))

@@ -216,17 +216,20 @@ def test_cube_run_evaluates_checkpoints_and_exports_the_network(cube_runs):
   assert summary['env_steps'] == 128
   # 4 iterations of 32 env steps x 2 epochs.
   assert summary['train_steps'] == 8
-  assert 'no search' in summary['search']
+  # PPO has no search: no search_ key, only the network's scores.
+  assert not [key for key in summary if key.startswith('search')]
   assert set(summary['saved_models']) == {'network'}
+  assert 0 <= summary['network_solve_rate'] <= 1
+  assert summary['network_mean_length'] > 0
   assert summary['checkpoint'].endswith('ckpt-128')
   assert '[train] env_steps=128/128 train_steps=8 ' in stdout
   assert 'clip_fraction=' in stdout and 'eta=' not in stdout
   with open(os.path.join(root_dir, 'eval.csv')) as f:
     rows = list(csv.DictReader(f))
   assert [int(row['env_steps']) for row in rows] == [0, 64, 128]
-  for row in rows:
-    for metric in ('solve_rate', 'mean_return'):
-      assert row[f'search_{metric}'] == row[f'network_{metric}']
+  assert list(rows[0]) == list(experiment.eval_columns(cube_settings())) == [
+      'env_steps', 'wall_clock_s', 'train_steps', 'network_solve_rate',
+      'network_mean_return', 'network_mean_length']
 
   # The exported policy loads with plain TF and acts on the network input
   # as the restored agent's greedy policy acts on the full observations.
@@ -258,7 +261,7 @@ def test_pendulum_mlp_run_trains_normalises_and_exports_the_network(
   assert summary['train_steps'] == 8  # 4 iterations x 2 epochs
   assert set(summary['saved_models']) == {'network'}
   # 50 steps, each costing at most pi^2 + 0.1 * 8^2 + 0.001 * 2^2.
-  assert -50 * 16.3 <= summary['search_mean_return'] <= 0.0
+  assert -50 * 16.3 <= summary['network_mean_return'] <= 0.0
   run = experiment.restore_run(str(tmp_path))
   assert kernel_shapes(run.agent.actor_net) == [(3, 16), (16, 16), (16, 1)]
   # Every trained observation, 4 rollouts of 4 envs x 16 steps, was counted.
@@ -273,3 +276,24 @@ def test_pendulum_mlp_run_trains_normalises_and_exports_the_network(
   np.testing.assert_allclose(
       action, run.agent.export_network_policy().action(
           ts.restart(observation, 2)).action, atol=1e-6)
+
+
+def test_eval_csv_of_a_ppo_run_from_before_drops_its_search_copies(tmp_path):
+  # A PPO run written before its eval.csv lost the search_ copies resumes
+  # into the new columns, its rows kept.
+  old = ('env_steps,wall_clock_s,train_steps,search_solve_rate,'
+         'network_solve_rate,search_mean_return,network_mean_return,'
+         'search_mean_length\n0,0.0,0,0.5,0.5,-1.0,-1.0,20.0\n'
+         '64,1.5,4,0.75,0.75,-0.5,-0.5,18.0\n')
+  (tmp_path / 'eval.csv').write_text(old)
+  columns = experiment.eval_columns(cube_settings())
+  experiment.EvalLog(str(tmp_path), columns)
+  assert (tmp_path / 'eval.csv').read_text() == (
+      'env_steps,wall_clock_s,train_steps,network_solve_rate,'
+      'network_mean_return,network_mean_length\n0,0.0,0,0.5,-1.0,20.0\n'
+      '64,1.5,4,0.75,-0.5,18.0\n')
+  # An eval.csv without the run's columns is someone else's.
+  (tmp_path / 'eval.csv').write_text('env_steps,other\n0,1\n')
+  with pytest.raises(ValueError,
+                     match=r"has no columns \['network_mean_length'"):
+    experiment.EvalLog(str(tmp_path), columns)

@@ -36,6 +36,7 @@ from tf_spo.experiment import algorithms
 from tf_spo.experiment import builders
 from tf_spo.experiment import evaluation
 from tf_spo.experiment import export
+from tf_spo.experiment import training
 
 LEARNER_SUBDIR = 'learner'
 REVERB_SUBDIR = 'reverb'
@@ -209,7 +210,7 @@ def learner(settings: Dict[str, Any], root_dir: str, address: str,
             envs_per_item: int,
             strategy: Optional[tf.distribute.Strategy] = None
             ) -> Dict[str, Any]:
-  """Trains on the replay server's data; exports and summarises at the end.
+  """Trains on the replay server's data; exports, scores and summarises.
 
   Under a `tf.distribute` strategy of R replicas (the `strategy` setting),
   each replica reads batches of `batch_size / R` sequences and the update is
@@ -271,21 +272,20 @@ def learner(settings: Dict[str, Any], root_dir: str, address: str,
       agent=agent, train_step=parts.train_step)
   final_checkpointer.save(parts.train_step)
   client.checkpoint()
+  wall_clock = time.time() - start
+  collection = {'collected_env_steps': collected(),
+                'env_steps_per_s': round(
+                    (collected() - first_inserted) / wall_clock, 1)}
   paths = export.export_policies(agent, parts.model,
                                  os.path.join(root_dir, 'policy'))
-  summary = {'env': settings['env'], 'train_steps': step,
-             'env_steps_equivalent': schedule.env_steps(step),
-             'learner_wall_clock_s': round(time.time() - start, 1),
-             'collected_env_steps': collected(),
-             'env_steps_per_s': round(
-                 (collected() - first_inserted) /
-                 (time.time() - start), 1),
-             'checkpoint': final_checkpointer.manager.latest_checkpoint,
-             'saved_models': paths}
-  with tf.io.gfile.GFile(os.path.join(root_dir, 'summary.json'), 'w') as f:
-    json.dump(summary, f, indent=2)
-  print('[summary] ' + json.dumps(summary), flush=True)
-  return summary
+  # The final weights' scores, as `training.train` ends with.
+  final = {'env_steps': schedule.env_steps(step), 'wall_clock_s': wall_clock,
+           'train_steps': step,
+           **evaluation.policy_scorer(agent, settings)()}
+  return training.write_summary(
+      root_dir, settings, agent, final,
+      final_checkpointer.manager.latest_checkpoint, paths,
+      extra={'distributed': collection})
 
 
 def evaluator(settings: Dict[str, Any], root_dir: str, address: str) -> None:

@@ -2,7 +2,7 @@
 
 import os
 import time
-from typing import Any, Callable, Dict, Optional
+from typing import Any, Callable, Dict, Optional, Tuple
 
 import numpy as np
 import tensorflow as tf
@@ -11,6 +11,7 @@ from tf_agents.trajectories import time_step as ts
 from environments import model as model_lib
 from environments import registry
 from tf_spo import policy as policy_lib
+from tf_spo.experiment import algorithms
 from tf_spo.experiment import builders
 
 EVAL_SEED_OFFSET = 1_000_003
@@ -142,16 +143,41 @@ def evaluate_policy(policy: Any, model, num_episodes: int, seed: int,
       num_episodes, seed, max_steps, progress_seconds)
 
 
+COUNTERS = ('env_steps', 'wall_clock_s', 'train_steps')
+
+
+def policies(settings: Dict[str, Any]) -> Tuple[str, ...]:
+  """The policies a run evaluates and exports, the one that acts first.
+
+  ('search', 'network') for an algorithm with a search; ('network',) for
+  one without (PPO), whose policy is its network.
+  """
+  has_search = algorithms.search_config(settings) is not None
+  return ('search', 'network') if has_search else ('network',)
+
+
 def eval_columns(settings) -> tuple:
-  """Columns of eval.csv: the env's metrics for both policies."""
-  return (('env_steps', 'wall_clock_s', 'train_steps') +
+  """Columns of eval.csv (and the scores of summary.json).
+
+  The counters, the env's metrics for each of the run's `policies`, and the
+  episode length of the acting policy: a policy the algorithm does not have
+  has no column.
+  """
+  kinds = policies(settings)
+  return (COUNTERS +
           tuple(f'{kind}_{metric}' for metric in builders.metrics(settings)
-                for kind in ('search', 'network')) +
-          ('search_mean_length',))
+                for kind in kinds) +
+          (f'{kinds[0]}_mean_length',))
 
 
 class EvalLog:
-  """Appends evaluation results to <root_dir>/eval.csv."""
+  """Appends evaluation results to <root_dir>/eval.csv.
+
+  An eval.csv written with other columns is rewritten with `columns` if it
+  has them all: a PPO run's from before its duplicate search_ columns were
+  dropped (its network's scores; `search_mean_length` was its network's
+  episode length).
+  """
 
   def __init__(self, root_dir, columns):
     self._path = os.path.join(root_dir, 'eval.csv')
@@ -159,6 +185,24 @@ class EvalLog:
     if not tf.io.gfile.exists(self._path):
       with tf.io.gfile.GFile(self._path, 'w') as f:
         f.write(','.join(columns) + '\n')
+      return
+    with tf.io.gfile.GFile(self._path) as f:
+      header, *rows = f.read().splitlines()
+    old = header.split(',')
+    if old == list(columns):
+      return
+    sources = [column if column in old else
+               column.replace('network_', 'search_', 1)
+               for column in columns]
+    missing = sorted(column for column, source in zip(columns, sources)
+                     if source not in old)
+    if missing:
+      raise ValueError(f'{self._path} has no columns {missing}: it is not '
+                       'the eval.csv of this run.')
+    keep = [old.index(source) for source in sources]
+    with tf.io.gfile.GFile(self._path, 'w') as f:
+      f.write('\n'.join([','.join(columns)] + [
+          ','.join(row.split(',')[i] for i in keep) for row in rows]) + '\n')
 
   def drop_rows_after(self, env_steps: int) -> None:
     """Drops rows past `env_steps`: a resumed run evaluates them again."""
@@ -185,41 +229,38 @@ class EvalLog:
 
 def policy_scorer(agent, settings: Dict[str, Any]
                   ) -> Callable[[], Dict[str, float]]:
-  """A function scoring the search and network policies on held-out episodes.
+  """A function scoring the run's policies on held-out episodes.
 
   Its evaluation model and episode loops are built once: a run that scores
-  its policies every `eval_interval` env steps traces each loop once. An
-  agent without search (PPO), whose `policy` is its `network_policy`, plays
-  once per call: its scores fill both the search_ and the network_ columns.
+  its policies every `eval_interval` env steps traces each loop once. The
+  policies are the run's `policies`: the search (`agent.policy`) and the
+  network (`agent.network_policy`), or the network alone.
 
   Args:
-    agent: the `SpoAgent` whose policies play (with their current weights).
+    agent: the agent whose policies play (with their current weights).
     settings: settings of the held-out evaluation episodes (the run's own,
       or with a different level of the env's evaluation sweep).
 
   Returns:
-    A function of no arguments returning {'search_<metric>',
-    'network_<metric>', 'search_mean_length'}, over
-    `settings['eval_episodes']` episodes.
+    A function of no arguments returning the score columns of
+    `eval_columns` ({'<policy>_<metric>', ..., '<acting policy>_mean_length'})
+    over `settings['eval_episodes']` episodes.
   """
   model = builders.make_model(settings, evaluation=True)
   seed = settings['seed'] + EVAL_SEED_OFFSET
-  evaluators = {'search': Evaluator(agent.policy, model)}
-  evaluators['network'] = (
-      evaluators['search'] if agent.network_policy is agent.policy else
-      Evaluator(agent.network_policy, model))
+  kinds = policies(settings)
+  evaluators = {kind: Evaluator(agent.policy if kind == 'search'
+                                else agent.network_policy, model)
+                for kind in kinds}
 
   def scores() -> Dict[str, float]:
     result = {}
-    played = {}
     for kind, evaluator in evaluators.items():
-      if id(evaluator) not in played:
-        played[id(evaluator)] = evaluator(settings['eval_episodes'], seed)
-      episodes = played[id(evaluator)]
+      episodes = evaluator(settings['eval_episodes'], seed)
       result.update({f'{kind}_{metric}': episodes[metric]
                      for metric in builders.metrics(settings)})
-      if kind == 'search':
-        result['search_mean_length'] = episodes['mean_length']
+      if kind == kinds[0]:
+        result[f'{kind}_mean_length'] = episodes['mean_length']
     return result
 
   return scores
@@ -236,32 +277,33 @@ def evaluate(run,
   }
 
 
-def level_scores(run,
+def level_scores(agent, settings: Dict[str, Any],
                  final: Dict[str, float]) -> Dict[str, Any]:
-  """Both policies' metrics at the env's summary levels.
+  """The policies' metrics at the env's summary levels.
 
   For the cube: the solve rates at 3 and 7 scramble moves. A level equal to
   the run's own evaluation episodes reuses `final`, the last evaluation.
 
   Args:
-    run: the run whose policies play.
-    final: the run's last `evaluate` result.
+    agent: the agent whose policies play.
+    settings: the run's settings.
+    final: the run's last evaluation (an eval.csv row).
 
   Returns:
     {'by_<sweep setting>': {'<level>': {'search_<metric>', ...}}}, empty for
     an env without summary levels.
   """
-  entry = registry.entry(run.settings['env'])
+  entry = registry.entry(settings['env'])
   if not entry.summary_levels:
     return {}
   by_level = {}
   for level in entry.summary_levels:
-    if level == run.settings[entry.eval_sweep]:
+    if level == settings[entry.eval_sweep]:
       scores = {column: final[column]
-                for column in eval_columns(run.settings)[3:]}
+                for column in eval_columns(settings)[len(COUNTERS):]}
     else:
       scores = policy_scorer(
-          run.agent, dict(run.settings, **{entry.eval_sweep: level}))()
+          agent, dict(settings, **{entry.eval_sweep: level}))()
     by_level[str(level)] = scores
   return {f'by_{entry.eval_sweep}': by_level}
 

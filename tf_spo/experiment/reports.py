@@ -17,6 +17,7 @@ import numpy as np
 
 from environments import registry
 from tf_spo.experiment import algorithms
+from tf_spo.experiment import evaluation
 from tf_spo.experiment import run as run_lib
 
 AGGREGATES = ('IQM', 'Mean', 'Median', 'Optimality gap')
@@ -47,6 +48,9 @@ class RunRecord(NamedTuple):
 def read_run(run_dir: str, policy: str = 'search') -> RunRecord:
   """Reads a run's config.json and eval.csv.
 
+  `policy` is 'search' or 'network'; a run whose algorithm has no search
+  (PPO) is scored by its network, the policy it acts with, either way.
+
   Raises:
     ReportError: naming `run_dir` if a file or column is missing or
       eval.csv has no rows.
@@ -62,7 +66,8 @@ def read_run(run_dir: str, policy: str = 'search') -> RunRecord:
   if env not in registry.ENVS:
     raise ReportError(f'{run_dir}: config.json names an unknown env {env!r}')
   metric = registry.entry(env).metrics[0]
-  column = f'{policy}_{metric}'
+  acting = evaluation.policies(settings)
+  column = f'{policy if policy in acting else acting[0]}_{metric}'
   with open(path) as f:
     rows = list(csv.DictReader(f))
   if not rows:

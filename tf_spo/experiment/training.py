@@ -122,6 +122,25 @@ def train(settings: Dict[str, Any], root_dir: str,
   final = evaluations[-1] if evaluations else log_eval()
   paths = export.export_policies(run.agent, run.model,
                                  os.path.join(root_dir, 'policy'))
+  return write_summary(root_dir, settings, run.agent, final,
+                       run.checkpointer.manager.latest_checkpoint, paths)
+
+
+def write_summary(root_dir: str, settings: Dict[str, Any], agent,
+                  final: Dict[str, Any], checkpoint: str,
+                  saved_models: Dict[str, str],
+                  extra: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
+  """Writes <root_dir>/summary.json, the same keys for every entry point.
+
+  The env, algorithm, counters and scores of the final evaluation (`final`,
+  an eval.csv row: a policy the algorithm does not have has no key), the
+  checkpoint and SavedModels, the settings of the evaluation episodes, the
+  scores at the env's summary levels (`evaluation.level_scores`), and
+  `extra` (the Reverb run's collection counters under 'distributed').
+
+  Returns:
+    The summary.
+  """
   summary = {
       'env': settings['env'],
       'algorithm': settings['algorithm'],
@@ -129,18 +148,14 @@ def train(settings: Dict[str, Any], root_dir: str,
       'train_steps': final['train_steps'],
       'wall_clock_s': round(final['wall_clock_s'], 1),
       'eval_episodes': settings['eval_episodes'],
-      **{column: final[column]
-         for column in evaluation.eval_columns(settings)[3:]},
-      'checkpoint': run.checkpointer.manager.latest_checkpoint,
-      'saved_models': paths,
+      **{column: final[column] for column in
+         evaluation.eval_columns(settings)[len(evaluation.COUNTERS):]},
+      'checkpoint': checkpoint,
+      'saved_models': saved_models,
+      **{name: settings[name] for name in builders.eval_settings(settings)},
+      **evaluation.level_scores(agent, settings, final),
+      **(extra or {}),
   }
-  if run.agent.policy is run.agent.network_policy:
-    summary['search'] = (
-        f'none: algorithm={settings["algorithm"]} has no search; the '
-        'search_* scores are its greedy policy, the same as network_*')
-  summary.update({name: settings[name]
-                  for name in builders.eval_settings(settings)})
-  summary.update(evaluation.level_scores(run, final))
   with tf.io.gfile.GFile(os.path.join(root_dir, 'summary.json'), 'w') as f:
     json.dump(summary, f, indent=2)
   print('[summary] ' + json.dumps(summary, indent=2), flush=True)
