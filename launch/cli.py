@@ -77,13 +77,20 @@ def settings_from_flags() -> Dict[str, Any]:
   return experiment.resolve_settings(FLAGS.env, FLAGS.preset, explicit)
 
 
-def exit_on_path_errors(main: Callable[[Any], None]) -> Callable[[Any], None]:
-  """Wraps an absl `main`: a `RunPathError` exits with its one line."""
+def exit_on_run_errors(main: Callable[[Any], None]) -> Callable[[Any], None]:
+  """Wraps an absl `main`: a run directory it cannot use exits in one line.
+
+  A `RunPathError` (no run or SavedModel at a path flag) or a
+  `RunInUseError` (another process writes the run) exits with its message,
+  the argument worded as its flag.
+  """
 
   def checked_main(argv):
     try:
       main(argv)
     except experiment.RunPathError as error:
       raise SystemExit(f'error: --{error}') from None
+    except experiment.RunInUseError as error:
+      raise SystemExit(f'error: {flag_wording(error)}') from None
 
   return checked_main

@@ -150,7 +150,7 @@ def run():
   flags.DEFINE_bool('gymnasium', False, "pendulum: play gymnasium's own "
                     'Pendulum-v1 (one environment per episode, reset with '
                     'seeds --seed, --seed + 1, ...) instead of the model.')
-  app.run(cli.exit_on_path_errors(main))
+  app.run(cli.exit_on_run_errors(main))
 
 
 def main(argv):

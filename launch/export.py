@@ -35,7 +35,7 @@ def run():
   flags.DEFINE_string('output_dir', '', 'Where to write the SavedModels '
                       '(default <root_dir>/policy).')
   flags.mark_flag_as_required('root_dir')
-  app.run(cli.exit_on_path_errors(main))
+  app.run(cli.exit_on_run_errors(main))
 
 
 if __name__ == '__main__':

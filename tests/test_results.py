@@ -1,23 +1,23 @@
-"""Tests of launch/results.py and the run provenance it reads."""
+"""Results pages (tf_spo/experiment/pages.py) and the run provenance."""
 
 import json
 import os
 
-from launch import results
 from tests.support import runs as run_dirs
 from tf_spo import experiment
+from tf_spo.experiment import pages
 
 
 def test_page_tables_hold_each_seed_and_the_means(tmp_path):
   runs = [run_dirs.fabricate(str(tmp_path), 'spo', 'snake', seed, final)
           for seed, final in ((0, 30.0), (1, 50.0))]
   trt = run_dirs.fabricate(str(tmp_path), 'trt_smc', 'snake', 0, 60.0)
-  text = results.page(runs + [trt], 'Snake', 'python -m launch.results x')
+  text = pages.results_page(runs + [trt], 'Snake', 'python -m launch.results x')
   assert text.startswith('# Snake\n')
   assert '    python -m launch.results x' in text
-  # One group per distinct setting: the CPU preset and --proposal_alpha.
+  # One group per distinct setting: the CPU preset and proposal_alpha.
   assert '## snake: the CPU preset' in text
-  assert '## snake: --proposal_alpha=0.1' in text
+  assert '## snake: proposal_alpha=0.1' in text
   preset = text.split('## snake: the CPU preset')[1].split('##')[0]
   # Final row: seed 0 search 30 (network 0), seed 1 50; means 40 and 0;
   # wall-clock 10 * 2 + seed seconds.
@@ -49,7 +49,7 @@ def test_page_tabulates_evaluate_outputs_with_their_command(tmp_path):
       json.dump({'command': f'python -m launch.evaluate --x={run_dir}/p',
                  'commit': 'abc', 'results': {'0': {'mean_return': value}}},
                 f)
-  text = results.page(runs, 'T', 'cmd', evaluations=['gym.json'])
+  text = pages.results_page(runs, 'T', 'cmd', evaluations=['gym.json'])
   assert '| 0 | -150 |' in text and '| 1 | -130 |' in text
   assert '| mean | -140 |' in text
   assert '    python -m launch.evaluate --x=<run_dir>/p' in text

@@ -47,6 +47,7 @@ from tf_spo.experiment.pages import write_page
 from tf_spo.experiment.run import CONFIG_FILE
 from tf_spo.experiment.run import PROVENANCE_FILE
 from tf_spo.experiment.run import Run
+from tf_spo.experiment.run import RunInUseError
 from tf_spo.experiment.run import RunPathError
 from tf_spo.experiment.run import build_run
 from tf_spo.experiment.run import check_saved_model

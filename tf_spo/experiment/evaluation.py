@@ -213,6 +213,19 @@ class EvalLog:
       with tf.io.gfile.GFile(self._path, 'w') as f:
         f.write('\n'.join([header] + kept) + '\n')
 
+  def row_at(self, env_steps: int) -> Optional[Dict[str, Any]]:
+    """The last row at `env_steps` (counters as ints), or None."""
+    with tf.io.gfile.GFile(self._path) as f:
+      header, *rows = f.read().splitlines()
+    names = header.split(',')
+    for row in reversed(rows):
+      values = row.split(',')
+      if int(values[0]) == env_steps:
+        return {name: (int(value) if name in ('env_steps', 'train_steps')
+                       else float(value))
+                for name, value in zip(names, values)}
+    return None
+
   def last_train_step(self) -> Optional[int]:
     """The train step of the last row; None before the first."""
     with tf.io.gfile.GFile(self._path) as f:

@@ -1,6 +1,8 @@
 """A run directory: build, restore, config.json, checkpoints, provenance."""
 
+import contextlib
 import datetime as dt
+import fcntl
 import json
 import os
 import subprocess
@@ -17,6 +19,7 @@ from tf_spo import agent as agent_lib
 from tf_spo import replay
 from tf_spo.experiment import algorithms
 from tf_spo.experiment import builders
+from tf_spo.experiment import checkpoints
 from tf_spo.experiment import settings as settings_lib
 
 CONFIG_FILE = 'config.json'
@@ -25,6 +28,8 @@ CHECKPOINT_SUBDIR = 'checkpoints'
 
 class Run(NamedTuple):
   """Everything a training run is made of; all state is in `checkpointer`.
+
+  A run restored read-only (`restore_run`) has no checkpointer.
 
   `env` is the real environment: the model itself for pure-TF tasks (its
   state is checkpointed), gymnasium for the MuJoCo tasks (its episodes
@@ -39,55 +44,20 @@ class Run(NamedTuple):
   replay_buffer: replay.StatelessUniformReplayBuffer
   env_steps: tf.Variable
   wall_clock: tf.Variable
-  checkpointer: common.Checkpointer
+  checkpointer: Optional[common.Checkpointer]
   model: model_lib.EnvironmentModel
   strategy: tf.distribute.Strategy
 
 
-def set_aside_unreadable_checkpoints(checkpoint_dir: str) -> None:
-  """Makes the newest fully readable checkpoint the latest one.
-
-  A run killed while saving, or a damaged disk, can leave a latest checkpoint
-  that does not read back. Every tensor of the latest checkpoint is read
-  (checksums included); if that fails, the failure is reported, the
-  checkpoint's files get an `.unreadable` suffix, and the previous one is
-  tried.
-
-  Args:
-    checkpoint_dir: the run's checkpoint directory (may not exist yet).
-
-  Raises:
-    ValueError: naming the directory if it has checkpoints but none reads.
-  """
-  state = tf.train.get_checkpoint_state(checkpoint_dir)
-  if state is None:
-    return
-  paths = list(state.all_model_checkpoint_paths)
-  while paths:
-    try:
-      reader = tf.train.load_checkpoint(paths[-1])
-      for name in reader.get_variable_to_shape_map():
-        reader.get_tensor(name)
-      break
-    except (tf.errors.OpError, ValueError) as error:
-      print(f'[checkpoint] {paths[-1]} is unreadable '
-            f'({type(error).__name__}: {str(error).splitlines()[0]}); '
-            'using the previous checkpoint.', flush=True)
-      for path in tf.io.gfile.glob(paths.pop() + '.*'):
-        tf.io.gfile.rename(path, path + '.unreadable', overwrite=True)
-  if not paths:
-    raise ValueError(f'{checkpoint_dir} holds no readable checkpoint; move it '
-                     'away to start the run over.')
-  tf.compat.v1.train.update_checkpoint_state(
-      checkpoint_dir, paths[-1], all_model_checkpoint_paths=paths)
-
-
 def build_run(settings: Dict[str, Any], root_dir: str,
-              strategy: Optional[tf.distribute.Strategy] = None) -> Run:
+              strategy: Optional[tf.distribute.Strategy] = None,
+              read_only: bool = False) -> Run:
   """Builds the environment, agent, replay buffer and checkpointer of a run.
 
   Restores the newest readable checkpoint in `<root_dir>/checkpoints`, if
-  any (see `set_aside_unreadable_checkpoints`).
+  any. The run's writer (`read_only=False`) first repairs the directory
+  (`checkpoints.repair`); a reader changes nothing in it and gets no
+  checkpointer.
 
   Args:
     settings: run settings.
@@ -96,6 +66,11 @@ def build_run(settings: Dict[str, Any], root_dir: str,
       `builders.make_strategy`); default: the current one, no
       distribution. Evaluation and export use the default whatever the run
       trained with.
+    read_only: restore without writing anything (evaluation, export).
+
+  Raises:
+    RunPathError: naming `root_dir` if `read_only` and it has no readable
+      checkpoint.
   """
   algorithms.validate_settings(settings)
   # Python, NumPy and TF seeds: Keras draws unseeded initialisers from
@@ -107,7 +82,7 @@ def build_run(settings: Dict[str, Any], root_dir: str,
   strategy = strategy or tf.distribute.get_strategy()
   with strategy.scope():
     agent = algorithms.make_agent(settings, model, env.time_step_spec(),
-                                env.action_spec())
+                                  env.action_spec())
   replay_buffer = replay.StatelessUniformReplayBuffer(
       agent.collect_data_spec, batch_size=settings['num_envs'],
       max_length=algorithms.get(settings).replay_length(settings),
@@ -115,15 +90,22 @@ def build_run(settings: Dict[str, Any], root_dir: str,
   env_steps = tf.Variable(0, dtype=tf.int64, name='env_steps')
   wall_clock = tf.Variable(0.0, dtype=tf.float64, name='wall_clock')
   checkpoint_dir = os.path.join(root_dir, CHECKPOINT_SUBDIR)
-  set_aside_unreadable_checkpoints(checkpoint_dir)
-  checkpointer = common.Checkpointer(
-      checkpoint_dir, max_to_keep=2, agent=agent,
-      replay_buffer=replay_buffer, env_steps=env_steps,
-      wall_clock=wall_clock,
-      **({'env': env} if isinstance(env, tf.Module) else {}))
-  # Optimizer slots are restored when first created; evaluation and export
-  # never create them, so unmatched checkpoint values are expected.
-  checkpointer.initialize_or_restore().expect_partial()
+  parts = dict(agent=agent, replay_buffer=replay_buffer, env_steps=env_steps,
+               wall_clock=wall_clock,
+               **({'env': env} if isinstance(env, tf.Module) else {}))
+  checkpointer = None
+  if read_only:
+    newest = checkpoints.newest_readable(checkpoint_dir)
+    if newest is None:
+      raise RunPathError('root_dir', root_dir,
+                         'has no checkpoint: its run has not saved one yet.')
+    # Optimizer slots are restored when first created; evaluation and
+    # export never create them, so unmatched values are expected.
+    tf.train.Checkpoint(**parts).restore(newest).expect_partial()
+  else:
+    checkpoints.repair(checkpoint_dir)
+    checkpointer = common.Checkpointer(checkpoint_dir, max_to_keep=2, **parts)
+    checkpointer.initialize_or_restore().expect_partial()
   return Run(settings, root_dir, env, agent, replay_buffer, env_steps,
              wall_clock, checkpointer, model, strategy)
 
@@ -138,6 +120,45 @@ class RunPathError(FileNotFoundError):
   def __init__(self, argument: str, path: str, reason: str):
     super().__init__(f'{argument} {path} {reason}')
     self.argument = argument
+
+
+class RunInUseError(RuntimeError):
+  """Another process writes the run directory; the message names it."""
+
+
+LOCK_FILE = 'lock'
+
+
+@contextlib.contextmanager
+def locked(root_dir: str):
+  """Holds the run directory's writer lock, or raises naming its holder.
+
+  One process writes a run directory at a time. The lock (an flock on
+  <root_dir>/lock, which names its holder) is this process's inside the
+  `with` block, released however the process ends. Paths of a remote file
+  system (`gs://...`) are not locked.
+
+  Raises:
+    RunInUseError: naming `root_dir` and the process holding it.
+  """
+  if '://' in root_dir:
+    yield
+    return
+  os.makedirs(root_dir, exist_ok=True)
+  with open(os.path.join(root_dir, LOCK_FILE), 'a+') as handle:
+    try:
+      fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+      handle.seek(0)
+      holder = handle.read().strip() or 'another process'
+      raise RunInUseError(
+          f'root_dir={root_dir} is in use by {holder}; wait for it to end '
+          'or use another root_dir.') from None
+    handle.seek(0)
+    handle.truncate()
+    handle.write(f'process {os.getpid()} ({" ".join(sys.argv)[:200]})')
+    handle.flush()
+    yield
 
 
 def check_saved_model(path: str, argument: str = 'saved_model') -> None:
@@ -261,10 +282,10 @@ def read_provenance(root_dir: str) -> list:
 
 
 def restore_run(root_dir: str) -> Run:
-  """Rebuilds a run from its config.json and latest checkpoint."""
-  settings = read_settings(root_dir)
-  if not tf.train.latest_checkpoint(os.path.join(root_dir, CHECKPOINT_SUBDIR)):
-    raise RunPathError('root_dir', root_dir,
-                       'has no checkpoint: its run has not saved one yet.')
-  return build_run(settings, root_dir)
+  """Rebuilds a run from its config.json and newest readable checkpoint.
+
+  Reads only: the run directory is left as it is (the run may still be
+  training, or be read-only); the returned run has no checkpointer.
+  """
+  return build_run(read_settings(root_dir), root_dir, read_only=True)
 

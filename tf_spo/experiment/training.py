@@ -49,6 +49,14 @@ def train(settings: Dict[str, Any], root_dir: str,
   """
   strategy = strategy or builders.make_strategy(settings)
   algorithms.validate_settings(settings)
+  with run_lib.locked(root_dir):
+    return _train(settings, root_dir, stop_after_env_steps, strategy)
+
+
+def _train(settings: Dict[str, Any], root_dir: str,
+           stop_after_env_steps: Optional[int],
+           strategy: tf.distribute.Strategy) -> Dict[str, Any]:
+  """`train` inside the run directory's lock."""
   run_lib.write_settings(root_dir, settings)
   run = run_lib.build_run(settings, root_dir, strategy)
   agent = run.agent
@@ -80,10 +88,17 @@ def train(settings: Dict[str, Any], root_dir: str,
       root_dir, int(run.env_steps.numpy())
       if run.checkpointer.checkpoint_exists else None)
   if run.checkpointer.checkpoint_exists:
-    eval_log.drop_rows_after(int(run.env_steps.numpy()))
     print(f'[train] resumed from {run.checkpointer.manager.latest_checkpoint} '
           f'at env_steps={int(run.env_steps.numpy())}', flush=True)
-  else:
+  # eval.csv holds one row per evaluated env step, as an uninterrupted run
+  # writes them: rows past the checkpoint are evaluated again, the row at it
+  # (the last one of a finished run run again, or step 0 of a run killed
+  # before its first checkpoint) is kept.
+  eval_log.drop_rows_after(int(run.env_steps.numpy()))
+  current = eval_log.row_at(int(run.env_steps.numpy()))
+  if current is not None:
+    evaluations.append(current)
+  elif not run.checkpointer.checkpoint_exists:
     log_eval()
 
   total = settings['total_env_steps']
