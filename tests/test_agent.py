@@ -8,6 +8,7 @@ import tensorflow as tf
 from tf_agents.specs import tensor_spec
 from tf_agents.trajectories import time_step as ts
 
+from environments import toy
 from tests import conftest
 from tests.support.agents import CUBE
 from tests.support.agents import PENDULUM
@@ -322,3 +323,143 @@ def test_two_replicas_train_like_one_replica_on_the_global_batch():
   assert {'pendulum: ObservationNormalizer/count:0',
           'pendulum: ObservationNormalizer/m2:0'} <= set(differences)
   assert max(differences.values()) < 1e-5, differences
+
+
+# A one-step bandit with reward -(a - 1.5)^2 (unbounded actions: the policy's
+# pre-squash mean is its action).
+BANDIT = toy.QuadraticBandit(1.0, [1.5])
+
+
+def _bandit_agent(target='critic', seed=0, q_head=True):
+  """A small agent on BANDIT; Adam 1e-2 and target tau 1 to learn fast."""
+  tf.keras.utils.set_random_seed(0)
+  network = networks.MlpActorCriticNetwork(
+      BANDIT.observation_spec(), BANDIT.action_spec(), actor_units=(16,),
+      critic_units=(32, 32), q_head=q_head)
+  return agent_lib.SpoAgent(
+      ts.time_step_spec(BANDIT.observation_spec()), BANDIT.action_spec(),
+      network, BANDIT,
+      search_config=config_lib.SearchConfig(num_particles=4, depth=1,
+                                            resample_period=1),
+      config=config_lib.SpoConfig(gaussian_policy_target=target,
+                                  target_update_tau=1.0),
+      optimizer=tf.keras.optimizers.Adam(1e-2), seed=seed)
+
+
+def _bandit_experience(agent, batch=32, seed=0, search_atom=-2.0):
+  """One-step episodes of uniform actions in [-3, 3] and their rewards.
+
+  Each sequence is a transition (FIRST, terminal) and an episode boundary.
+  The search's atoms all sit at `search_atom`, away from the optimum.
+  """
+  rng = np.random.default_rng(seed)
+  experience = tensor_spec.sample_spec_nest(
+      agent.collect_data_spec, seed=seed, outer_dims=(batch, 2))
+  action = rng.uniform(-3.0, 3.0, size=[batch, 2, 1]).astype(np.float32)
+  info = dict(experience.policy_info)
+  info['search_atoms'] = tf.fill(info['search_atoms'].shape, search_atom)
+  info['search_weights'] = tf.fill(info['search_weights'].shape, 0.25)
+  info['eta_advantages'] = tf.zeros(info['eta_advantages'].shape)
+  info['eta_log_ratios'] = tf.zeros(info['eta_log_ratios'].shape)
+  first, last = int(ts.StepType.FIRST), int(ts.StepType.LAST)
+  return experience._replace(
+      step_type=tf.constant([[first, last]] * batch),
+      next_step_type=tf.constant([[last, first]] * batch),
+      observation=tf.zeros([batch, 2, 1]), action=tf.constant(action),
+      reward=tf.constant(-np.square(action[..., 0] - 1.5)),
+      discount=tf.zeros([batch, 2]), policy_info=info)
+
+
+def _policy_mean(network) -> float:
+  output, _ = network(tf.zeros([1, 1]))
+  return float(output.policy.loc[0, 0])
+
+
+def test_critic_target_trains_the_policy_towards_the_q_heads_optimum():
+  """gaussian_policy_target=critic: the Q head is the policy's only signal.
+
+  The search's atoms sit at -2, yet the policy's loss ignores them; the Q
+  head learns -(a - 1.5)^2 from the taken actions' returns, and the policy
+  mean goes from 0 to the learned Q's argmax, near the optimum 1.5. With
+  'search' the same loss follows the search's atoms.
+  """
+  agent = _bandit_agent()
+  experience = _bandit_experience(agent)
+  elsewhere = _bandit_experience(agent, search_atom=3.0)
+  np.testing.assert_array_equal(
+      agent.loss(experience).extra.policy_loss,
+      agent.loss(elsewhere).extra.policy_loss)
+  search = _bandit_agent('search')
+  assert (float(search.loss(experience).extra.policy_loss) !=
+          float(search.loss(elsewhere).extra.policy_loss))
+  assert float(search.loss(experience).extra.eta_q) == 0.0
+  start = _policy_mean(agent.network)
+  assert abs(start) < 0.1
+  train = tf.function(agent.train)
+  for step in range(150):
+    loss_info = train(_bandit_experience(agent, seed=step))
+  assert float(loss_info.extra.eta_q) > 0
+  for name, value in loss_info.extra._asdict().items():
+    assert np.isfinite(value.numpy()), name
+  mean = _policy_mean(agent.network)
+  assert abs(mean - 1.5) < 0.4, mean
+  grid = np.linspace(-3.0, 3.0, 601, dtype=np.float32)
+  target = agent._target_network  # pylint: disable=protected-access
+  output, _ = target(tf.zeros([1, 1]))
+  q_values = target.q_values(output.q, tf.constant(grid[None, :, None]))
+  assert abs(mean - grid[np.argmax(q_values[0])]) < 0.1, mean
+
+
+def test_critic_target_resumes_bit_exactly_from_a_checkpoint(tmp_path):
+  """Stateless samples keyed on the agent's seed and its train step.
+
+  A train step restored from a checkpoint (which holds the step counter)
+  repeats bit for bit; the samples change with the step and the seed.
+  """
+  agent = _bandit_agent()
+  experiences = [_bandit_experience(agent, seed=seed) for seed in (0, 1)]
+  agent.train(experiences[0])
+  checkpoint = tf.train.Checkpoint(agent=agent)
+  path = checkpoint.save(str(tmp_path / 'ckpt'))
+  extra = agent.train(experiences[1]).extra
+  state = (list(agent.variables) + list(agent._optimizer.variables) +  # pylint: disable=protected-access
+           list(agent._dual_optimizer.variables))  # pylint: disable=protected-access
+  variables = [v.numpy() for v in state]
+  checkpoint.restore(path).assert_consumed()
+  assert int(agent.train_step_counter) == 1
+  again = agent.train(experiences[1]).extra
+  for name in extra._fields:
+    np.testing.assert_array_equal(getattr(again, name), getattr(extra, name),
+                                  err_msg=name)
+  assert len(variables) > 70
+  for got, want in zip(state, variables):
+    np.testing.assert_array_equal(got, want, err_msg=got.name)
+  # The atoms of the same step repeat; other steps and seeds draw others.
+  output, _ = agent._target_network(tf.zeros([2, 1]))  # pylint: disable=protected-access
+  other_seed = _bandit_agent(seed=1)
+
+  def atoms(step, owner=agent):
+    owner.train_step_counter.assign(step)
+    return owner._critic_target(None, output, tf.ones([1, 2])).atoms.numpy()  # pylint: disable=protected-access
+
+  assert atoms(3).shape == (1, 2, 20, 1)
+  np.testing.assert_array_equal(atoms(3), atoms(3))
+  assert not np.array_equal(atoms(4), atoms(3))
+  assert not np.array_equal(atoms(3, other_seed), atoms(3))
+
+
+def test_critic_target_needs_a_q_head_and_continuous_actions():
+  with pytest.raises(ValueError, match=r'gaussian_policy_target=critic .* '
+                     r'Q head'):
+    _bandit_agent(q_head=False)
+  with pytest.raises(ValueError, match=r'gaussian_policy_target=critic .* '
+                     r'continuous actions'):
+    make_agent(config_lib.SpoConfig(gaussian_policy_target='critic'),
+               search_config=config_lib.SearchConfig(
+                   num_particles=4, depth=2, resample_period=1,
+                   proposal_alpha=0.1))
+  with pytest.raises(ValueError, match=r"gaussian_policy_target must be one "
+                     r"of \['search', 'critic'\], got 'q'"):
+    config_lib.SpoConfig(gaussian_policy_target='q')
+  with pytest.raises(ValueError, match='critic_atoms must be >= 1, got 0'):
+    config_lib.SpoConfig(critic_atoms=0)

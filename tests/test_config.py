@@ -40,6 +40,10 @@ def test_search_config_rejects_bad_values(kwargs, message):
     (dict(value_loss_coef=-1.0), 'value_loss_coef must be >= 0'),
     (dict(search_value_weight=-0.5), 'search_value_weight must be in [0, 1]'),
     (dict(search_value_weight=2.0), 'search_value_weight must be in [0, 1]'),
+    (dict(gaussian_policy_target='q'), 'gaussian_policy_target must be one '
+     "of ['search', 'critic'], got 'q'."),
+    (dict(critic_atoms=0), 'critic_atoms must be >= 1, got 0.'),
+    (dict(epsilon_critic=0.0), 'epsilon_critic must be > 0'),
 ])
 def test_spo_config_rejects_bad_values(kwargs, message):
   with pytest.raises(ValueError) as error:

@@ -80,6 +80,85 @@ def test_solve_eta_returns_the_bound_when_the_kl_cannot_reach_epsilon():
       rtol=1e-4)
 
 
+def _softmax(x):
+  x = np.exp(x - x.max(-1, keepdims=True))
+  return x / x.sum(-1, keepdims=True)
+
+
+def _kl_to_uniform(weights):
+  """KL(w || uniform) of weights [..., K], in float64."""
+  return np.sum(weights * np.log(np.maximum(weights, 1e-300) *
+                                 weights.shape[-1]), axis=-1)
+
+
+def _reference_critic_eta(q_values, epsilon, mask):
+  """Float64 NumPy bisection of log eta: masked mean KL = epsilon."""
+  mean_kl = lambda eta: np.sum(
+      mask * _kl_to_uniform(_softmax(q_values / eta))) / mask.sum()
+  low, high = math.log(1e-4), math.log(1e4)
+  for _ in range(200):
+    middle = 0.5 * (low + high)
+    if mean_kl(math.exp(middle)) > epsilon:
+      low = middle
+    else:
+      high = middle
+  return math.exp(0.5 * (low + high))
+
+
+def test_critic_e_step_weights_are_the_softmax_of_q_at_the_kl_bound():
+  """Known answer: Q = -(a - a*)^2 at fixed atoms, 2 masked states.
+
+  The weights are softmax(Q / eta) with the eta whose masked mean KL to
+  uniform is epsilon, as a float64 NumPy bisection finds it; the masked
+  states, whose Q is 100 times steeper, do not move eta.
+  """
+  rng = np.random.default_rng(4)
+  optimum = rng.uniform(-1.0, 1.0, size=[8, 1])
+  atoms = rng.normal(size=[8, 20])
+  q_values = -np.square(atoms - optimum)
+  q_values[6:] *= 100.0
+  mask = np.array([1.0] * 6 + [0.0] * 2)
+  for epsilon in (0.1, 0.5, 1.0):
+    weights, eta = losses.critic_e_step(
+        tf.constant(q_values, tf.float32), epsilon,
+        tf.constant(mask, tf.float32))
+    expected_eta = _reference_critic_eta(q_values, epsilon, mask)
+    np.testing.assert_allclose(float(eta), expected_eta, rtol=1e-3)
+    np.testing.assert_allclose(weights, _softmax(q_values / float(eta)),
+                               rtol=1e-4, atol=1e-7)
+    kl = _kl_to_uniform(weights.numpy().astype(np.float64))
+    np.testing.assert_allclose(np.sum(mask * kl) / mask.sum(), epsilon,
+                               atol=1e-3)
+
+
+def test_critic_e_step_moves_the_weighted_mean_towards_the_optimum():
+  """Atoms of pi = N(0, 1) weighted by Q = -(a - a*)^2 (paper 000, eq. 6).
+
+  q proportional to pi exp(Q / eta) is N(m, 1 / p) with p = 1 + 2 / eta and
+  m = (2 a* / eta) / p = 2 a* / (eta + 2): between pi's mean 0 and a*. The
+  weighted mean of 4000 atoms is its self-normalised estimate.
+  """
+  optimum = np.array([[-2.0], [-1.0], [1.0], [2.0]])
+  atoms = tf.random.stateless_normal([4, 4000], [5, 6])
+  q_values = -tf.square(atoms - optimum)
+  weights, eta = losses.critic_e_step(q_values, 0.5, tf.ones([4]))
+  weighted_mean = tf.reduce_sum(weights * atoms, axis=-1).numpy()
+  expected = 2.0 * optimum[:, 0] / (float(eta) + 2.0)
+  np.testing.assert_allclose(weighted_mean, expected, atol=0.06)
+  # Towards a*, from the atoms' own mean (about 0).
+  plain_mean = tf.reduce_mean(atoms, axis=-1).numpy()
+  assert np.all(np.abs(weighted_mean - optimum[:, 0]) <
+                np.abs(plain_mean - optimum[:, 0]) - 0.3)
+  assert np.all(np.sign(weighted_mean) == np.sign(optimum[:, 0]))
+
+
+def test_critic_e_step_of_a_flat_critic_is_uniform():
+  """Equal Q-values: no eta reaches the KL, the weights stay uniform."""
+  weights, eta = losses.critic_e_step(tf.fill([3, 5], 2.0), 0.5, tf.ones([3]))
+  np.testing.assert_allclose(weights, 0.2, rtol=1e-6)
+  np.testing.assert_allclose(eta, 1e-4, rtol=1e-4)
+
+
 def test_eta_gradient_descent_through_softplus_reaches_kl_target():
   advantages = synthetic_advantages(seed=1)
   epsilon = 0.5

@@ -6,8 +6,11 @@ Gumbel MuZero baseline, `GumbelPolicy` searches trained the same way);
 cross-entropy of pi_theta to the search target q-hat under a KL trust region
 to the Polyak-averaged target policy (Lagrange multiplier alpha); for Gaussian
 policies, weighted maximum likelihood of q-hat's atoms under decoupled mean
-and covariance trust regions (alpha_mu, alpha_Sigma); the temperature dual
-g(eta), and a value loss on GAE targets computed with the target critic.
+and covariance trust regions (alpha_mu, alpha_Sigma), or optionally of
+actions sampled from the target policy and weighted by the target network's
+Q head (`SpoConfig.gaussian_policy_target='critic'`, the MPO E-step); the
+temperature dual g(eta), and a value loss on GAE targets computed with the
+target critic.
 """
 
 from typing import NamedTuple, Optional
@@ -33,7 +36,9 @@ class SpoLossInfo(NamedTuple):
   multipliers and KL parts. Those a policy does not have are 0.
   `target_kl` is how far the policy target is from pi_theta
   (`losses.PolicyLosses`): near 0 while the search's targets carry
-  nothing the network has not learned.
+  nothing the network has not learned. `eta_q` is the temperature of the
+  critic's E-step (`SpoConfig.gaussian_policy_target='critic'`), solved per
+  batch; 0 otherwise.
   """
   policy_loss: tf.Tensor
   kl: tf.Tensor
@@ -50,6 +55,26 @@ class SpoLossInfo(NamedTuple):
   alpha_mean: tf.Tensor
   alpha_cov: tf.Tensor
   target_kl: tf.Tensor
+  eta_q: tf.Tensor
+
+
+class GaussianTarget(NamedTuple):
+  """What the Gaussian M-step fits: weighted pre-squash atoms per state.
+
+  Attributes:
+    atoms: [B, T, N, D] pre-squash actions.
+    weights: [B, T, N] their normalised weights.
+    eta: scalar temperature of the weights: the critic E-step's eta_q, 0
+      for the search's atoms (whose temperature is the agent's eta).
+  """
+  atoms: tf.Tensor
+  weights: tf.Tensor
+  eta: tf.Tensor
+
+
+# Folded with the agent's seed into the stateless seeds of the critic
+# E-step's samples: a stream apart from the policies' generators.
+_CRITIC_SEED_STREAM = 0x5C0
 
 
 def _positive_dual(initial_value: float, name: str):
@@ -92,7 +117,10 @@ class SpoAgent(tf_agent.TFAgent):
 
   With `search_config.proposal_alpha > 0` the network needs a Q head, which
   is then trained on the value targets; `config.search_value_weight` mixes
-  the search's Retrace values into those targets.
+  the search's Retrace values into those targets. The network needs a Q
+  head too with `config.gaussian_policy_target='critic'` (continuous actions
+  only), whose M-step fits actions sampled from the target policy and
+  weighted by the target network's Q head instead of the search's atoms.
   """
 
   def __init__(self,
@@ -130,7 +158,9 @@ class SpoAgent(tf_agent.TFAgent):
       optimizer: optimizer of the network (default Adam 3e-4).
       dual_optimizer: optimizer of eta and the alphas (default Adam 3e-4).
       greedy_eval: the evaluation policy takes the mode of q-hat.
-      seed: seed of the policies' random generators.
+      seed: seed of the policies' random generators, and of the critic
+        E-step's samples (with the train step counter: a train step is
+        deterministic given the seed and the checkpoint).
       debug_summaries: emit search diagnostics summaries.
       summarize_grads_and_vars: emit gradient and variable summaries.
       train_step_counter: optional step counter variable.
@@ -138,12 +168,27 @@ class SpoAgent(tf_agent.TFAgent):
 
     Raises:
       ValueError: naming the argument if the specs, the model and the
-        network don't fit together.
+        network don't fit together; naming gaussian_policy_target if it is
+        'critic' for discrete actions or a network without a Q head.
     """
     tf.Module.__init__(self, name=name)
     self._action_space = policy_lib.check_specs(time_step_spec, action_spec,
                                                 model, network)
     self._config = config
+    self._seed = seed
+    # The source of the Gaussian M-step's atoms and weights, chosen once.
+    if config.gaussian_policy_target == 'critic':
+      if self._action_space.is_discrete:
+        raise ValueError(
+            'gaussian_policy_target=critic fits a Gaussian policy: it needs '
+            "continuous actions; discrete actions use 'search'.")
+      if not network.has_q_head:
+        raise ValueError(
+            'gaussian_policy_target=critic weighs actions by Q-values: use a '
+            'network with a Q head (q_head=True).')
+      self._gaussian_target = self._critic_target
+    else:
+      self._gaussian_target = self._search_target
     self._network = network
     self._network.create_variables()
     _check_variable_groups(network)
@@ -237,21 +282,92 @@ class SpoAgent(tf_agent.TFAgent):
       variables += dual.trainable_variables
     return variables
 
-  def _policy_losses(self, info, policy, target_policy, valid):
-    """The M-step's policy terms for this action space."""
+  def _search_target(self, info, target_output, valid) -> GaussianTarget:
+    """The search's q-hat: its root atoms and weights (the paper)."""
+    del target_output, valid
+    return GaussianTarget(info['search_atoms'], info['search_weights'],
+                          tf.zeros([]))
+
+  def _critic_seed(self) -> tf.Tensor:
+    """[2] int32 stateless seed of this train step's critic E-step.
+
+    From the agent's seed and the train step counter, which checkpoints
+    hold: a resumed run draws the same samples.
+    """
+    seed = tf.random.experimental.stateless_fold_in(
+        tf.constant([self._seed, _CRITIC_SEED_STREAM], tf.int64),
+        tf.cast(self.train_step_counter, tf.int64))
+    return tf.cast(seed, tf.int32)
+
+  def _critic_target(self, info, target_output, valid) -> GaussianTarget:
+    """The MPO E-step: K target-policy actions weighted by the Q head.
+
+    Args:
+      info: the search's policy info (unused).
+      target_output: the target network's `NetworkOutput` of the [B * T]
+        replayed states.
+      valid: [B, T] weights of the states.
+
+    Returns:
+      `GaussianTarget` of K = `critic_atoms` pre-squash actions per state,
+      sampled from the target policy, and their weights softmax(Q / eta_q)
+      (`losses.critic_e_step`: eta_q holds their KL to uniform at
+      `epsilon_critic`).
+    """
+    del info
+    params = tf.nest.map_structure(tf.stop_gradient, target_output.policy)
+    num_states = tf.shape(params.loc)[0]
+    num_replicas = losses.num_replicas()
+    # Standard normal noise of the global batch's states (R replicas on
+    # equal parts of it), of which each replica takes its own rows: R
+    # replicas draw what one replica on the whole batch draws.
+    noise = tf.random.stateless_normal(
+        tf.stack([num_replicas * num_states, self._config.critic_atoms,
+                  self._action_space.action_size]), self._critic_seed())
+    if num_replicas > 1:
+      start = num_states * tf.cast(
+          tf.distribute.get_replica_context().replica_id_in_sync_group,
+          tf.int32)
+      noise = noise[start:start + num_states]
+    # [B * T, K, D] pre-squash actions of the target policy.
+    atoms = params.loc[:, None] + params.scale[:, None] * noise
+    # The target network's Q head scores the actions, as MPO's E-step uses
+    # the target critic: a Polyak average of the online head, so the
+    # policy's targets don't chase the critic that this same step fits (and
+    # its features, `target_output.q`, are already computed). The target
+    # network is a copy of the online one, so it has a Q head whenever the
+    # online one has, which the constructor requires. It reads environment
+    # (squashed) actions, as the taken actions it regresses on; the M-step
+    # fits the pre-squash atoms.
+    q_values = self._target_network.q_values(
+        target_output.q, self._action_space.env_action(atoms))
+    outer_shape = tf.shape(valid)
+    atoms = tf.reshape(atoms, tf.concat([outer_shape, tf.shape(atoms)[1:]],
+                                        axis=0))
+    q_values = tf.reshape(q_values, tf.concat(
+        [outer_shape, tf.shape(q_values)[1:]], axis=0))
+    weights, eta = losses.critic_e_step(q_values, self._config.epsilon_critic,
+                                        valid)
+    return GaussianTarget(atoms, weights, eta)
+
+  def _policy_losses(self, info, policy, target_policy, target_output,
+                     valid):
+    """The M-step's policy terms for this action space, and eta_q."""
     config = self._config
     alphas = self.alphas
     if self._action_space.is_discrete:
       return losses.categorical_m_step(
           info['search_policy'], policy, target_policy, alphas['alpha'],
-          config.epsilon_alpha, valid)
+          config.epsilon_alpha, valid), tf.zeros([])
+    target = self._gaussian_target(info, target_output, valid)
     return losses.gaussian_m_step(
-        info['search_atoms'], info['search_weights'], policy.loc,
+        target.atoms, target.weights, policy.loc,
         policy.scale, target_policy.loc, target_policy.scale,
         alphas['alpha_mean'], alphas['alpha_cov'], config.epsilon_alpha_mean,
         config.epsilon_alpha_cov, valid,
-        mean_weights=(losses.greedy_weights(info['search_weights'])
-                      if config.gaussian_mean_target == 'greedy' else None))
+        mean_weights=(losses.greedy_weights(target.weights)
+                      if config.gaussian_mean_target == 'greedy' else None)
+    ), target.eta
 
   def _loss(self, experience, weights=None, training=False):
     """SPO losses on a [B, T] batch of trajectories (T >= 2).
@@ -290,7 +406,8 @@ class SpoAgent(tf_agent.TFAgent):
 
     valid = _valid_steps(experience, weights)
     info = experience.policy_info
-    policy_losses = self._policy_losses(info, policy, target_policy, valid)
+    policy_losses, eta_q = self._policy_losses(info, policy, target_policy,
+                                               target_output, valid)
 
     eta = tf.convert_to_tensor(self._eta)
     eta_loss = eta_kl = tf.zeros([])
@@ -339,7 +456,7 @@ class SpoAgent(tf_agent.TFAgent):
         kl_cov=policy_losses.kl_cov,
         alpha_mean=share(alphas.get('alpha_mean', zero)),
         alpha_cov=share(alphas.get('alpha_cov', zero)),
-        target_kl=policy_losses.target_kl)
+        target_kl=policy_losses.target_kl, eta_q=share(eta_q))
     return tf_agent.LossInfo(total, extra)
 
   def _loss_and_gradients(self, experience, weights):

@@ -16,6 +16,7 @@ def check(condition: bool, name: str, allowed: str, value) -> None:
 POLICY_INFERENCE = ('dirac', 'message_passing')
 ETA_UPDATES = ('gradient', 'solve')
 GAUSSIAN_MEAN_TARGETS = ('weighted', 'greedy')
+GAUSSIAN_POLICY_TARGETS = ('search', 'critic')
 ROOT_SAMPLING = ('iid', 'without_replacement')
 
 
@@ -173,6 +174,17 @@ class SpoConfig:
       M-step fits: 'weighted' (the paper: every atom of q-hat by its weight)
       or 'greedy' (the atom of highest weight alone, the action the greedy
       search executes); the covariance part always fits every atom.
+    gaussian_policy_target: Gaussian policies: where the M-step's atoms and
+      weights come from: 'search' (the paper: q-hat's root atoms) or
+      'critic' (the MPO E-step: `critic_atoms` pre-squash actions per
+      replayed state sampled from the target policy, weighted by
+      softmax(Q / eta_q) of the target network's Q head, eta_q solved per
+      batch so that the weights' KL to uniform is `epsilon_critic`);
+      'critic' needs a network with a Q head and continuous actions.
+    critic_atoms: K, the actions sampled from the target policy per
+      replayed state with gaussian_policy_target=critic (>= 1).
+    epsilon_critic: the KL bound (> 0) of the critic's weights to uniform
+      with gaussian_policy_target=critic (MPO's epsilon; 0.1 there).
   """
 
   discount: float = 0.99
@@ -191,6 +203,9 @@ class SpoConfig:
   search_value_weight: float = 0.0
   eta_update: str = 'gradient'
   gaussian_mean_target: str = 'weighted'
+  gaussian_policy_target: str = 'search'
+  critic_atoms: int = 20
+  epsilon_critic: float = 0.1
 
   def __post_init__(self):
     check(0.0 <= self.discount <= 1.0, 'discount', 'in [0, 1]', self.discount)
@@ -199,7 +214,8 @@ class SpoConfig:
     check(0.0 < self.target_update_tau <= 1.0, 'target_update_tau',
           'in (0, 1]', self.target_update_tau)
     for name in ('epsilon_eta', 'epsilon_alpha', 'epsilon_alpha_mean',
-                 'epsilon_alpha_cov', 'initial_eta', 'initial_alpha',
+                 'epsilon_alpha_cov', 'epsilon_critic', 'initial_eta',
+                 'initial_alpha',
                  'initial_alpha_mean', 'initial_alpha_cov', 'max_grad_norm'):
       value = getattr(self, name)
       check(value > 0.0, name, '> 0', value)
@@ -212,3 +228,8 @@ class SpoConfig:
     check(self.gaussian_mean_target in GAUSSIAN_MEAN_TARGETS,
           'gaussian_mean_target', f'one of {list(GAUSSIAN_MEAN_TARGETS)}',
           self.gaussian_mean_target)
+    check(self.gaussian_policy_target in GAUSSIAN_POLICY_TARGETS,
+          'gaussian_policy_target',
+          f'one of {list(GAUSSIAN_POLICY_TARGETS)}',
+          self.gaussian_policy_target)
+    check(self.critic_atoms >= 1, 'critic_atoms', '>= 1', self.critic_atoms)

@@ -2,7 +2,9 @@
 
 The policy part of the M-step is `categorical_m_step` (cross-entropy to
 q-hat, alpha trust region) or `gaussian_m_step` (weighted maximum likelihood
-of q-hat's atoms, decoupled alpha_mu / alpha_Sigma trust regions).
+of q-hat's atoms, decoupled alpha_mu / alpha_Sigma trust regions); a
+Gaussian policy's atoms may instead be weighted by a critic
+(`critic_e_step`, the MPO E-step).
 
 Pure functions over batched tensors; masks select the valid entries and every
 mean is a masked mean.
@@ -188,6 +190,31 @@ def solve_eta(advantages: tf.Tensor, epsilon: float, mask: tf.Tensor,
     low = tf.where(too_peaked, middle, low)
     high = tf.where(too_peaked, high, middle)
   return tf.exp(0.5 * (low + high))
+
+
+def critic_e_step(q_values: tf.Tensor, epsilon: float, mask: tf.Tensor
+                  ) -> tuple[tf.Tensor, tf.Tensor]:
+  """The MPO E-step: weights of K actions sampled from pi by a critic's Q.
+
+  For actions a_1..K drawn from pi at each state, the non-parametric
+  q(a) proportional to pi(a) exp(Q(s, a) / eta) puts the self-normalised
+  weights softmax(Q / eta) on them (Abdolmaleki et al. 2018). eta is solved
+  for this batch (`solve_eta` on the Q-values as advantages, importance
+  ratios 1) so that the weights' mean KL to uniform, the sample estimate of
+  KL(q || pi), is `epsilon` (or eta is at `solve_eta`'s bound when no eta
+  reaches it).
+
+  Args:
+    q_values: [..., K] Q-values of the sampled actions.
+    epsilon: the KL bound (> 0).
+    mask: [...] float32, 1 for the states the KL is averaged over.
+
+  Returns:
+    (weights [..., K], eta scalar), both gradient-free.
+  """
+  q_values = tf.stop_gradient(q_values)
+  eta = solve_eta(q_values, epsilon, mask)
+  return tf.nn.softmax(q_values / eta, axis=-1), eta
 
 
 def _log_target(advantages, eta, log_ratios):

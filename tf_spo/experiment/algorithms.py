@@ -63,6 +63,10 @@ def _search_agent(config_type: type, q_head: Callable[[Dict[str, Any]], bool]):
   return make_agent
 
 
+def _critic_targets(settings: Dict[str, Any]) -> bool:
+  return settings['gaussian_policy_target'] == 'critic'
+
+
 def _replay_length(settings: Dict[str, Any]) -> int:
   return settings['replay_capacity'] // settings['num_envs']
 
@@ -135,12 +139,13 @@ def _spo_name(settings: Dict[str, Any]) -> str:
 
 ALGORITHMS: Dict[str, Algorithm] = {
     # SPO; TRT-SMC with its switches on. The twisted proposal
-    # (proposal_alpha > 0) reads a Q head.
+    # (proposal_alpha > 0) and the critic's M-step targets read a Q head.
     'spo': Algorithm(
         search_config_type=config_lib.SearchConfig,
-        make_agent=_search_agent(config_lib.SearchConfig,
-                                 lambda settings: settings['proposal_alpha']
-                                 > 0),
+        make_agent=_search_agent(
+            config_lib.SearchConfig,
+            lambda settings: (settings['proposal_alpha'] > 0 or
+                              _critic_targets(settings))),
         make_loop=loops.make_search_loop, replay_length=_replay_length,
         progress=_spo_progress, check=_check_replay, off_policy=True,
         report_name=_spo_name,
@@ -149,7 +154,7 @@ ALGORITHMS: Dict[str, Algorithm] = {
     # Gumbel MuZero on the true model, the same M-step and value targets.
     'gumbel': Algorithm(
         search_config_type=config_lib.GumbelConfig,
-        make_agent=_search_agent(config_lib.GumbelConfig, lambda _: False),
+        make_agent=_search_agent(config_lib.GumbelConfig, _critic_targets),
         make_loop=loops.make_search_loop, replay_length=_replay_length,
         progress=_spo_progress, check=_check_replay, off_policy=True,
         report_name=lambda _: 'gumbel',

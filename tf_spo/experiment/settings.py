@@ -338,7 +338,8 @@ GUMBEL_SETTINGS = _names(config_lib.GumbelConfig, config_lib.SearchConfig)
 # Settings added since runs were first written; a run from before one of
 # them trained with its default.
 ADDED_SETTINGS = ('eta_update', 'root_sampling', 'gaussian_mean_target',
-                  'loc_bound')
+                  'loc_bound', 'gaussian_policy_target', 'critic_atoms',
+                  'epsilon_critic')
 
 
 def resolve_settings(env: str, preset: str,
