@@ -21,6 +21,7 @@ from tf_spo import agent as agent_lib
 from tf_spo import config as config_lib
 from tf_spo import losses
 from tf_spo import networks
+from tf_spo import policy as policy_lib
 
 
 def test_train_step_changes_parameters_and_returns_finite_losses():
@@ -463,3 +464,18 @@ def test_critic_target_needs_a_q_head_and_continuous_actions():
     config_lib.SpoConfig(gaussian_policy_target='q')
   with pytest.raises(ValueError, match='critic_atoms must be >= 1, got 0'):
     config_lib.SpoConfig(critic_atoms=0)
+
+
+def test_network_collect_fraction_lets_the_network_act_while_collecting():
+  agent = make_agent(config_lib.SpoConfig(network_collect_fraction=1.0))
+  assert isinstance(agent.collect_policy, policy_lib.NetworkActsPolicy)
+  state = CUBE.reset(8, tf.constant([0, 0]))
+  time_step = ts.restart(CUBE.observe(state), 8)
+  step = agent.collect_policy.action(time_step)
+  greedy = policy_lib.NetworkPolicy(agent.time_step_spec, agent.action_spec,
+                                    agent.network, greedy=True)
+  np.testing.assert_array_equal(step.action, greedy.action(time_step).action)
+  assert set(step.info) == set(agent.collect_policy.info_spec)
+  # Off by default: the search's collect policy itself.
+  assert not isinstance(make_agent().collect_policy,
+                        policy_lib.NetworkActsPolicy)

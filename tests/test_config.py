@@ -44,6 +44,8 @@ def test_search_config_rejects_bad_values(kwargs, message):
      "of ['search', 'critic'], got 'q'."),
     (dict(critic_atoms=0), 'critic_atoms must be >= 1, got 0.'),
     (dict(epsilon_critic=0.0), 'epsilon_critic must be > 0'),
+    (dict(network_collect_fraction=1.5),
+     'network_collect_fraction must be in [0, 1], got 1.5.'),
 ])
 def test_spo_config_rejects_bad_values(kwargs, message):
   with pytest.raises(ValueError) as error:

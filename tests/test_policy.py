@@ -209,6 +209,45 @@ def test_continuous_search_policy_acts_in_bounds_and_greedy_takes_the_best():
                                             ..., 0]))
 
 
+def test_network_acts_policy_keeps_the_search_targets_at_its_states():
+  bandit = toy.QuadraticBandit(1.0, [1.5])
+  network = networks.PolicyValueNetwork(
+      bandit.observation_spec(), bandit.action_spec(), torso_units=8,
+      num_residual_blocks=0, head_units=8)
+  time_step_spec = ts.time_step_spec(bandit.observation_spec())
+  config = config_lib.SearchConfig(num_particles=16, depth=1,
+                                   resample_period=1)
+  search = policy_lib.SmcPolicy(time_step_spec, bandit.action_spec(),
+                                network, bandit, config, 0.1)
+  greedy_network = policy_lib.NetworkPolicy(
+      time_step_spec, bandit.action_spec(), network, greedy=True)
+  time_step = ts.restart(tf.zeros([400, 1]), 400)
+  seed = tf.constant([3, 4])
+  search_seed, _ = tf.unstack(
+      tf.random.experimental.stateless_split(seed, num=2))
+  searched = search.action(time_step, seed=search_seed)
+  network_action = greedy_network.action(time_step).action.numpy()
+
+  def act(fraction):
+    return policy_lib.NetworkActsPolicy(
+        search, greedy_network, fraction).action(time_step, seed=seed)
+
+  # Always the network: its greedy action, the search's targets.
+  step = act(1.0)
+  np.testing.assert_array_equal(step.action.numpy(), network_action)
+  for key, value in searched.info.items():
+    np.testing.assert_array_equal(step.info[key], value)
+  # Never: the search's own action.
+  np.testing.assert_array_equal(act(0.0).action, searched.action)
+  # Half: each environment's action is one of the two, about half each.
+  step = act(0.5)
+  by_network = np.all(step.action.numpy() == network_action, axis=-1)
+  by_search = np.all(step.action.numpy() == searched.action.numpy(), axis=-1)
+  assert np.all(by_network | by_search)
+  assert 0.4 < by_network.mean() < 0.6
+  np.testing.assert_array_equal(act(0.5).action, step.action)  # Seeded.
+
+
 def test_search_policy_collects_through_a_tf_agents_actor():
   """tf_agents.train.Actor runs the search on a ModelPyEnvironment."""
   policy, _ = make_policy()

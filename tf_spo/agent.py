@@ -228,6 +228,12 @@ class SpoAgent(tf_agent.TFAgent):
     self._network_policy = policy_lib.NetworkPolicy(
         time_step_spec, action_spec, network, greedy=greedy_eval,
         name='NetworkPolicy')
+    if config.network_collect_fraction > 0:
+      collect_policy = policy_lib.NetworkActsPolicy(
+          collect_policy, policy_lib.NetworkPolicy(
+              time_step_spec, action_spec, network, greedy=True),
+          config.network_collect_fraction, seed=seed + 2,
+          name='NetworkActsCollectPolicy')
     self._greedy_eval = greedy_eval
     super().__init__(
         time_step_spec, action_spec, policy, collect_policy,

@@ -185,6 +185,12 @@ class SpoConfig:
       replayed state with gaussian_policy_target=critic (>= 1).
     epsilon_critic: the KL bound (> 0) of the critic's weights to uniform
       with gaussian_policy_target=critic (MPO's epsilon; 0.1 there).
+    network_collect_fraction: the probability in [0, 1] that an environment
+      acts, at a collect step, with the network policy's greedy action
+      instead of the search's; the search still runs there and its q-hat is
+      the M-step's target at that state (DAgger: the network learns on the
+      states it visits itself). 0: the search acts at every step (the
+      paper).
   """
 
   discount: float = 0.99
@@ -206,6 +212,7 @@ class SpoConfig:
   gaussian_policy_target: str = 'search'
   critic_atoms: int = 20
   epsilon_critic: float = 0.1
+  network_collect_fraction: float = 0.0
 
   def __post_init__(self):
     check(0.0 <= self.discount <= 1.0, 'discount', 'in [0, 1]', self.discount)
@@ -233,3 +240,6 @@ class SpoConfig:
           f'one of {list(GAUSSIAN_POLICY_TARGETS)}',
           self.gaussian_policy_target)
     check(self.critic_atoms >= 1, 'critic_atoms', '>= 1', self.critic_atoms)
+    check(0.0 <= self.network_collect_fraction <= 1.0,
+          'network_collect_fraction', 'in [0, 1]',
+          self.network_collect_fraction)

@@ -427,6 +427,59 @@ class NetworkPolicy(tf_policy.TFPolicy):
     return policy_step.PolicyStep(distribution, policy_state)
 
 
+class NetworkActsPolicy(tf_policy.TFPolicy):
+  """A search policy whose action is, at random steps, the network's own.
+
+  At each step each environment acts, with probability `fraction`, with the
+  network policy's action instead of the search's. The search runs at every
+  step and its info (q-hat, the M-step's targets) is kept, so the network is
+  trained on the search's targets at states it visits itself: DAgger (Ross
+  et al., 2011), the learner's states labelled by the expert. The draws come
+  from the policy's own generator, or from `seed` when `action` is given one.
+  """
+
+  def __init__(self, search: SearchPolicy, network: 'NetworkPolicy',
+               fraction: float, seed: int = 0, name: Optional[str] = None):
+    """Creates the policy.
+
+    Args:
+      search: the search policy whose targets and (otherwise) actions it
+        gives.
+      network: the network policy acting at the chosen steps.
+      fraction: the probability in [0, 1] that an environment's step is
+        the network's.
+      seed: seed of the policy's random generator.
+      name: policy name.
+    """
+    super().__init__(search.time_step_spec, search.action_spec,
+                     search.policy_state_spec, search.info_spec, name=name)
+    self._search_policy = search
+    self._network_policy = network
+    self._fraction = fraction
+    self._rng = tf.random.Generator.from_seed(seed)
+
+  def _distribution(self, time_step, policy_state):
+    raise NotImplementedError("Acts by mixing two policies' actions.")
+
+  def _action(self, time_step, policy_state, seed=None):
+    if seed is None:
+      seed = tf.cast(self._rng.make_seeds(1)[:, 0], tf.int32)
+    else:
+      seed = tfp.random.sanitize_seed(seed)
+    search_seed, mix_seed = tf.unstack(
+        tf.random.experimental.stateless_split(seed, num=2))
+    step = self._search_policy.action(time_step, policy_state,
+                                      seed=search_seed)
+    network_action = self._network_policy.action(time_step).action
+    by_network = tf.random.stateless_uniform(
+        tf.shape(step.action)[:1], mix_seed) < self._fraction
+    by_network = tf.reshape(
+        by_network, tf.concat([tf.shape(by_network),
+                               tf.ones_like(tf.shape(step.action)[1:])], 0))
+    return step._replace(action=tf.where(
+        by_network, tf.cast(network_action, step.action.dtype), step.action))
+
+
 def network_time_step_spec(time_step_spec):
   """`time_step_spec` with only the network input as observation."""
   return time_step_spec._replace(

@@ -339,7 +339,7 @@ GUMBEL_SETTINGS = _names(config_lib.GumbelConfig, config_lib.SearchConfig)
 # them trained with its default.
 ADDED_SETTINGS = ('eta_update', 'root_sampling', 'gaussian_mean_target',
                   'loc_bound', 'gaussian_policy_target', 'critic_atoms',
-                  'epsilon_critic')
+                  'epsilon_critic', 'network_collect_fraction')
 
 
 def resolve_settings(env: str, preset: str,
