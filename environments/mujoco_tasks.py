@@ -9,7 +9,7 @@ per particle), so a planning model steps many particles in C and then runs
 the task's arithmetic once, in numpy, on the whole batch. The arithmetic
 follows gymnasium's `half_cheetah_v5.py`, `ant_v5.py` and `humanoid_v5.py`
 with their default arguments, operation for operation, so a particle's step
-matches `env.step` (tests/test_mujoco_model.py checks it).
+matches `env.step` (tests/environments/test_mujoco_model.py checks it).
 
 The forward reward differences a position before and after the step. For
 Ant and Humanoid gymnasium reads it from derived fields (`xpos`, `xipos`),

@@ -184,7 +184,7 @@ def test_loopback_run_survives_killed_actor_and_learner(tmp_path):
        '--num_actors=2', '--strategy=mirrored', '--num_replicas=2',
        *TINY_FLAGS],
       stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-      cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+      cwd=conftest.REPO_ROOT)
   logs = os.path.join(root, 'logs')
   checkpoints = os.path.join(root, 'learner', 'train', 'checkpoints')
   try:
@@ -233,7 +233,7 @@ def test_loopback_run_survives_killed_actor_and_learner(tmp_path):
       [sys.executable, '-m', 'launch.distributed', f'--root_dir={root}',
        '--role=replay_server', f'--replay_port={port}', *TINY_FLAGS],
       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-      cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+      cwd=conftest.REPO_ROOT)
   try:
     client = roles.wait_for_server(f'localhost:{port}', timeout_s=120)
     info = client.server_info()

@@ -4,18 +4,21 @@ import glob
 import os
 import re
 
-REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from tests.conftest import REPO_ROOT
+
 PACKAGES = ('tf_spo', 'tf_spo/experiment', 'environments', 'launch', 'tests',
-            'tests/support')
+            'tests/support', 'tests/unit', 'tests/environments',
+            'tests/experiment', 'tests/end_to_end')
 
 
 def build_sources():
-  """Python files named by BUILD: literal srcs and the py_test name list."""
+  """Python files named by BUILD: literal srcs and the py_test path list."""
   with open(os.path.join(REPO_ROOT, 'BUILD')) as f:
     text = f.read()
   sources = set(re.findall(r'"([\w/]+\.py)"', text))
-  tests = re.findall(r'\("(test_\w+)",\s*"(?:small|medium|large)"\)', text)
-  sources.update(f'tests/{name}.py' for name in tests)
+  tests = re.findall(r'\("(\w+/test_\w+)",\s*"(?:small|medium|large)"\)',
+                     text)
+  sources.update(f'tests/{path}.py' for path in tests)
   return sources, tests
 
 
@@ -39,4 +42,4 @@ def test_build_names_no_missing_files():
                  if not os.path.exists(os.path.join(REPO_ROOT, s)))
   assert not stale, f'BUILD names files that do not exist: {stale}'
   assert len(tests) == len(set(tests))
-  assert 'test_build' in tests
+  assert 'experiment/test_build' in tests

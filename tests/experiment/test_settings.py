@@ -24,7 +24,7 @@ def test_every_env_and_preset_resolves_to_valid_settings():
 
 
 # The MuJoCo tasks' PyEnvironment (gymnasium's) is validated in
-# tests/test_gym_adapter.py.
+# tests/environments/test_gym_adapter.py.
 @pytest.mark.parametrize('env', ['rubiks_cube', 'pendulum', 'sokoban',
                                  'snake'])
 def test_every_model_has_a_valid_py_environment(env):
