@@ -8,10 +8,10 @@ step count. A step sets the state and the controls, runs
 `mj_step(frame_skip)` and `mj_rnePostConstraint` exactly as gymnasium's
 `MujocoEnv.do_simulation`, and applies the task's reward and termination
 (`environments/mujoco_tasks.py`). So a particle's step is the real
-environment's step: tests/environments/test_mujoco_model.py checks it to 1e-6 against
-gymnasium's `env.step`, and `MujocoModel` re-checks it at construction (once
-per task and process), so a gymnasium or mujoco version whose task differs
-fails with a clear error.
+environment's step: tests/environments/test_mujoco_model.py checks it to 1e-6
+against gymnasium's `env.step`, and `MujocoModel` re-checks it at
+construction (once per task and process), so a gymnasium or mujoco version
+whose task differs fails with a clear error.
 
 `ParticleSimulator` steps a numpy batch on threads: with `mujoco.batch`
 (C threads) for tasks that read no post-constraint forces (HalfCheetah),

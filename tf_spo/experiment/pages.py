@@ -112,7 +112,7 @@ def _group_table(runs: List[Dict[str, Any]], metric: str) -> List[str]:
 
 def _evaluation_lines(runs: List[Dict[str, Any]],
                       evaluations: List[str]) -> List[str]:
-  """A table of each run's `launch.evaluate --output` files, if any.
+  """A table of the files each run holds from `launch.evaluate`, if any.
 
   A row per seed, a column per file name (the mean return, or the solve
   rate, of its first level), a mean row; then the commands that wrote them,
@@ -184,7 +184,7 @@ def results_page(run_dirs: List[str], title: str, command: str,
   cpu preset (seed, schedule and device settings aside); a group's table
   has a row per evaluated env-step count with each seed's search / network
   score and the means over the seeds that reached that row; then the
-  `evaluations` files of `launch.evaluate --output` found in each run
+  `evaluations` files (written by `launch.evaluate`) found in each run
   directory, and each run's provenance.
   """
   groups = {}
