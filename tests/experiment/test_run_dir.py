@@ -50,18 +50,38 @@ def newest_data_file(root_dir):
   return latest, data
 
 
-def test_truncated_newest_checkpoint_resumes_from_the_previous(
-    finished_run, capsys):
+def truncate(data):
+  """What an interrupted copy or a full disk leaves."""
+  with open(data, 'r+b') as f:
+    f.truncate(os.path.getsize(data) // 2)
+
+
+def flip_bytes(data):
+  """Flipped bytes in the middle of the values."""
+  with open(data, 'r+b') as f:
+    f.seek(os.path.getsize(data) // 2)
+    chunk = f.read(64)
+    f.seek(os.path.getsize(data) // 2)
+    f.write(bytes(b ^ 0xFF for b in chunk))
+
+
+@pytest.mark.parametrize('damage, error', [
+    (truncate, 'IndexError: Read less bytes than requested'),
+    (flip_bytes, 'Checksum does not match'),
+])
+def test_damaged_newest_checkpoint_resumes_from_the_previous(
+    finished_run, capsys, damage, error):
   root_dir, expected = finished_run
   latest, data = newest_data_file(root_dir)
-  with open(data, 'r+b') as f:  # What an interrupted copy leaves.
-    f.truncate(os.path.getsize(data) // 2)
+  damage(data)
   # Redoes 512 -> 1024.
   experiment.train(experiment.read_settings(root_dir), root_dir)
-  [line] = [line for line in capsys.readouterr().out.splitlines()
+  stdout = capsys.readouterr().out
+  [line] = [line for line in stdout.splitlines()
             if line.startswith('[checkpoint]')]
-  assert line.startswith(f'[checkpoint] {latest} is unreadable (IndexError')
-  assert len(line) < 400
+  assert line.startswith(f'[checkpoint] {latest} is unreadable (')
+  assert error in line and len(line) < 400
+  assert 'resumed from' in stdout and 'ckpt-512 at env_steps=512' in stdout
   assert os.path.exists(data + '.unreadable')
   assert_same_checkpoint(root_dir, expected)
   assert eval_steps(root_dir) == [0, 512, 1024]
@@ -104,8 +124,7 @@ def test_readers_change_nothing_in_the_run_dir(finished_run, tmp_path):
   assert snapshot(root_dir) == before
   # Even with a damaged newest checkpoint, which it reads around.
   _, data = newest_data_file(root_dir)
-  with open(data, 'r+b') as f:
-    f.truncate(os.path.getsize(data) // 2)
+  truncate(data)
   before = snapshot(root_dir)
   run = experiment.restore_run(root_dir)
   assert int(run.env_steps.numpy()) == 512

@@ -96,6 +96,9 @@ def test_settings_resolve_defaults_env_preset_then_flags():
      '--num_envs must be a multiple of --num_replicas=3, got 64'),
     (dict(strategy='mirrored', num_replicas=2, num_envs=2, batch_size=5),
      '--batch_size must be a multiple of --num_replicas=2, got 5'),
+    (dict(gaussian_policy_target='critic'),
+     "--gaussian_policy_target must be 'search' for a task with discrete "
+     'actions'),
     (dict(experiment.resolve_settings('halfcheetah', 'cpu', {}),
           strategy='tpu'),
      "--strategy must be not 'tpu' for a task whose model runs Python"),

@@ -217,6 +217,10 @@ def validate_settings(settings: Dict[str, Any]) -> None:
   check(settings['strategy'] != 'tpu' or model.xla_compatible, 'strategy',
         "not 'tpu' for a task whose model runs Python (the MuJoCo simulator)",
         settings['strategy'])
+  check(not (_critic_targets(settings) and algorithm.search_config_type)
+        or model.action_spec().dtype.is_floating, 'gaussian_policy_target',
+        "'search' for a task with discrete actions (the critic's targets fit "
+        'a Gaussian policy)', settings['gaussian_policy_target'])
   builders.network(settings, model)
 
 
