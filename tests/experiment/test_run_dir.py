@@ -147,3 +147,18 @@ def test_leftovers_of_interrupted_saves_are_removed(finished_run):
                         glob.glob(os.path.join(directory, 'ckpt-512.*')) +
                         glob.glob(os.path.join(directory, 'ckpt-1024.*'))])
   assert_same_checkpoint(root_dir, expected)
+
+
+def test_a_relative_root_dir_reads_and_repairs_the_same_checkpoints(
+    finished_run, monkeypatch):
+  root_dir, expected = finished_run
+  monkeypatch.chdir(os.path.dirname(root_dir))
+  relative = os.path.basename(root_dir)
+  assert int(experiment.restore_run(relative).env_steps.numpy()) == 1024
+  summary = experiment.train(experiment.read_settings(relative), relative)
+  assert summary['env_steps'] == 1024  # Nothing retrained.
+  assert_same_checkpoint(root_dir, expected)
+  assert sorted(os.listdir(os.path.join(relative, 'checkpoints'))) == sorted(
+      ['checkpoint'] + [os.path.basename(p) for p in glob.glob(
+          os.path.join(root_dir, 'checkpoints', 'ckpt-*'))])
+  assert eval_steps(root_dir) == [0, 512, 1024]

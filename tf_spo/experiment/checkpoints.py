@@ -22,7 +22,11 @@ _NUMBERED = re.compile(r'ckpt-(\d+)\.index$')
 
 
 def _present(checkpoint_dir: str) -> List[str]:
-  """Prefixes of the checkpoints whose index file is present, oldest first."""
+  """Prefixes of the checkpoints whose index file is present, oldest first.
+
+  Under `checkpoint_dir` as given (relative or absolute), as TensorFlow
+  reads them from the state file.
+  """
   found = []
   for path in tf.io.gfile.glob(os.path.join(checkpoint_dir, 'ckpt-*.index')):
     match = _NUMBERED.search(os.path.basename(path))
@@ -38,7 +42,7 @@ def listed(checkpoint_dir: str) -> List[str]:
   checkpoint files are present, from those files (a message says so).
 
   Returns:
-    The checkpoint prefixes (absolute paths).
+    The checkpoint prefixes, under `checkpoint_dir`.
   """
   try:
     state = tf.train.get_checkpoint_state(checkpoint_dir)
@@ -46,9 +50,9 @@ def listed(checkpoint_dir: str) -> List[str]:
   except (ValueError, tf.errors.OpError):
     state = None
   if state is not None:
-    return [path if os.path.isabs(path) else
-            os.path.join(checkpoint_dir, path)
-            for path in state.all_model_checkpoint_paths]
+    # Joined to `checkpoint_dir` by TensorFlow where the file has them
+    # relative.
+    return list(state.all_model_checkpoint_paths)
   present = _present(checkpoint_dir)
   if present:
     state_path = os.path.join(checkpoint_dir, STATE_FILE)
@@ -106,9 +110,13 @@ def repair(checkpoint_dir: str) -> None:
       shutil.rmtree(temp, ignore_errors=True)
     else:
       tf.io.gfile.remove(temp)
-  for prefix in set(_present(checkpoint_dir)) - set(paths):
-    for path in tf.io.gfile.glob(prefix + '.*'):
-      tf.io.gfile.remove(path)
+  # The state file may hold absolute paths and the directory be given
+  # relative (or the other way round): compare absolute ones.
+  kept = {os.path.abspath(path) for path in paths}
+  for prefix in _present(checkpoint_dir):
+    if os.path.abspath(prefix) not in kept:
+      for path in tf.io.gfile.glob(prefix + '.*'):
+        tf.io.gfile.remove(path)
   while paths:
     error = read_error(paths[-1])
     if error is None:
@@ -123,5 +131,6 @@ def repair(checkpoint_dir: str) -> None:
       raise ValueError(f'{checkpoint_dir} holds no readable checkpoint; move '
                        'it away to start the run over.')
     return
+  # TensorFlow writes them relative to the directory.
   tf.compat.v1.train.update_checkpoint_state(
       checkpoint_dir, paths[-1], all_model_checkpoint_paths=paths)
