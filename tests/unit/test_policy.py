@@ -184,24 +184,33 @@ def test_a_model_that_cannot_compile_runs_the_search_uncompiled():
         tf.zeros([2], tf.int32), tf.zeros([2], tf.int32))
 
 
-def test_continuous_search_policy_acts_in_bounds_and_greedy_takes_the_best():
-  bandit = toy.QuadraticBandit(1.0, [1.5])
-  network = networks.PolicyValueNetwork(
-      bandit.observation_spec(), bandit.action_spec(), torso_units=8,
+BANDIT = toy.QuadraticBandit(1.0, [1.5])
+
+
+def bandit_policy(num_particles, network=None, **kwargs):
+  """A one-step SMC search policy on the quadratic bandit, and its network.
+
+  A new small network unless `network` is given.
+  """
+  network = network or networks.PolicyValueNetwork(
+      BANDIT.observation_spec(), BANDIT.action_spec(), torso_units=8,
       num_residual_blocks=0, head_units=8)
-  time_step_spec = ts.time_step_spec(bandit.observation_spec())
-  config = config_lib.SearchConfig(num_particles=64, depth=1,
+  config = config_lib.SearchConfig(num_particles=num_particles, depth=1,
                                    resample_period=1)
-  greedy = policy_lib.SmcPolicy(time_step_spec, bandit.action_spec(), network,
-                                bandit, config, 0.1, greedy=True)
+  return policy_lib.SmcPolicy(
+      ts.time_step_spec(BANDIT.observation_spec()), BANDIT.action_spec(),
+      network, BANDIT, config, 0.1, **kwargs), network
+
+
+def test_continuous_search_policy_acts_in_bounds_and_greedy_takes_the_best():
+  greedy, network = bandit_policy(64, greedy=True)
   step = greedy.action(ts.restart(tf.zeros([6, 1]), 6))
   atoms = step.info['search_atoms'].numpy()[..., 0]
   best = atoms[np.arange(6), np.argmax(step.info['search_weights'], -1)]
   np.testing.assert_allclose(step.action.numpy()[:, 0], best)
   # The best of 64 atoms is near the bandit's optimum 1.5.
   assert np.all(np.abs(best - 1.5) < np.abs(atoms - 1.5).mean(-1))
-  sampled = policy_lib.SmcPolicy(time_step_spec, bandit.action_spec(),
-                                 network, bandit, config, 0.1)
+  sampled, _ = bandit_policy(64, network)
   step = sampled.action(ts.restart(tf.zeros([6, 1]), 6))
   assert step.action.shape == (6, 1)
   assert all(a in row for a, row in zip(step.action.numpy()[:, 0],
@@ -210,17 +219,9 @@ def test_continuous_search_policy_acts_in_bounds_and_greedy_takes_the_best():
 
 
 def test_network_acts_policy_keeps_the_search_targets_at_its_states():
-  bandit = toy.QuadraticBandit(1.0, [1.5])
-  network = networks.PolicyValueNetwork(
-      bandit.observation_spec(), bandit.action_spec(), torso_units=8,
-      num_residual_blocks=0, head_units=8)
-  time_step_spec = ts.time_step_spec(bandit.observation_spec())
-  config = config_lib.SearchConfig(num_particles=16, depth=1,
-                                   resample_period=1)
-  search = policy_lib.SmcPolicy(time_step_spec, bandit.action_spec(),
-                                network, bandit, config, 0.1)
+  search, network = bandit_policy(16)
   greedy_network = policy_lib.NetworkPolicy(
-      time_step_spec, bandit.action_spec(), network, greedy=True)
+      search.time_step_spec, search.action_spec, network, greedy=True)
   time_step = ts.restart(tf.zeros([400, 1]), 400)
   seed = tf.constant([3, 4])
   search_seed, _ = tf.unstack(

@@ -63,8 +63,8 @@ def listed(checkpoint_dir: str) -> List[str]:
   return present
 
 
-def read_error(prefix: str) -> Optional[str]:
-  """None if every tensor of the checkpoint reads back, else why not.
+def readable(prefix: str) -> bool:
+  """Whether every tensor of the checkpoint reads back; reports it if not.
 
   Reads every tensor (checksums included), so truncated files, flipped
   bytes and missing data files are all caught.
@@ -75,19 +75,17 @@ def read_error(prefix: str) -> Optional[str]:
       reader.get_tensor(name)
   # A truncated data file raises IndexError from the reader.
   except (tf.errors.OpError, ValueError, IndexError) as error:
-    return f'{type(error).__name__}: {str(error).splitlines()[0][:200]}'
-  return None
+    print(f'[checkpoint] {prefix} is unreadable ({type(error).__name__}: '
+          f'{str(error).splitlines()[0][:200]}); using the previous '
+          'checkpoint.', flush=True)
+    return False
+  return True
 
 
 def newest_readable(checkpoint_dir: str) -> Optional[str]:
   """The newest checkpoint that reads back, or None; changes nothing."""
-  for prefix in reversed(listed(checkpoint_dir)):
-    error = read_error(prefix)
-    if error is None:
-      return prefix
-    print(f'[checkpoint] {prefix} is unreadable ({error}); using the '
-          'previous checkpoint.', flush=True)
-  return None
+  return next((prefix for prefix in reversed(listed(checkpoint_dir))
+               if readable(prefix)), None)
 
 
 def repair(checkpoint_dir: str) -> None:
@@ -117,12 +115,7 @@ def repair(checkpoint_dir: str) -> None:
     if os.path.abspath(prefix) not in kept:
       for path in tf.io.gfile.glob(prefix + '.*'):
         tf.io.gfile.remove(path)
-  while paths:
-    error = read_error(paths[-1])
-    if error is None:
-      break
-    print(f'[checkpoint] {paths[-1]} is unreadable ({error}); using the '
-          'previous checkpoint.', flush=True)
+  while paths and not readable(paths[-1]):
     for path in tf.io.gfile.glob(paths.pop() + '.*'):
       tf.io.gfile.rename(path, path + '.unreadable', overwrite=True)
   if not paths:

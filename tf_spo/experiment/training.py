@@ -74,7 +74,8 @@ def _train(settings: Dict[str, Any], root_dir: str,
     evaluations.append(result)
     eval_log.append(result)
     scores = {column: result[column]
-              for column in evaluation.eval_columns(settings)[3:]}
+              for column in evaluation.eval_columns(settings)[
+                  len(evaluation.COUNTERS):]}
     with writer.as_default(step=result['env_steps']):
       for column, value in scores.items():
         tf.summary.scalar(f'eval/{column}', value)
