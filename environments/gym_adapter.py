@@ -20,6 +20,7 @@ from typing import Tuple
 
 import gymnasium as gym
 import numpy as np
+import tensorflow as tf
 from tf_agents.environments import py_environment
 from tf_agents.specs import tensor_spec
 from tf_agents.trajectories import time_step as ts
@@ -185,3 +186,43 @@ class GymnasiumEnvironment(py_environment.PyEnvironment):
     """Closes the gymnasium environments."""
     for env in self._envs:
       env.close()
+
+
+def play_gymnasium(policy, model: mujoco_model.MujocoModel, num_episodes: int,
+                   seed: int, network_input_only: bool = False) -> np.ndarray:
+  """Plays one episode of gymnasium's own task in each of `num_episodes` envs.
+
+  The environments are a `GymnasiumEnvironment(model, num_episodes, seed)`:
+  gymnasium steps with the policy's actions and its own rewards, until each
+  environment's first episode ends (termination or the time limit).
+
+  Args:
+    policy: anything with `action(time_step)` returning a step with
+      `.action` [B, nu]: a `TFPolicy` or a policy loaded from a SavedModel.
+    model: the `MujocoModel` of the task.
+    num_episodes: episodes, played as one batch.
+    seed: the base of the environments' seeds (`env_seed`).
+    network_input_only: give the policy only the network input (an exported
+      network policy).
+
+  Returns:
+    [num_episodes] float64 episode returns.
+  """
+  env = GymnasiumEnvironment(model, num_episodes, seed)
+  try:
+    time_step = env.reset()
+    returns = np.zeros(num_episodes)
+    ended = np.zeros(num_episodes, bool)
+    while not ended.all():
+      observation = time_step.observation
+      if network_input_only:
+        observation = observation.network_input
+      tf_time_step = tf.nest.map_structure(
+          tf.convert_to_tensor, time_step._replace(observation=observation))
+      action = policy.action(tf_time_step).action
+      time_step = env.step(np.asarray(action))
+      returns += np.where(ended, 0.0, time_step.reward.astype(np.float64))
+      ended |= time_step.step_type == ts.StepType.LAST
+    return returns
+  finally:
+    env.close()

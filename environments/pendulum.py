@@ -170,7 +170,7 @@ class Pendulum(model_lib.EnvironmentModel):
         network_input=network_input, planning_state=state)
 
 
-def play_gymnasium(policy, num_episodes: int, seed: int,
+def play_gymnasium(policy, model: 'Pendulum', num_episodes: int, seed: int,
                    network_input_only: bool = False) -> np.ndarray:
   """Plays a policy in gymnasium's own `Pendulum-v1`, one episode per env.
 
@@ -182,6 +182,7 @@ def play_gymnasium(policy, num_episodes: int, seed: int,
   Args:
     policy: anything with `action(time_step)` returning a step with
       `.action` [B, 1]: a `TFPolicy` or a policy loaded from a SavedModel.
+    model: the `Pendulum` whose `observe` shows the states.
     num_episodes: episodes, played as one batch.
     seed: seed of the first environment's reset.
     network_input_only: give the policy only the network input (an exported
@@ -199,7 +200,7 @@ def play_gymnasium(policy, num_episodes: int, seed: int,
     state = {'theta': tf.constant(theta, tf.float32),
              'theta_dot': tf.constant(theta_dot, tf.float32),
              'steps': tf.fill([num_episodes], step)}
-    observation = Pendulum().observe(state)
+    observation = model.observe(state)
     if network_input_only:
       observation = observation.network_input
     time_step = (ts.transition(observation, tf.zeros([num_episodes]),

@@ -12,6 +12,7 @@ is built from them by `make_model(settings, evaluation)`.
 import functools
 from typing import Any, Callable, Dict, NamedTuple, Optional, Tuple
 
+import numpy as np
 from tf_agents.environments import py_environment
 from tf_agents.environments import tf_environment
 from tf_agents.environments import tf_py_environment
@@ -50,6 +51,9 @@ class EnvEntry(NamedTuple):
     make_py_env: (model, num_envs, seed) -> the same real environment as a
       batched `PyEnvironment`, for `tf_agents.train.Actor`, `PyDriver` and
       Reverb observers; by default a `ModelPyEnvironment`.
+    play_gymnasium: optional (policy, model, num_episodes, seed,
+      network_input_only) -> [num_episodes] returns of the policy in
+      gymnasium's own environment of the task, for a task that has one.
   """
   make_model: Callable[[Dict[str, Any], bool], model_lib.EnvironmentModel]
   settings: Dict[str, Any]
@@ -61,6 +65,7 @@ class EnvEntry(NamedTuple):
       model_lib.ModelEnvironment)
   make_py_env: Callable[[Any, int, int], py_environment.PyEnvironment] = (
       model_lib.ModelPyEnvironment)
+  play_gymnasium: Optional[Callable[..., np.ndarray]] = None
 
 
 def _cube(settings, evaluation: bool) -> rubiks_cube.RubiksCube:
@@ -142,7 +147,8 @@ ENVS: Dict[str, EnvEntry] = {
         make_model=_pendulum,
         settings=dict(time_limit=200),
         metrics=('mean_return',),
-        eval_settings=('time_limit',)),
+        eval_settings=('time_limit',),
+        play_gymnasium=pendulum.play_gymnasium),
     'sokoban': EnvEntry(
         make_model=_sokoban,
         settings=dict(time_limit=120),
@@ -161,7 +167,8 @@ ENVS: Dict[str, EnvEntry] = {
         metrics=('mean_return',),
         eval_settings=('time_limit',),
         make_env=_gymnasium_env,
-        make_py_env=gym_adapter.GymnasiumEnvironment)
+        make_py_env=gym_adapter.GymnasiumEnvironment,
+        play_gymnasium=gym_adapter.play_gymnasium)
        for name, task in mujoco_tasks.TASKS.items()},
 }
 

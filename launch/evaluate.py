@@ -13,6 +13,8 @@ episodes, and reports the env's metrics: `mean_return` for every env, and
       --saved_model=runs/pendulum/policy/network --num_episodes=100
   python -m launch.evaluate --env=pendulum --gymnasium \
       --saved_model=runs/pendulum/policy/search --num_episodes=500
+  python -m launch.evaluate --env=halfcheetah --gymnasium \
+      --saved_model=runs/halfcheetah/policy/network --num_episodes=100
 """
 
 import json
@@ -25,7 +27,6 @@ import numpy as np
 import tensorflow as tf
 
 from environments import model as model_lib
-from environments import pendulum
 from environments import registry
 from launch import cli
 from tf_spo import experiment
@@ -147,9 +148,9 @@ def run():
                     '--num_episodes).')
   flags.DEFINE_string('output', '', 'Optional JSON file for the results '
                       '(with the command and commit that made them).')
-  flags.DEFINE_bool('gymnasium', False, "pendulum: play gymnasium's own "
-                    'Pendulum-v1 (one environment per episode, reset with '
-                    'seeds --seed, --seed + 1, ...) instead of the model.')
+  flags.DEFINE_bool('gymnasium', False, "pendulum and MuJoCo tasks: play "
+                    "gymnasium's own environment of the task (one per "
+                    'episode, seeded from --seed) instead of the model.')
   app.run(cli.exit_on_run_errors(main))
 
 
@@ -178,11 +179,16 @@ def main(argv):
     network_input_only = reads_network_input_only(policy, model)
   start = time.time()
   if FLAGS.gymnasium:
-    if settings['env'] != 'pendulum':
-      raise app.UsageError("--gymnasium plays gymnasium's Pendulum-v1: it "
-                           f'needs --env=pendulum, got {settings["env"]}.')
-    returns = pendulum.play_gymnasium(policy, num_episodes, FLAGS.seed,
-                                      network_input_only)
+    play = registry.entry(settings['env']).play_gymnasium
+    if play is None:
+      have = sorted(name for name, entry in registry.ENVS.items()
+                    if entry.play_gymnasium)
+      raise app.UsageError(
+          f"--gymnasium plays gymnasium's own environment of the task, which "
+          f"{settings['env']} does not have: --env must be one of {have}.")
+    if model is None:
+      model = experiment.make_model(settings, evaluation=True)
+    returns = play(policy, model, num_episodes, FLAGS.seed, network_input_only)
     results = {0: {'mean_return': float(np.mean(returns)),
                    'std_return': float(np.std(returns))}}
   else:

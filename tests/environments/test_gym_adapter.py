@@ -1,5 +1,7 @@
 """Tests for environments.gym_adapter: gymnasium's MuJoCo envs, batched."""
 
+import types
+
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -226,3 +228,42 @@ def test_bad_arguments(cheetah):
   with pytest.raises(ValueError, match='shape'):
     env.step(np.zeros([3, cheetah.simulator.action_size], np.float32))
   env.close()
+
+
+class _ObservationPolicy:
+  """Acts tanh(obs[:nu]) on the network input; a known function to replay."""
+
+  def __init__(self, nu, network_input_only):
+    self._nu = nu
+    self._network_input_only = network_input_only
+
+  def action(self, time_step):
+    observation = time_step.observation
+    if not self._network_input_only:
+      observation = observation.network_input
+    return types.SimpleNamespace(action=tf.tanh(observation[:, :self._nu]))
+
+
+@pytest.mark.parametrize('name,network_input_only', [
+    ('cheetah', True), ('ant', False)])
+def test_play_gymnasium_returns_gymnasiums_own_returns(
+    name, network_input_only, request):
+  """The returns of gymnasium stepped by hand from the same seeded resets."""
+  model = request.getfixturevalue(name)
+  nu = model.action_spec().shape[0]
+  policy = _ObservationPolicy(nu, network_input_only)
+  returns = gym_adapter.play_gymnasium(policy, model, 3, seed=5,
+                                       network_input_only=network_input_only)
+  expected = np.zeros(3)
+  for index in range(3):
+    env = mujoco_model.make_gym_env(model.simulator.task, model.time_limit)
+    observation, _ = env.reset(seed=gym_adapter.env_seed(5, index))
+    done = False
+    while not done:
+      action = np.tanh(observation[:nu].astype(np.float32))
+      observation, reward, terminated, truncated, _ = env.step(action)
+      expected[index] += reward
+      done = terminated or truncated
+    env.close()
+  np.testing.assert_allclose(returns, expected, rtol=1e-5)
+  assert not np.allclose(returns, returns[0])

@@ -278,8 +278,8 @@ class _ConstantTorque:
 
 def test_play_gymnasium_returns_gymnasiums_own_rewards():
   """Constant torque: the returns of the model from gymnasium's starts."""
-  returns = pendulum.play_gymnasium(_ConstantTorque(0.5), 3, seed=7)
   model = pendulum.Pendulum()
+  returns = pendulum.play_gymnasium(_ConstantTorque(0.5), model, 3, seed=7)
   starts = []
   for index in range(3):
     env = gymnasium.make('Pendulum-v1')
