@@ -227,16 +227,27 @@ def _split_blocks(text, source):
         return labels, rows, (len(rows), error)
       level_rows = None
     if line.startswith(';'):
-      labels.append(line[1:].strip())
+      labels.append(_excerpt(line[1:].strip()))
       level_rows = []
     elif line.strip():
       raise ValueError(f'{source}, line {line_number}: expected a "; N" line '
-                       f'or a blank line, got {line!r}.')
+                       f'or a blank line, got {_excerpt(line)!r}.')
   if level_rows is not None:
     error = finish(level_rows, labels[-1])
     if error:
       return labels, rows, (len(rows), error)
   return labels, rows, None
+
+
+# Longest piece of a line of a level file an error message quotes.
+_MAX_QUOTED = 40
+
+
+def _excerpt(line: str) -> str:
+  """`line`, cut to `_MAX_QUOTED` characters and its length, for messages."""
+  if len(line) <= _MAX_QUOTED:
+    return line
+  return f'{line[:_MAX_QUOTED]}... ({len(line)} characters)'
 
 
 def parse_levels(text, source='<string>'):
@@ -348,7 +359,13 @@ def load_levels(path):
   level_sets = []
   for file_path in paths:
     with open(file_path, encoding='utf-8') as f:
-      level_sets.append(parse_levels(f.read(), source=file_path))
+      try:
+        text = f.read()
+      except UnicodeDecodeError as error:
+        raise ValueError(
+            f'{file_path}: not a Boxoban level file (byte {error.start} is not '
+            'UTF-8 text).') from None
+    level_sets.append(parse_levels(text, source=file_path))
   levels = concatenate_levels(level_sets)
   if not levels.num_levels:
     raise ValueError(f'levels_dir: {path!r} holds no levels (a Boxoban '

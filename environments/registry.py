@@ -51,6 +51,10 @@ class EnvEntry(NamedTuple):
     make_py_env: (model, num_envs, seed) -> the same real environment as a
       batched `PyEnvironment`, for `tf_agents.train.Actor`, `PyDriver` and
       Reverb observers; by default a `ModelPyEnvironment`.
+    reads: the settings of one task or a few (the cube's scrambles,
+      Sokoban's levels, the MuJoCo simulator's threads) that this task's
+      model reads; setting one the task does not read is an error
+      (`check_reads`).
     play_gymnasium: optional (policy, model, num_episodes, seed,
       network_input_only) -> [num_episodes] returns of the policy in
       gymnasium's own environment of the task, for a task that has one.
@@ -65,6 +69,7 @@ class EnvEntry(NamedTuple):
       model_lib.ModelEnvironment)
   make_py_env: Callable[[Any, int, int], py_environment.PyEnvironment] = (
       model_lib.ModelPyEnvironment)
+  reads: Tuple[str, ...] = ()
   play_gymnasium: Optional[Callable[..., np.ndarray]] = None
 
 
@@ -142,7 +147,8 @@ ENVS: Dict[str, EnvEntry] = {
         metrics=('solve_rate', 'mean_return'),
         eval_settings=('eval_scramble', 'time_limit'),
         eval_sweep='eval_scramble',
-        summary_levels=(3, 7)),
+        summary_levels=(3, 7),
+        reads=('min_scramble', 'max_scramble', 'eval_scramble')),
     'pendulum': EnvEntry(
         make_model=_pendulum,
         settings=dict(time_limit=200),
@@ -155,7 +161,8 @@ ENVS: Dict[str, EnvEntry] = {
         # An episode is solved iff its return is positive: solving earns
         # 10 + 4 boxes, and 120 steps cost 12.
         metrics=('solve_rate', 'mean_return'),
-        eval_settings=('eval_levels_dir', 'time_limit')),
+        eval_settings=('eval_levels_dir', 'time_limit'),
+        reads=('levels_dir', 'num_levels', 'eval_levels_dir')),
     'snake': EnvEntry(
         make_model=_snake,
         settings=dict(time_limit=4000),
@@ -168,6 +175,7 @@ ENVS: Dict[str, EnvEntry] = {
         eval_settings=('time_limit',),
         make_env=_gymnasium_env,
         make_py_env=gym_adapter.GymnasiumEnvironment,
+        reads=('num_threads',),
         play_gymnasium=gym_adapter.play_gymnasium)
        for name, task in mujoco_tasks.TASKS.items()},
 }
@@ -182,3 +190,20 @@ def entry(name: str) -> EnvEntry:
   if name not in ENVS:
     raise ValueError(f'env must be one of {sorted(ENVS)}, got {name!r}.')
   return ENVS[name]
+
+
+def check_reads(env: str, names) -> None:
+  """Raises unless task `env` reads each task setting in `names` it is given.
+
+  Args:
+    env: registry name of the task.
+    names: names of settings given explicitly.
+
+  Raises:
+    ValueError: naming the first setting that only other tasks read.
+  """
+  for name in sorted(names):
+    readers = sorted(key for key, value in ENVS.items() if name in value.reads)
+    if readers and env not in readers:
+      raise ValueError(f'{name}: a setting of {", ".join(readers)} only; '
+                       f'env={env} does not read it.')

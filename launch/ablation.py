@@ -22,6 +22,8 @@ from typing import Dict, List, Sequence
 from absl import app
 from absl import flags
 
+from launch import cli
+
 FLAGS = flags.FLAGS
 
 # Settings each variant adds to SPO (paper 001, tables 6 and 7), and
@@ -155,7 +157,7 @@ def run():
   flags.DEFINE_integer('eval_episodes', 200, 'Held-out cubes per eval.')
   flags.DEFINE_multi_string('train_flags', [], 'Extra launch.train flags, '
                             'e.g. --train_flags=--num_envs=32.')
-  app.run(main)
+  cli.run(main)
 
 
 if __name__ == '__main__':

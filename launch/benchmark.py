@@ -72,7 +72,7 @@ def run():
   flags.DEFINE_integer('seed', 0,
                        'Seed of the network, root states and searches.')
   flags.DEFINE_string('output', '', 'Optional JSON file for the results.')
-  app.run(main)
+  cli.run(main)
 
 
 def main(argv):

@@ -7,8 +7,12 @@ name (`define_setting_flags`); library errors name the argument
 """
 
 import re
+import sys
+import tempfile
+import traceback
 from typing import Any, Callable, Dict
 
+from absl import app
 from absl import flags
 
 from tf_spo import experiment
@@ -51,7 +55,9 @@ def define_setting_flags(root_dir_default: str = 'runs/cube') -> None:
   flags.DEFINE_string('root_dir', root_dir_default, 'Directory of the run.')
   flags.DEFINE_enum('preset', 'cpu', list(experiment.PRESETS),
                     'Defaults to start from, per env: "cpu" finishes in '
-                    'minutes on a laptop CPU, "cpu_30min" (the cube) '
+                    'minutes on a laptop CPU, "trial" trains, evaluates and '
+                    'exports any task in under 3 minutes on 2 cores (to '
+                    'check a setup: it learns little), "cpu_30min" (the cube) '
                     'trains about 30 minutes on 2 cores to a higher solve '
                     'rate, "paper" is table 3 of the SPO '
                     'paper (discrete or continuous column), "trt_smc" adds '
@@ -77,20 +83,91 @@ def settings_from_flags() -> Dict[str, Any]:
   return experiment.resolve_settings(FLAGS.env, FLAGS.preset, explicit)
 
 
-def exit_on_run_errors(main: Callable[[Any], None]) -> Callable[[Any], None]:
-  """Wraps an absl `main`: a run directory it cannot use exits in one line.
+# Help flags: absl's print the docstring through `%` formatting and exit 1.
+_HELP = ('--help', '-help', '-h', '-?', '--helpshort', '-helpshort')
+_HELP_FULL = ('--helpfull', '-helpfull')
 
-  A `RunPathError` (no run or SavedModel at a path flag) or a
-  `RunInUseError` (another process writes the run) exits with its message,
-  the argument worded as its flag.
+# Longest error message printed; the rest is in the traceback file.
+_MAX_ERROR_CHARS = 300
+
+
+def _print_help(main: Callable[[Any], None], full: bool) -> None:
+  """The binary's docstring and its flags (every library's with `full`)."""
+  module = main.__module__
+  print(sys.modules[module].__doc__ or '')
+  print('flags:')
+  # absl files the flags a `python -m` binary defines under its path.
+  own = sys.argv[0] if module == '__main__' else module
+  print(FLAGS.get_help() if full else '\n'.join(
+      text for text in (FLAGS.module_help(own), FLAGS.module_help(__name__))
+      if text))
+
+
+def one_line(error: BaseException, name_type: bool = True) -> str:
+  """`error` as one line: its message's first line, at most ~300 characters.
+
+  With `name_type`, prefixed by the error's type unless it is a
+  `ValueError` (the library's name their argument).
   """
+  lines = str(error).strip().splitlines() or ['']
+  text = lines[0]
+  if len(text) > _MAX_ERROR_CHARS:
+    text = text[:_MAX_ERROR_CHARS] + '...'
+  if name_type and (not isinstance(error, ValueError) or not text):
+    text = f'{type(error).__name__}: {text}'
+  return text
+
+
+def _traceback_file() -> str:
+  """Writes the current exception's traceback to a file; its path or ''."""
+  try:
+    with tempfile.NamedTemporaryFile(
+        'w', prefix='tf_spo_error_', suffix='.txt', delete=False) as f:
+      traceback.print_exc(file=f)
+      return f.name
+  except OSError:  # A full disk: the one line must still come out.
+    return ''
+
+
+def run(main: Callable[[Any], None]) -> None:
+  """absl's `app.run(main)` with output an operator can read.
+
+  `--help` (`-h`, `--helpshort`) prints the binary's docstring and its own
+  flags and `--helpfull` every library's too, and both exit 0. Errors exit 1
+  with one line on stderr: a `UsageError` (bad flags) with its message; a
+  `RunPathError` (no run or SavedModel at a path flag) or `RunInUseError`
+  (another process writes the run) with its message, the argument worded as
+  its flag; any other exception with its type and first line and the file
+  holding its traceback, or the traceback itself under `--verbose`.
+
+  Args:
+    main: absl main, called with the arguments left after the flags.
+  """
+  flags.DEFINE_bool('verbose', False, 'Print the traceback of an error (by '
+                    'default: one line, and the file holding the traceback).')
+  arguments = sys.argv[1:]
+  if any(arg in _HELP + _HELP_FULL for arg in arguments):
+    _print_help(main, full=any(arg in _HELP_FULL for arg in arguments))
+    sys.exit(0)
 
   def checked_main(argv):
     try:
       main(argv)
+    except app.UsageError as error:
+      raise SystemExit(f'error: {one_line(error, False)}') from None
     except experiment.RunPathError as error:
-      raise SystemExit(f'error: --{error}') from None
+      raise SystemExit(f'error: --{one_line(error, False)}') from None
     except experiment.RunInUseError as error:
-      raise SystemExit(f'error: {flag_wording(error)}') from None
+      raise SystemExit(
+          f'error: {flag_wording(one_line(error, False))}') from None
+    except Exception as error:  # pylint: disable=broad-except
+      if FLAGS.verbose:
+        raise
+      path = _traceback_file()
+      where = f' (traceback in {path}; --verbose prints it)' if path else ''
+      text = one_line(error)
+      if isinstance(error, ValueError):  # The library's name an argument.
+        text = flag_wording(text)
+      raise SystemExit(f'error: {text}{where}') from None
 
-  return checked_main
+  app.run(checked_main)

@@ -140,7 +140,7 @@ def main(argv):
 def run():
   """Defines the flags and runs `main`."""
   define_flags()
-  app.run(main)
+  cli.run(main)
 
 
 if __name__ == '__main__':

@@ -14,12 +14,12 @@ the mean q-hat (its bias), in nats.
 
 from typing import Dict, List
 
-from absl import app
 from absl import flags
 import numpy as np
 import tensorflow as tf
 
 from environments import toy
+from launch import cli
 from tf_spo import config as config_lib
 from tf_spo import experiment
 from tf_spo import networks
@@ -138,7 +138,7 @@ def run():
   flags.DEFINE_list('periods', ['4', '1'], 'Resampling periods.')
   flags.DEFINE_integer('num_searches', 256, 'Searches per tree.')
   flags.DEFINE_integer('num_trees', 4, 'Trees (seeds 0..num_trees - 1).')
-  app.run(main)
+  cli.run(main)
 
 
 if __name__ == '__main__':

@@ -23,10 +23,7 @@ from typing import Any, Dict, Optional, Tuple
 
 from absl import app
 from absl import flags
-import numpy as np
-import tensorflow as tf
 
-from environments import model as model_lib
 from environments import registry
 from launch import cli
 from tf_spo import experiment
@@ -34,55 +31,11 @@ from tf_spo import experiment
 FLAGS = flags.FLAGS
 
 
-def evaluate_levels(policy: Any, settings: Dict[str, Any],
-                    max_level: Optional[int], num_episodes: int, seed: int,
-                    network_input_only: bool = False, model: Any = None
-                    ) -> Dict[int, Dict[str, float]]:
-  """The env's metrics of `policy`, per level of its evaluation sweep.
-
-  Args:
-    policy: a `TFPolicy` or a policy loaded from a SavedModel.
-    settings: run settings; `settings['env']` picks the task.
-    max_level: evaluate the env's sweep setting at 1..max_level; None (or an
-      env without a sweep) evaluates the run's own evaluation episodes, as
-      level 0.
-    num_episodes: episodes per level.
-    seed: seed of the held-out start states.
-    network_input_only: the policy reads the network input only.
-    model: the evaluation model of `settings` if already built (e.g. by
-      `choose_levels`); played at level 0 instead of building it again.
-
-  Returns:
-    {level: {'mean_return', 'mean_length'[, 'solve_rate']}}.
-  """
-  sweep = registry.entry(settings['env']).eval_sweep
-  levels = range(1, max_level + 1) if sweep and max_level else [0]
-  results = {}
-  for level in levels:
-    level_settings = dict(settings, **({sweep: level} if level else {}))
-    level_model = (model if model is not None and not level else
-                   experiment.make_model(level_settings, evaluation=True))
-    scores = experiment.evaluate_policy(policy, level_model, num_episodes, seed,
-                                        network_input_only=network_input_only)
-    results[level] = {name: scores[name] for name in
-                      experiment.metrics(settings) + ('mean_length',)}
-  return results
-
-
-def reads_network_input_only(saved_policy, model) -> bool:
-  """Whether a loaded policy takes the network input of planning env `model`."""
-  if not isinstance(model.observation_spec(), model_lib.PlanningObservation):
-    return False
-  _, inputs = saved_policy.signatures['action'].structured_input_signature
-  return not any('planning_state' in spec.name for spec in inputs.values())
-
-
-def load(root_dir: str, saved_model: str, policy_kind: str, env: str):
+def load(root_dir: str, saved_model: str, policy_kind: str,
+         env: Optional[str]):
   """The policy and the run settings to evaluate it with."""
   if saved_model:
-    experiment.check_saved_model(saved_model)
-    return (tf.saved_model.load(saved_model),
-            experiment.resolve_settings(env, 'cpu', {}))
+    return experiment.load_saved_policy(saved_model, env)
   run = experiment.restore_run(root_dir)
   policy = {'search': run.agent.policy,
             'network': run.agent.network_policy}[policy_kind]
@@ -128,7 +81,8 @@ def run():
   flags.DEFINE_string('saved_model', '', 'Exported SavedModel directory '
                       '(instead of --root_dir).')
   flags.DEFINE_enum('env', 'rubiks_cube', sorted(registry.ENVS),
-                    'With --saved_model: the task of the policy.')
+                    'With --saved_model: the task of the policy (by default '
+                    'the one it was exported for).')
   flags.DEFINE_enum('policy', 'search', ['search', 'network'],
                     'With --root_dir: evaluate the SMC search policy or the '
                     'bare network policy.')
@@ -151,7 +105,7 @@ def run():
   flags.DEFINE_bool('gymnasium', False, "pendulum and MuJoCo tasks: play "
                     "gymnasium's own environment of the task (one per "
                     'episode, seeded from --seed) instead of the model.')
-  app.run(cli.exit_on_run_errors(main))
+  cli.run(main)
 
 
 def main(argv):
@@ -165,36 +119,32 @@ def main(argv):
   if FLAGS.num_episodes < 1:
     raise app.UsageError(
         f'--num_episodes must be >= 1, got {FLAGS.num_episodes}.')
-  policy, settings = load(
-      FLAGS.root_dir, FLAGS.saved_model, FLAGS.policy, FLAGS.env)
+  try:
+    policy, settings = load(FLAGS.root_dir, FLAGS.saved_model, FLAGS.policy,
+                            FLAGS.env if FLAGS['env'].present else None)
+  except ValueError as error:
+    raise app.UsageError(cli.flag_wording(error)) from None
   if FLAGS.time_limit:
     settings = dict(settings, time_limit=FLAGS.time_limit)
   settings, num_episodes, model = choose_levels(
       settings, FLAGS.levels_dir, FLAGS.generated_levels, FLAGS.num_episodes)
-  network_input_only = False
-  if FLAGS.saved_model:
-    # Which inputs an exported policy reads shows in its signature only.
-    if model is None:
-      model = experiment.make_model(settings, evaluation=True)
-    network_input_only = reads_network_input_only(policy, model)
+  if model is None:
+    model = experiment.make_model(settings, evaluation=True)
+  # Which inputs an exported policy reads shows in its signature only.
+  network_input_only = bool(FLAGS.saved_model) and (
+      experiment.reads_network_input_only(policy, model))
   start = time.time()
   if FLAGS.gymnasium:
-    play = registry.entry(settings['env']).play_gymnasium
-    if play is None:
-      have = sorted(name for name, entry in registry.ENVS.items()
-                    if entry.play_gymnasium)
-      raise app.UsageError(
-          f"--gymnasium plays gymnasium's own environment of the task, which "
-          f"{settings['env']} does not have: --env must be one of {have}.")
-    if model is None:
-      model = experiment.make_model(settings, evaluation=True)
-    returns = play(policy, model, num_episodes, FLAGS.seed, network_input_only)
-    results = {0: {'mean_return': float(np.mean(returns)),
-                   'std_return': float(np.std(returns))}}
+    try:
+      results = experiment.play_gymnasium(policy, model, settings,
+                                          num_episodes, FLAGS.seed,
+                                          network_input_only)
+    except ValueError as error:
+      raise app.UsageError(cli.flag_wording(error)) from None
   else:
-    results = evaluate_levels(policy, settings, FLAGS.max_level,
-                              num_episodes, FLAGS.seed, network_input_only,
-                              model)
+    results = experiment.evaluate_levels(
+        policy, settings, FLAGS.max_level, num_episodes, FLAGS.seed,
+        network_input_only, model)
   columns = list(next(iter(results.values())))
   print(f'env={settings["env"]}')
   print(f'{"level":>6} ' + ' '.join(f'{c:>12}' for c in columns))

@@ -10,7 +10,6 @@ The SavedModels load without this project:
 `policy = tf.saved_model.load(dir); policy.action(time_step, ())`.
 """
 
-from absl import app
 from absl import flags
 
 from launch import cli
@@ -23,8 +22,9 @@ def main(argv):
   """Restores the run of --root_dir and exports its policies."""
   del argv
   run = experiment.restore_run(FLAGS.root_dir)
-  paths = experiment.export_policies(run.agent, run.model, FLAGS.output_dir or
-                                     f'{FLAGS.root_dir}/policy')
+  paths = experiment.export_policies(
+      run.agent, run.model, FLAGS.output_dir or f'{FLAGS.root_dir}/policy',
+      run.settings['env'])
   print(f'exported train step {int(run.agent.train_step_counter.numpy())}: '
         + ', '.join(f'{kind} -> {path}' for kind, path in paths.items()))
 
@@ -35,7 +35,7 @@ def run():
   flags.DEFINE_string('output_dir', '', 'Where to write the SavedModels '
                       '(default <root_dir>/policy).')
   flags.mark_flag_as_required('root_dir')
-  app.run(cli.exit_on_run_errors(main))
+  cli.run(main)
 
 
 if __name__ == '__main__':

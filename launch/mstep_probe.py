@@ -175,7 +175,7 @@ def run():
   flags.DEFINE_integer('eval_episodes', 8, 'Final evaluation episodes.')
   flags.DEFINE_string('output', 'docs/results/mstep_probe.md',
                       'Page to write.')
-  app.run(main)
+  cli.run(main)
 
 
 if __name__ == '__main__':

@@ -30,7 +30,6 @@ optimality gap is then the distance to the best score seen).
 
 import os
 
-from absl import app
 from absl import flags
 
 from launch import cli
@@ -50,6 +49,8 @@ def main(argv):
     raise SystemExit(f'error: {cli.flag_wording(error)}') from None
   with open(os.path.join(FLAGS.output_dir, 'table.md')) as f:
     print(f.read())
+  for warning in result['warnings']:
+    print(f'[report] warning: {warning}')
   print(f'[report] {len(result["files"])} files in {FLAGS.output_dir}')
 
 
@@ -64,7 +65,7 @@ def run():
   flags.DEFINE_integer('reps', 2000, 'Bootstrap resamples.')
   flags.DEFINE_integer('seed', 0, 'Seed of the bootstrap.')
   flags.mark_flag_as_required('run_dirs')
-  app.run(main)
+  cli.run(main)
 
 
 if __name__ == '__main__':

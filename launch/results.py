@@ -48,7 +48,7 @@ def run():
   flags.DEFINE_list('evaluations', [], 'File names of `launch.evaluate '
                     '--output` results inside each run directory to tabulate '
                     '(e.g. gym_search.json).')
-  app.run(main)
+  cli.run(main)
 
 
 if __name__ == '__main__':

@@ -126,7 +126,7 @@ def run():
   flags.DEFINE_string('output_dir', '', 'Where to write the figure and '
                       'tables (default <root_dir>/scaling).')
   flags.mark_flag_as_required('root_dir')
-  app.run(cli.exit_on_run_errors(main))
+  cli.run(main)
 
 
 if __name__ == '__main__':

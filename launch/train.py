@@ -59,7 +59,7 @@ def main(argv):
 def run():
   """Defines the flags and runs `main`."""
   cli.define_setting_flags()
-  app.run(cli.exit_on_run_errors(main))
+  cli.run(main)
 
 
 if __name__ == '__main__':

@@ -1,10 +1,16 @@
 """Shared fixtures: a tiny end-to-end training run used by several tests."""
 
+import collections
+import contextlib
+import importlib
+import io
 import json
 import os
 import subprocess
 import sys
 
+from absl import app
+from absl import flags
 import pytest
 
 from tf_spo import experiment
@@ -13,15 +19,17 @@ os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
-# A run small enough for the test suite: a few seconds of training.
-TINY_FLAGS = (
+# A run small enough for the test suite: a few seconds of training, of any
+# task (TINY_ANY_TASK_FLAGS) or of the cube (TINY_FLAGS).
+TINY_ANY_TASK_FLAGS = (
     '--total_env_steps=1024', '--num_envs=16', '--rollout_length=8',
     '--sequence_length=4', '--batch_size=8', '--num_epochs=2',
     '--eval_episodes=16', '--eval_interval=512', '--checkpoint_interval=512',
     '--log_interval=512', '--torso_units=32', '--head_units=32',
     '--num_residual_blocks=1', '--num_particles=4', '--depth=2',
-    '--resample_period=1', '--min_scramble=1', '--max_scramble=2',
-    '--eval_scramble=2')
+    '--resample_period=1')
+TINY_FLAGS = TINY_ANY_TASK_FLAGS + (
+    '--min_scramble=1', '--max_scramble=2', '--eval_scramble=2')
 
 
 def tiny_settings(**overrides):
@@ -32,6 +40,50 @@ def tiny_settings(**overrides):
     settings[name] = type(experiment.DEFAULTS[name])(value)
   settings.update(overrides)
   return settings
+
+
+CliResult = collections.namedtuple('CliResult', 'returncode stdout stderr')
+
+
+def run_cli(module, *args):
+  """Runs `python -m module args` in this process, for its errors and help.
+
+  The binary's `run()` defines its flags, parses `args` and calls its main;
+  the flags it defined are removed afterwards, so binaries run one after
+  another. Exits are returned as a process's would be: `SystemExit` with a
+  message prints it on stderr and returns 1.
+  """
+  stdout, stderr = io.StringIO(), io.StringIO()
+  argv = sys.argv
+  sys.argv = [module.replace('.', '/') + '.py', *args]
+  returncode = 0
+  try:
+    with temporary_flags(), contextlib.redirect_stdout(stdout), \
+        contextlib.redirect_stderr(stderr):
+      try:
+        importlib.import_module(module).run()
+      except SystemExit as exit_:
+        if isinstance(exit_.code, str):
+          print(exit_.code, file=sys.stderr)
+          returncode = 1
+        else:
+          returncode = exit_.code or 0
+  finally:
+    sys.argv = argv
+  return CliResult(returncode, stdout.getvalue(), stderr.getvalue())
+
+
+@contextlib.contextmanager
+def temporary_flags():
+  """Flags defined inside the block are removed, and parsing undone, after."""
+  app.define_help_flags()
+  before = set(flags.FLAGS)
+  try:
+    yield flags.FLAGS
+  finally:
+    for name in set(flags.FLAGS) - before:
+      delattr(flags.FLAGS, name)
+    flags.FLAGS.unparse_flags()
 
 
 def run_module(module, *args, timeout=600):

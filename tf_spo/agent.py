@@ -13,6 +13,7 @@ temperature dual g(eta), and a value loss on GAE targets computed with the
 target critic.
 """
 
+import re
 from typing import NamedTuple, Optional
 
 import tensorflow as tf
@@ -75,6 +76,11 @@ class GaussianTarget(NamedTuple):
 # Folded with the agent's seed into the stateless seeds of the critic
 # E-step's samples: a stream apart from the policies' generators.
 _CRITIC_SEED_STREAM = 0x5C0
+
+# The message of the `tf.errors.InvalidArgumentError` `SpoAgent.train`
+# raises when a part of its loss (a `SpoLossInfo` field, `loss` or
+# `gradient_norm`) is not finite; groups: the part, 'NaN' or 'Inf'.
+NON_FINITE_MESSAGE = re.compile(r'SPO (\w+) : Tensor had (NaN|Inf) values')
 
 
 def _positive_dual(initial_value: float, name: str):
@@ -520,9 +526,14 @@ class SpoAgent(tf_agent.TFAgent):
     loss_info, network_grads, dual_grads, grad_norm = (
         self._compiled_loss_and_gradients(experience, weights))
     # Outside XLA, where CheckNumerics is a no-op: no update from NaN/Inf.
-    checks = [tf.debugging.check_numerics(loss_info.loss, 'SPO loss'),
-              tf.debugging.check_numerics(grad_norm, 'SPO gradient norm')]
-    with tf.control_dependencies(checks):
+    # Checked one after another, so the error names the first part of the
+    # loss that is not finite (`NON_FINITE_MESSAGE`).
+    check = tf.no_op()
+    for name, value in (*zip(SpoLossInfo._fields, loss_info.extra),
+                        ('loss', loss_info.loss), ('gradient_norm', grad_norm)):
+      with tf.control_dependencies([check]):
+        check = tf.debugging.check_numerics(value, f'SPO {name}')
+    with tf.control_dependencies([check]):
       network_grads = tf.nest.map_structure(tf.identity, network_grads)
     # The gradients are already summed over the replicas.
     aggregation = ({'skip_gradients_aggregation': True}

@@ -18,6 +18,9 @@ ETA_UPDATES = ('gradient', 'solve')
 GAUSSIAN_MEAN_TARGETS = ('weighted', 'greedy')
 GAUSSIAN_POLICY_TARGETS = ('search', 'critic')
 ROOT_SAMPLING = ('iid', 'without_replacement')
+# Largest initial Lagrange multiplier: the papers' are 0.5 to 500; beyond
+# 1e4 a dual's term swamps the losses (1e30 trained at loss 5e29).
+MAX_INITIAL_DUAL = 1e4
 
 
 @dataclasses.dataclass(frozen=True)
@@ -155,11 +158,13 @@ class SpoConfig:
       trust region (> 0).
     epsilon_alpha_cov: Gaussian policies: KL bound of the covariance part
       (> 0).
-    initial_eta: initial temperature (> 0).
-    initial_alpha: initial KL multiplier (> 0), categorical policies.
-    initial_alpha_mean: initial multiplier alpha_mu of the mean part (> 0).
+    initial_eta: initial temperature (in (0, 1e4]).
+    initial_alpha: initial KL multiplier (in (0, 1e4]), categorical
+      policies.
+    initial_alpha_mean: initial multiplier alpha_mu of the mean part (in
+      (0, 1e4]).
     initial_alpha_cov: initial multiplier alpha_Sigma of the covariance
-      part (> 0).
+      part (in (0, 1e4]).
     value_loss_coef: weight of the value (and Q-value) losses (>= 0).
     max_grad_norm: global-norm gradient clipping of each of the network's
       variable groups (actor, critic), as separate optimisers would (> 0).
@@ -221,11 +226,14 @@ class SpoConfig:
     check(0.0 < self.target_update_tau <= 1.0, 'target_update_tau',
           'in (0, 1]', self.target_update_tau)
     for name in ('epsilon_eta', 'epsilon_alpha', 'epsilon_alpha_mean',
-                 'epsilon_alpha_cov', 'epsilon_critic', 'initial_eta',
-                 'initial_alpha',
-                 'initial_alpha_mean', 'initial_alpha_cov', 'max_grad_norm'):
+                 'epsilon_alpha_cov', 'epsilon_critic', 'max_grad_norm'):
       value = getattr(self, name)
       check(value > 0.0, name, '> 0', value)
+    for name in ('initial_eta', 'initial_alpha', 'initial_alpha_mean',
+                 'initial_alpha_cov'):
+      value = getattr(self, name)
+      check(0.0 < value <= MAX_INITIAL_DUAL, name,
+            f'in (0, {MAX_INITIAL_DUAL:g}]', value)
     check(self.value_loss_coef >= 0.0, 'value_loss_coef', '>= 0',
           self.value_loss_coef)
     check(0.0 <= self.search_value_weight <= 1.0, 'search_value_weight',

@@ -21,6 +21,7 @@ from tests import conftest
 from tf_spo import experiment
 from tf_spo import reverb_replay
 from tf_spo.experiment import distributed as roles
+from tf_spo.experiment import run as run_lib
 
 # A tiny cube run: 2 gradient steps per 32 env steps, 256 train steps in all.
 TINY_FLAGS = ('--torso_units=32', '--head_units=32', '--num_residual_blocks=1',
@@ -248,6 +249,8 @@ def test_loopback_run_survives_killed_actor_and_learner(tmp_path):
 
 
 def test_cli_reports_bad_distributed_flags(tmp_path):
+  # A process of its own: the mirrored strategy configures the CPU devices
+  # before TensorFlow starts.
   result = conftest.run_module(
       'launch.distributed', f'--root_dir={tmp_path}', '--role=learner',
       '--replay_server_address=localhost:1', '--strategy=mirrored',
@@ -260,10 +263,24 @@ def test_cli_reports_bad_distributed_flags(tmp_path):
 
 
 def test_cli_refuses_on_policy_ppo(tmp_path):
-  result = conftest.run_module(
+  result = conftest.run_cli(
       'launch.distributed', f'--root_dir={tmp_path}', '--role=learner',
       '--replay_server_address=localhost:1', '--algorithm=ppo')
   assert result.returncode != 0
   assert '--algorithm=ppo trains on-policy' in result.stderr
   assert 'Traceback' not in result.stderr
   assert not os.listdir(tmp_path)
+
+
+def test_a_second_learner_or_evaluator_on_a_run_is_refused(tmp_path):
+  """The learner holds the run's writer lock, the evaluator eval.csv's."""
+  root_dir = str(tmp_path)
+  settings = dict(experiment.DEFAULTS)
+  for lock_file, role in ((run_lib.LOCK_FILE, roles.learner),
+                          (run_lib.EVAL_LOCK_FILE, roles.evaluator)):
+    args = (settings, root_dir, 'localhost:1') + (
+        (4,) if role is roles.learner else ())
+    with run_lib.locked(root_dir, lock_file), pytest.raises(
+        experiment.RunInUseError,
+        match=f'root_dir={root_dir} is in use by process {os.getpid()} '):
+      role(*args)

@@ -149,7 +149,7 @@ def _error_lines(stderr):
 
 
 def test_export_cli_rejects_a_dir_without_a_run(tmp_path):
-  result = conftest.run_module('launch.export', f'--root_dir={tmp_path}')
+  result = conftest.run_cli('launch.export', f'--root_dir={tmp_path}')
   assert result.returncode == 1
   assert 'Traceback' not in result.stderr
   assert _error_lines(result.stderr) == [
@@ -167,7 +167,7 @@ def test_evaluate_cli_names_the_bad_path_flag_in_one_line(tmp_path, flag, path,
                                                           reason):
   run_dir = tmp_path / 'run_without_checkpoint'
   experiment.write_settings(str(run_dir), dict(experiment.DEFAULTS))
-  result = conftest.run_module('launch.evaluate',
+  result = conftest.run_cli('launch.evaluate',
                                f'--{flag}={tmp_path / path}')
   assert result.returncode == 1
   assert 'Traceback' not in result.stderr
@@ -180,7 +180,7 @@ def test_pendulum_run_exports_continuous_policies(tmp_path):
   root_dir = tmp_path / 'pendulum'
   result = conftest.run_module(
       'launch.train', '--env=pendulum', f'--root_dir={root_dir}',
-      *conftest.TINY_FLAGS, '--time_limit=16')
+      *conftest.TINY_ANY_TASK_FLAGS, '--time_limit=16')
   assert result.returncode == 0, result.stderr[-3000:]
   with open(root_dir / 'summary.json') as f:
     summary = json.load(f)
@@ -211,11 +211,18 @@ def test_pendulum_run_exports_continuous_policies(tmp_path):
   output, _ = run.agent._network(observation.network_input)  # pylint: disable=protected-access
   np.testing.assert_allclose(2.0 * np.tanh(output.policy.loc.numpy()),
                              network['action'], atol=1e-5)
-  # launch.evaluate tells the network-input-only SavedModel from the search.
-  for kind in ('search', 'network'):
+  # launch.evaluate tells the network-input-only SavedModel from the search,
+  # and plays the task a SavedModel names without --env.
+  for kind, env_flag in (('search', ('--env=pendulum',)), ('network', ())):
     result = conftest.run_module(
-        'launch.evaluate', '--env=pendulum',
+        'launch.evaluate', *env_flag,
         f'--saved_model={summary["saved_models"][kind]}',
         '--num_episodes=2', '--time_limit=4')
     assert result.returncode == 0, result.stderr[-3000:]
+    assert 'env=pendulum' in result.stdout
     assert 'mean_return' in result.stdout and 'solve_rate' not in result.stdout
+  network = summary['saved_models']['network']
+  with pytest.raises(ValueError, match=(
+      f'^env=rubiks_cube is not the task of the SavedModel at {network}, '
+      'pendulum: pass env=pendulum or none.$')):
+    experiment.load_saved_policy(network, 'rubiks_cube')

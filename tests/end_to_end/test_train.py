@@ -14,12 +14,12 @@ import tensorflow as tf
 from tf_agents.trajectories import time_step as ts
 
 from launch import cli
-from launch import evaluate
 from tests import conftest
 from tests.conftest import tiny_settings
 from tests.support.checkpoints import assert_same_checkpoint
 from tests.support.checkpoints import checkpoint_tensors
 from tf_spo import experiment
+from tf_spo.experiment import training
 
 
 def network_actions(run, summary, sample):
@@ -69,7 +69,7 @@ def test_summary_reports_both_policies_at_3_and_7_scramble_moves(tiny_run):
   for kind, policy in (('search', run.agent.policy),
                        ('network', run.agent.network_policy)):
     # launch.evaluate's sweep over the restored final weights.
-    expected = evaluate.evaluate_levels(policy, run.settings, 7, 16, seed)
+    expected = experiment.evaluate_levels(policy, run.settings, 7, 16, seed)
     for level in ('3', '7'):
       assert by_scramble[level][f'{kind}_solve_rate'] == pytest.approx(
           expected[int(level)]['solve_rate'])
@@ -194,7 +194,7 @@ def test_grid_run_trains_the_conv_network_and_exports_both_policies(
   model = experiment.make_model(settings, evaluation=True)
   for kind, network_input_only in (('search', False), ('network', True)):
     policy = tf.saved_model.load(summary['saved_models'][kind])
-    assert evaluate.reads_network_input_only(
+    assert experiment.reads_network_input_only(
         policy, model) == network_input_only
 
 
@@ -228,15 +228,15 @@ def test_incompatible_root_dir_is_refused(tmp_path):
 
 
 def test_cli_reports_bad_flags(tmp_path):
-  result = conftest.run_module('launch.train', f'--root_dir={tmp_path}',
+  result = conftest.run_cli('launch.train', f'--root_dir={tmp_path}',
                                '--num_particles=0')
   assert result.returncode != 0
   assert '--num_particles must be >= 1, got 0' in result.stderr
   assert 'Traceback' not in result.stderr
-  result = conftest.run_module('launch.train', f'--root_dir={tmp_path}',
+  result = conftest.run_cli('launch.train', f'--root_dir={tmp_path}',
                                '--depth=2', '--resample_period=3')
   assert '--resample_period must be in [1, depth=2], got 3' in result.stderr
-  result = conftest.run_module('launch.train', f'--root_dir={tmp_path}',
+  result = conftest.run_cli('launch.train', f'--root_dir={tmp_path}',
                                '--strategy=tpu')
   assert "--strategy=tpu: no TPU at --tpu=''" in result.stderr
   assert 'Traceback' not in result.stderr
@@ -244,21 +244,18 @@ def test_cli_reports_bad_flags(tmp_path):
 
 
 def test_presets_fill_in_flags_not_given():
-  cli.define_setting_flags()
-  try:
-    cli.FLAGS(['train', '--preset=paper', '--num_envs=8'])
+  with conftest.temporary_flags() as flag_values:
+    cli.define_setting_flags()
+    flag_values(['train', '--preset=paper', '--num_envs=8'])
     settings = cli.settings_from_flags()
-  finally:
-    cli.FLAGS.unparse_flags()
   assert settings['num_envs'] == 8  # explicit flag wins
   assert settings['rollout_length'] == 21  # from the paper preset
   assert settings['num_epochs'] == 16
   assert settings['torso_units'] == 512
-  try:
-    cli.FLAGS(['train', '--preset=trt_smc', '--proposal_alpha=0.3'])
+  with conftest.temporary_flags() as flag_values:
+    cli.define_setting_flags()
+    flag_values(['train', '--preset=trt_smc', '--proposal_alpha=0.3'])
     settings = cli.settings_from_flags()
-  finally:
-    cli.FLAGS.unparse_flags()
   assert settings['proposal_alpha'] == 0.3
   assert settings['policy_inference'] == 'message_passing'
   assert settings['revived_resampling'] is True
@@ -287,3 +284,10 @@ def test_short_training_raises_the_solve_rate(tmp_path):
   assert float(trained['search_solve_rate']) > float(
       untrained['search_solve_rate']), rows
   assert summary['env_steps'] == 24_576
+
+
+def test_time_left_counts_training_then_the_evaluations_to_come():
+  # 6,000 steps at 100/s, then 3 evaluations of 20 s.
+  assert training.time_left(6_000, 100.0, 3, 20.0) == 120.0
+  # Past the last step (an iteration overshoots): no time, never negative.
+  assert training.time_left(-512, 100.0, 0, 20.0) == 0.0

@@ -224,6 +224,25 @@ def test_load_levels_names_the_bad_file(tmp_path):
     boxoban_levels.load_levels(str(tmp_path))
 
 
+def test_errors_quote_a_huge_line_in_part_and_name_a_binary_file(tmp_path):
+  huge = tmp_path / 'huge.txt'
+  huge.write_text('x' * 5_000_000 + '\n' + TEXT)
+  with pytest.raises(ValueError) as error:
+    boxoban_levels.load_levels(str(huge))
+  assert str(error.value) == (
+      f'{huge}, line 1: expected a "; N" line or a blank line, got '
+      "'" + 'x' * 40 + "... (5000000 characters)'.")
+  # A huge `; N` label is quoted in part too.
+  with pytest.raises(ValueError, match=r'^<string>:N{40}\.\.\. \(2999999 '
+                     r'characters\): expected 10 rows, got 1\.$'):
+    boxoban_levels.parse_levels('; ' + 'N' * 2_999_999 + '\n#\n')
+  binary = tmp_path / 'levels.txt'
+  binary.write_bytes(b'; 0\n\xff\xfe\x00\x01')
+  with pytest.raises(ValueError, match=re.escape(
+      f'{binary}: not a Boxoban level file (byte 4 is not UTF-8 text).')):
+    boxoban_levels.load_levels(str(tmp_path / 'levels.txt'))
+
+
 def test_load_levels_rejects_missing_or_empty_paths(tmp_path):
   with pytest.raises(ValueError, match=r'levels_dir.*does not exist'):
     boxoban_levels.load_levels(str(tmp_path / 'missing'))

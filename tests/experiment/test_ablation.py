@@ -51,6 +51,6 @@ def test_summary_table_averages_seeds(tmp_path):
 
 
 def test_cli_rejects_unknown_variants():
-  result = conftest.run_module('launch.ablation', '--variants=spo,magic')
+  result = conftest.run_cli('launch.ablation', '--variants=spo,magic')
   assert result.returncode != 0
   assert '--variants must be among' in result.stderr

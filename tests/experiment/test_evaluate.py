@@ -51,7 +51,7 @@ def test_evaluate_policy_known_answers():
 def test_evaluate_levels_covers_every_scramble_depth():
   settings = experiment.resolve_settings('rubiks_cube', 'cpu',
                                          {'time_limit': 3})
-  results = evaluate.evaluate_levels(
+  results = experiment.evaluate_levels(
       OneMoveOracle(rubiks_cube.RubiksCube(1, 1)), settings, max_level=2,
       num_episodes=8, seed=0)
   assert sorted(results) == [1, 2]
@@ -97,7 +97,7 @@ def test_evaluator_traces_once_and_plays_the_current_weights():
 
 def test_pendulum_is_evaluated_by_mean_return_from_network_inputs():
   settings = experiment.resolve_settings('pendulum', 'cpu', {'time_limit': 5})
-  results = evaluate.evaluate_levels(ZeroTorque(), settings, max_level=3,
+  results = experiment.evaluate_levels(ZeroTorque(), settings, max_level=3,
                                      num_episodes=4, seed=0,
                                      network_input_only=True)
   assert list(results) == [0]  # No sweep for the pendulum.
@@ -147,7 +147,7 @@ def test_cli_on_checkpoint_and_saved_model(tiny_run, tmp_path):
       'launch.evaluate', f'--saved_model={summary["saved_models"]["search"]}',
       '--max_level=1', '--num_episodes=8')
   assert result.returncode == 0, result.stderr[-3000:]
-  result = conftest.run_module('launch.evaluate', '--max_level=1')
+  result = conftest.run_cli('launch.evaluate', '--max_level=1')
   assert result.returncode != 0
   assert 'exactly one of --root_dir and --saved_model' in result.stderr
 
@@ -176,7 +176,7 @@ def test_sokoban_evaluates_every_level_of_a_directory_in_order(tmp_path):
       'sokoban', 'cpu', {'eval_levels_dir': str(tmp_path)})
   model = experiment.make_model(settings, evaluation=True)
   assert model.num_levels == 5
-  results = evaluate.evaluate_levels(SolutionPlayer(solutions), settings,
+  results = experiment.evaluate_levels(SolutionPlayer(solutions), settings,
                                      max_level=None, num_episodes=5, seed=0)
   # Solving earns 4 boxes + 10 and every step costs 0.1.
   lengths = [len(s) for s in solutions]
@@ -187,7 +187,7 @@ def test_sokoban_evaluates_every_level_of_a_directory_in_order(tmp_path):
                              rtol=1e-5)
   # Shifted by one level, the solutions solve nothing.
   shifted = SolutionPlayer(solutions[1:] + solutions[:1])
-  results = evaluate.evaluate_levels(shifted, settings, max_level=None,
+  results = experiment.evaluate_levels(shifted, settings, max_level=None,
                                      num_episodes=5, seed=0)
   assert results[0]['solve_rate'] == 0.0
 

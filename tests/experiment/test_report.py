@@ -139,6 +139,18 @@ def test_bootstrap_interval_of_the_mean_is_the_normal_one(tmp_path):
                                abs=0.15 * half_width)
   # No second algorithm: no comparison.
   assert result['probability_of_improvement'] == {}
+  assert result['warnings'] == []
+
+
+def test_a_group_of_one_run_is_reported_with_a_warning(tmp_path):
+  run_dir = fabricate(str(tmp_path), 'spo', 'rubiks_cube', 0, 0.5)
+  result = conftest.run_cli('launch.report', f'--run_dirs={run_dir}',
+                            f'--output_dir={tmp_path / "report"}',
+                            '--reps=50')
+  assert result.returncode == 0, result.stderr
+  assert ('[report] warning: spo on rubiks_cube has 1 run: its intervals are '
+          'its score alone; run more seeds for intervals that say something'
+          ) in result.stdout.splitlines()
 
 
 def test_bad_run_dirs_are_named(tmp_path):
@@ -170,7 +182,7 @@ def test_bad_run_dirs_are_named(tmp_path):
 
 
 def test_cli_reports_errors_in_one_line(tmp_path):
-  result = conftest.run_module('launch.report',
+  result = conftest.run_cli('launch.report',
                                f'--run_dirs={tmp_path}/none*',
                                f'--output_dir={tmp_path}/report')
   assert result.returncode != 0

@@ -120,7 +120,8 @@ def test_readers_change_nothing_in_the_run_dir(finished_run, tmp_path):
   before = snapshot(root_dir)
   run = experiment.restore_run(root_dir)
   assert run.checkpointer is None
-  experiment.export_policies(run.agent, run.model, str(tmp_path / 'export'))
+  experiment.export_policies(run.agent, run.model, str(tmp_path / 'export'),
+                             run.settings['env'])
   assert snapshot(root_dir) == before
   # Even with a damaged newest checkpoint, which it reads around.
   _, data = newest_data_file(root_dir)

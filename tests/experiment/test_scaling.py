@@ -65,11 +65,11 @@ def test_gumbel_on_continuous_actions_samples_its_edges():
 
 
 def test_cli_errors_are_one_line(tmp_path):
-  result = conftest.run_module('launch.scaling', f'--root_dir={tmp_path}')
+  result = conftest.run_cli('launch.scaling', f'--root_dir={tmp_path}')
   assert result.returncode != 0
   assert 'has no config.json' in result.stderr
   assert 'Traceback' not in result.stderr
-  result = conftest.run_module('launch.scaling', f'--root_dir={tmp_path}',
+  result = conftest.run_cli('launch.scaling', f'--root_dir={tmp_path}',
                                '--spo_budgets=4', '--gumbel_simulations=')
   assert result.returncode != 0
   assert '--spo_budgets must be' in result.stderr

@@ -8,6 +8,7 @@ from tf_agents.environments import utils as env_utils
 
 from environments import registry
 from launch import cli
+from tests import conftest
 from tf_spo import experiment
 from tf_spo.experiment import presets
 
@@ -28,7 +29,8 @@ def test_every_env_and_preset_resolves_to_valid_settings():
 @pytest.mark.parametrize('env', ['rubiks_cube', 'pendulum', 'sokoban',
                                  'snake'])
 def test_every_model_has_a_valid_py_environment(env):
-  settings = experiment.resolve_settings(env, 'cpu', {'num_levels': 20})
+  settings = experiment.resolve_settings(
+      env, 'cpu', {'num_levels': 20} if env == 'sokoban' else {})
   entry = registry.entry(env)
   py_env = entry.make_py_env(experiment.make_model(settings), 3, 0)
   assert py_env.batched and py_env.batch_size == 3
@@ -55,6 +57,23 @@ def test_settings_resolve_defaults_env_preset_then_flags():
   cube30 = experiment.resolve_settings('rubiks_cube', 'cpu_30min', {})
   assert cube30['torso_units'] == 512 and cube30['total_env_steps'] == 500_000
   assert cube30['initial_eta'] == 0.05  # the cube's cpu defaults beneath
+
+
+def test_a_task_setting_given_to_another_task_is_refused_by_name():
+  with pytest.raises(ValueError, match=r'^levels_dir: a setting of sokoban '
+                     'only; env=rubiks_cube does not read it.$'):
+    experiment.resolve_settings('rubiks_cube', 'cpu', {'levels_dir': 'x'})
+  with pytest.raises(ValueError, match=r'^num_threads: a setting of ant, '
+                     'halfcheetah, humanoid only; env=snake'):
+    experiment.resolve_settings('snake', 'cpu', {'num_threads': 2})
+  # Their own tasks take them, and settings every task reads pass.
+  sokoban = experiment.resolve_settings(
+      'sokoban', 'cpu', {'levels_dir': 'x', 'time_limit': 9})
+  assert sokoban['levels_dir'] == 'x'
+  result = conftest.run_cli('launch.train', '--eval_scramble=3',
+                            '--env=halfcheetah', '--root_dir=unused')
+  assert result.stderr == ('error: --eval_scramble: a setting of rubiks_cube '
+                           'only; --env=halfcheetah does not read it.\n')
 
 
 @pytest.mark.parametrize('overrides,message', [

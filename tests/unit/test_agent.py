@@ -19,6 +19,7 @@ from tests.support.agents import make_agent
 from tests.support.agents import make_pendulum_agent
 from tf_spo import agent as agent_lib
 from tf_spo import config as config_lib
+from tf_spo import experiment
 from tf_spo import losses
 from tf_spo import networks
 from tf_spo import policy as policy_lib
@@ -130,8 +131,17 @@ def test_nan_rewards_are_caught():
   experience = fabricated_experience(agent)
   reward = experience.reward.numpy()
   reward[0, 0] = np.nan
-  with pytest.raises(tf.errors.InvalidArgumentError, match='SPO loss'):
+  with pytest.raises(tf.errors.InvalidArgumentError,
+                     match='SPO value_loss : Tensor had NaN values') as error:
     agent.train(experience._replace(reward=tf.constant(reward)))
+  # The run names the part and the settings that usually cause it.
+  settings = dict(experiment.DEFAULTS, learning_rate=0.5)
+  assert str(experiment.non_finite_loss_error(error.value, settings, 7)) == (
+      'value_loss became NaN at train step 7, usually from steps too large: '
+      'lower one of learning_rate=0.5, dual_learning_rate=0.0003, '
+      'max_grad_norm=0.5 (in a new root_dir).')
+  assert experiment.non_finite_loss_error(
+      tf.errors.InvalidArgumentError(None, None, 'other'), settings, 7) is None
 
 
 def test_policies_and_specs():

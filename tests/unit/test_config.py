@@ -32,8 +32,10 @@ def test_search_config_rejects_bad_values(kwargs, message):
 @pytest.mark.parametrize('kwargs,message', [
     (dict(epsilon_eta=0.0), 'epsilon_eta must be > 0'),
     (dict(epsilon_alpha=-1e-3), 'epsilon_alpha must be > 0'),
-    (dict(initial_eta=0.0), 'initial_eta must be > 0'),
-    (dict(initial_alpha=-1.0), 'initial_alpha must be > 0'),
+    (dict(initial_eta=0.0), 'initial_eta must be in (0, 10000], got 0.0.'),
+    (dict(initial_eta=1e30), 'initial_eta must be in (0, 10000], got 1e+30.'),
+    (dict(initial_alpha_cov=2e4), 'initial_alpha_cov must be in (0, 10000]'),
+    (dict(initial_alpha=-1.0), 'initial_alpha must be in (0, 10000]'),
     (dict(gae_lambda=1.1), 'gae_lambda must be in [0, 1]'),
     (dict(target_update_tau=0.0), 'target_update_tau must be in (0, 1]'),
     (dict(max_grad_norm=0.0), 'max_grad_norm must be > 0'),

@@ -37,9 +37,14 @@ from tf_spo.experiment.evaluation import EVAL_SEED_OFFSET
 from tf_spo.experiment.evaluation import EvalLog
 from tf_spo.experiment.evaluation import Evaluator
 from tf_spo.experiment.evaluation import eval_columns
+from tf_spo.experiment.evaluation import evaluate_levels
 from tf_spo.experiment.evaluation import evaluate_policy
+from tf_spo.experiment.evaluation import play_gymnasium
 from tf_spo.experiment.evaluation import policy_scorer
+from tf_spo.experiment.evaluation import reads_network_input_only
 from tf_spo.experiment.export import export_policies
+from tf_spo.experiment.export import exported_env
+from tf_spo.experiment.export import load_saved_policy
 from tf_spo.experiment.loops import run_iteration
 from tf_spo.experiment.pages import command_line
 from tf_spo.experiment.pages import page_header
@@ -63,4 +68,6 @@ from tf_spo.experiment.settings import SETTINGS
 from tf_spo.experiment.settings import ExperimentConfig
 from tf_spo.experiment.settings import parse_conv_channels
 from tf_spo.experiment.settings import resolve_settings
+from tf_spo.experiment.training import NonFiniteLossError
+from tf_spo.experiment.training import non_finite_loss_error
 from tf_spo.experiment.training import train

@@ -36,6 +36,7 @@ from tf_spo.experiment import algorithms
 from tf_spo.experiment import builders
 from tf_spo.experiment import evaluation
 from tf_spo.experiment import export
+from tf_spo.experiment import run as run_lib
 from tf_spo.experiment import training
 
 LEARNER_SUBDIR = 'learner'
@@ -214,8 +215,17 @@ def learner(settings: Dict[str, Any], root_dir: str, address: str,
 
   Under a `tf.distribute` strategy of R replicas (the `strategy` setting),
   each replica reads batches of `batch_size / R` sequences and the update is
-  that of the global batch, as in `training.train`.
+  that of the global batch, as in `training.train`. It holds the run
+  directory's writer lock (`run.locked`): a second learner on `root_dir`
+  raises `RunInUseError`.
   """
+  with run_lib.locked(root_dir):
+    return _learner(settings, root_dir, address, envs_per_item, strategy)
+
+
+def _learner(settings: Dict[str, Any], root_dir: str, address: str,
+             envs_per_item: int,
+             strategy: Optional[tf.distribute.Strategy]) -> Dict[str, Any]:
   parts = RoleParts(settings, strategy=strategy)
   agent, schedule = parts.agent, Schedule(settings)
   replica_batch = (settings['batch_size'] //
@@ -277,7 +287,8 @@ def learner(settings: Dict[str, Any], root_dir: str, address: str,
                 'env_steps_per_s': round(
                     (collected() - first_inserted) / wall_clock, 1)}
   paths = export.export_policies(agent, parts.model,
-                                 os.path.join(root_dir, 'policy'))
+                                 os.path.join(root_dir, 'policy'),
+                                 settings['env'])
   # The final weights' scores, as `training.train` ends with.
   final = {'env_steps': schedule.env_steps(step), 'wall_clock_s': wall_clock,
            'train_steps': step,
@@ -294,8 +305,14 @@ def evaluator(settings: Dict[str, Any], root_dir: str, address: str) -> None:
   Rows of <root_dir>/eval.csv carry the train step, its env-step
   equivalent in the single-process loop and the seconds since this
   evaluator process started; a restarted evaluator goes on after its last
-  row.
+  row. It holds the lock of eval.csv (`run.locked`): a second evaluator on
+  `root_dir` raises `RunInUseError`.
   """
+  with run_lib.locked(root_dir, run_lib.EVAL_LOCK_FILE):
+    _evaluator(settings, root_dir, address)
+
+
+def _evaluator(settings: Dict[str, Any], root_dir: str, address: str) -> None:
   parts = RoleParts(settings)
   schedule = Schedule(settings)
   wait_for_server(address)

@@ -143,6 +143,76 @@ def evaluate_policy(policy: Any, model, num_episodes: int, seed: int,
       num_episodes, seed, max_steps, progress_seconds)
 
 
+def evaluate_levels(policy: Any, settings: Dict[str, Any],
+                    max_level: Optional[int], num_episodes: int, seed: int,
+                    network_input_only: bool = False, model: Any = None
+                    ) -> Dict[int, Dict[str, float]]:
+  """The env's metrics of `policy`, per level of its evaluation sweep.
+
+  Args:
+    policy: a `TFPolicy` or a policy loaded from a SavedModel.
+    settings: run settings; `settings['env']` picks the task.
+    max_level: evaluate the env's sweep setting at 1..max_level; None (or an
+      env without a sweep) evaluates the run's own evaluation episodes, as
+      level 0.
+    num_episodes: episodes per level.
+    seed: seed of the held-out start states.
+    network_input_only: the policy reads the network input only.
+    model: the evaluation model of `settings` if already built; played at
+      level 0 instead of building it again.
+
+  Returns:
+    {level: {'mean_return', 'mean_length'[, 'solve_rate']}}.
+  """
+  sweep = registry.entry(settings['env']).eval_sweep
+  levels = range(1, max_level + 1) if sweep and max_level else [0]
+  results = {}
+  for level in levels:
+    level_settings = dict(settings, **({sweep: level} if level else {}))
+    level_model = (model if model is not None and not level else
+                   builders.make_model(level_settings, evaluation=True))
+    scores = evaluate_policy(policy, level_model, num_episodes, seed,
+                                        network_input_only=network_input_only)
+    results[level] = {name: scores[name] for name in
+                      builders.metrics(settings) + ('mean_length',)}
+  return results
+
+
+def reads_network_input_only(saved_policy, model) -> bool:
+  """Whether a loaded policy takes the network input of planning env `model`."""
+  if not isinstance(model.observation_spec(), model_lib.PlanningObservation):
+    return False
+  _, inputs = saved_policy.signatures['action'].structured_input_signature
+  return not any('planning_state' in spec.name for spec in inputs.values())
+
+
+def play_gymnasium(policy: Any, model, settings: Dict[str, Any],
+                   num_episodes: int, seed: int,
+                   network_input_only: bool = False
+                   ) -> Dict[int, Dict[str, float]]:
+  """The mean and spread of `policy`'s returns in gymnasium's own task.
+
+  Plays the registry's `play_gymnasium` of `settings['env']` (the pendulum
+  and the MuJoCo tasks): one gymnasium environment per episode.
+
+  Returns:
+    {0: {'mean_return', 'std_return'}}, as `evaluate_levels` at level 0.
+
+  Raises:
+    ValueError: naming env if its task has no gymnasium environment.
+  """
+  play = registry.entry(settings['env']).play_gymnasium
+  if play is None:
+    have = sorted(name for name, entry in registry.ENVS.items()
+                  if entry.play_gymnasium)
+    raise ValueError(f'env={settings["env"]} has no gymnasium environment to '
+                     f'play; those that have: {have}.')
+  returns = play(policy, model, num_episodes, seed, network_input_only)
+  return {0: {'mean_return': float(np.mean(returns)),
+              'std_return': float(np.std(returns))}}
+
+
+
 COUNTERS = ('env_steps', 'wall_clock_s', 'train_steps')
 
 

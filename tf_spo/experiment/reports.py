@@ -383,7 +383,7 @@ def report(run_dirs: Sequence[str], output_dir: str, policy: str = 'search',
     seed: seed of the bootstrap.
 
   Returns:
-    The contents of report.json.
+    The contents of report.json; its 'warnings' name the groups of one run.
 
   Raises:
     ReportError: naming the run directory or flag at fault.
@@ -436,6 +436,12 @@ def report(run_dirs: Sequence[str], output_dir: str, policy: str = 'search',
           'interval': profile_cis[algorithm].tolist()}
                                             for algorithm in scores}},
       'curves': curves(groups, norms, reps, seed),
+      # A group of one seed has intervals of zero width: say so.
+      'warnings': [
+          f'{algorithm} on {env} has 1 run: its intervals are its score '
+          'alone; run more seeds for intervals that say something'
+          for algorithm, by_env in groups.items()
+          for env, runs in by_env.items() if len(runs) == 1],
   }
   os.makedirs(output_dir, exist_ok=True)
   result['files'] = (write_figures(result, output_dir) +

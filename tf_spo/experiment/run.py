@@ -127,16 +127,19 @@ class RunInUseError(RuntimeError):
 
 
 LOCK_FILE = 'lock'
+EVAL_LOCK_FILE = 'eval.lock'
 
 
 @contextlib.contextmanager
-def locked(root_dir: str):
+def locked(root_dir: str, lock_file: str = LOCK_FILE):
   """Holds the run directory's writer lock, or raises naming its holder.
 
   One process writes a run directory at a time. The lock (an flock on
-  <root_dir>/lock, which names its holder) is this process's inside the
-  `with` block, released however the process ends. Paths of a remote file
-  system (`gs://...`) are not locked.
+  <root_dir>/<lock_file>, which names its holder) is this process's inside
+  the `with` block, released however the process ends. Paths of a remote
+  file system (`gs://...`) are not locked. A distributed run's learner holds
+  `LOCK_FILE` and its evaluator, the one writer of eval.csv,
+  `EVAL_LOCK_FILE`.
 
   Raises:
     RunInUseError: naming `root_dir` and the process holding it.
@@ -145,7 +148,7 @@ def locked(root_dir: str):
     yield
     return
   os.makedirs(root_dir, exist_ok=True)
-  with open(os.path.join(root_dir, LOCK_FILE), 'a+') as handle:
+  with open(os.path.join(root_dir, lock_file), 'a+') as handle:
     try:
       fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError:

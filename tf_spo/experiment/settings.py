@@ -27,7 +27,7 @@ check = config_lib.check
 
 # 'cpu' is every env's own preset; the others exist for the envs whose
 # entry of `presets.NAMED` defines them.
-PRESETS = ('cpu', 'cpu_30min', 'paper', 'trt_smc')
+PRESETS = ('cpu', 'trial', 'cpu_30min', 'paper', 'trt_smc')
 NETWORKS = ('residual', 'mlp')
 STRATEGIES = ('default', 'mirrored', 'tpu')
 
@@ -358,10 +358,11 @@ def resolve_settings(env: str, preset: str,
     The full settings dict.
 
   Raises:
-    ValueError: naming env or preset if unknown, or preset if the env
-      does not define it.
+    ValueError: naming env or preset if unknown, preset if the env does not
+      define it, or an explicit setting that only other tasks read.
   """
   entry = registry.entry(env)
+  registry.check_reads(env, explicit)
   check(preset in PRESETS, 'preset', f'one of {list(PRESETS)}', preset)
   named = presets.NAMED[env]
   if preset != 'cpu' and preset not in named:

@@ -12,6 +12,7 @@ from typing import Any, Dict, Optional
 
 import tensorflow as tf
 
+from tf_spo import agent as agent_lib
 from tf_spo.experiment import algorithms
 from tf_spo.experiment import builders
 from tf_spo.experiment import evaluation
@@ -28,6 +29,42 @@ def _duration(seconds: float) -> str:
   if seconds >= 60:
     return f'{seconds // 60}m{seconds % 60:02d}s'
   return f'{seconds}s'
+
+
+class NonFiniteLossError(ValueError):
+  """A part of the training loss became NaN or Inf."""
+
+
+def non_finite_loss_error(error: tf.errors.InvalidArgumentError,
+                          settings: Dict[str, Any], train_step: int
+                          ) -> Optional[NonFiniteLossError]:
+  """The `NonFiniteLossError` of an error of `SpoAgent.train`, or None.
+
+  It names the part of the loss and the settings that usually cause it.
+  """
+  match = agent_lib.NON_FINITE_MESSAGE.search(error.message)
+  if match is None:
+    return None
+  part, kind = match.groups()
+  causes = ', '.join(f'{name}={settings[name]:g}' for name in (
+      'learning_rate', 'dual_learning_rate', 'max_grad_norm'))
+  return NonFiniteLossError(
+      f'{part} became {kind} at train step {train_step}, usually from steps '
+      f'too large: lower one of {causes} (in a new root_dir).')
+
+
+def time_left(remaining_steps: int, steps_per_s: float, remaining_evals: int,
+              eval_s: float) -> float:
+  """Seconds to the end of a run: training at its rate, then its evaluations.
+
+  Args:
+    remaining_steps: env steps still to collect (< 0 counts as 0).
+    steps_per_s: env steps per second of collecting and training alone.
+    remaining_evals: evaluations still to run.
+    eval_s: seconds of one evaluation.
+  """
+  return (max(remaining_steps, 0) / max(steps_per_s, 1e-9) +
+          remaining_evals * eval_s)
 
 
 def train(settings: Dict[str, Any], root_dir: str,
@@ -69,8 +106,12 @@ def _train(settings: Dict[str, Any], root_dir: str,
   evaluations = []
   score_policies = evaluation.policy_scorer(agent, settings)
 
+  eval_seconds = []  # of the evaluations this process ran
+
   def log_eval():
+    start = time.time()
     result = evaluation.evaluate(run, score_policies)
+    eval_seconds.append(time.time() - start)
     evaluations.append(result)
     eval_log.append(result)
     scores = {column: result[column]
@@ -103,33 +144,45 @@ def _train(settings: Dict[str, Any], root_dir: str,
     log_eval()
 
   total = settings['total_env_steps']
-  last_log = time.time()
-  last_log_steps = int(run.env_steps.numpy())
+  # Throughput of collecting and training alone, between progress lines.
+  busy_s, busy_steps = 0.0, 0
   loss_info = None
   while run.env_steps.numpy() < total:
     if (stop_after_env_steps is not None
         and run.env_steps.numpy() >= stop_after_env_steps):
       return {}
     before = int(run.env_steps.numpy())
-    times = loops.run_iteration(loop, settings['num_epochs'])
+    try:
+      times = loops.run_iteration(loop, settings['num_epochs'])
+    except tf.errors.InvalidArgumentError as error:
+      non_finite = non_finite_loss_error(
+          error, settings, int(agent.train_step_counter.numpy()))
+      if non_finite is None:
+        raise
+      raise non_finite from error
     if times.loss_info is not None:
       loss_info = times.loss_info
     run.wall_clock.assign_add(times.collect_s + times.train_s)
     after = int(run.env_steps.numpy())
+    busy_s += times.collect_s + times.train_s
+    busy_steps += after - before
 
     def crossed(interval, before=before, after=after):
       return after // interval > before // interval or after >= total
 
     if crossed(settings['log_interval']) and loss_info is not None:
-      now = time.time()
-      rate = (after - last_log_steps) / max(now - last_log, 1e-9)
+      rate = busy_steps / max(busy_s, 1e-9)
+      interval = settings['eval_interval']
+      remaining_evals = ((total - 1) // interval - after // interval + 1
+                         if after < total else 0)
+      eta = time_left(total - after, rate, remaining_evals,
+                      eval_seconds[-1] if eval_seconds else 0.0)
       print(f'[train] env_steps={after}/{total} '
             f'train_steps={int(agent.train_step_counter.numpy())} '
             f'steps/s={rate:.0f} '
             f'{algorithm.progress(agent, loss_info)} '
-            f'time_left={_duration((total - after) / max(rate, 1e-9))}',
-            flush=True)
-      last_log, last_log_steps = now, after
+            f'time_left={_duration(eta)}', flush=True)
+      busy_s, busy_steps = 0.0, 0
     if crossed(settings['eval_interval']):
       log_eval()
     if crossed(settings['checkpoint_interval']):
@@ -137,7 +190,8 @@ def _train(settings: Dict[str, Any], root_dir: str,
 
   final = evaluations[-1] if evaluations else log_eval()
   paths = export.export_policies(run.agent, run.model,
-                                 os.path.join(root_dir, 'policy'))
+                                 os.path.join(root_dir, 'policy'),
+                                 settings['env'])
   return write_summary(root_dir, settings, run.agent, final,
                        run.checkpointer.manager.latest_checkpoint, paths)
 
