@@ -78,8 +78,8 @@ class GaussianTarget(NamedTuple):
 _CRITIC_SEED_STREAM = 0x5C0
 
 # The message of the `tf.errors.InvalidArgumentError` `SpoAgent.train`
-# raises when a part of its loss (a `SpoLossInfo` field, `loss` or
-# `gradient_norm`) is not finite; groups: the part, 'NaN' or 'Inf'.
+# raises when a term of its loss (a `SpoLossInfo` `*_loss` field, `loss` or
+# `gradient_norm`) is not finite; groups: the term, 'NaN' or 'Inf'.
 NON_FINITE_MESSAGE = re.compile(r'SPO (\w+) : Tensor had (NaN|Inf) values')
 
 
@@ -526,11 +526,15 @@ class SpoAgent(tf_agent.TFAgent):
     loss_info, network_grads, dual_grads, grad_norm = (
         self._compiled_loss_and_gradients(experience, weights))
     # Outside XLA, where CheckNumerics is a no-op: no update from NaN/Inf.
-    # Checked one after another, so the error names the first part of the
-    # loss that is not finite (`NON_FINITE_MESSAGE`).
+    # Checked one after another, so the error names the first term of the
+    # loss that is not finite (`NON_FINITE_MESSAGE`); the diagnostics (KLs,
+    # multipliers) are not checked: they do not reach the update.
+    terms = [(name, value) for name, value in
+             zip(SpoLossInfo._fields, loss_info.extra)
+             if name.endswith('_loss')]
     check = tf.no_op()
-    for name, value in (*zip(SpoLossInfo._fields, loss_info.extra),
-                        ('loss', loss_info.loss), ('gradient_norm', grad_norm)):
+    for name, value in (*terms, ('loss', loss_info.loss),
+                        ('gradient_norm', grad_norm)):
       with tf.control_dependencies([check]):
         check = tf.debugging.check_numerics(value, f'SPO {name}')
     with tf.control_dependencies([check]):
