@@ -5,6 +5,7 @@ import os
 import pytest
 
 from tests import conftest
+from tf_spo import experiment
 
 BINARIES = sorted(
     'launch.' + name[:-3] for name in os.listdir(
@@ -58,3 +59,17 @@ def test_an_unexpected_error_is_one_line_with_its_traceback_in_a_file(
   with pytest.raises(NotADirectoryError):
     conftest.run_cli('launch.train', f'--root_dir={root_dir}',
                      '--total_env_steps=512', '--verbose')
+
+
+def test_a_full_disk_is_one_line(tmp_path, monkeypatch):
+  """ENOSPC where the run writes: one line, even with no room for a file."""
+  def full_disk(*args, **kwargs):
+    raise OSError(28, 'No space left on device')
+
+  monkeypatch.setattr(experiment, 'train', full_disk)
+  monkeypatch.setattr('tempfile.NamedTemporaryFile', full_disk)
+  result = conftest.run_cli('launch.train', f'--root_dir={tmp_path}',
+                            '--total_env_steps=512')
+  assert result.returncode == 1
+  assert result.stderr == (
+      'error: OSError: [Errno 28] No space left on device\n')
