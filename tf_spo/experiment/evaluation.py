@@ -172,7 +172,7 @@ def evaluate_levels(policy: Any, settings: Dict[str, Any],
     level_model = (model if model is not None and not level else
                    builders.make_model(level_settings, evaluation=True))
     scores = evaluate_policy(policy, level_model, num_episodes, seed,
-                                        network_input_only=network_input_only)
+                             network_input_only=network_input_only)
     results[level] = {name: scores[name] for name in
                       builders.metrics(settings) + ('mean_length',)}
   return results
@@ -210,7 +210,6 @@ def play_gymnasium(policy: Any, model, settings: Dict[str, Any],
   returns = play(policy, model, num_episodes, seed, network_input_only)
   return {0: {'mean_return': float(np.mean(returns)),
               'std_return': float(np.std(returns))}}
-
 
 
 COUNTERS = ('env_steps', 'wall_clock_s', 'train_steps')

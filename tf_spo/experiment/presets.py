@@ -148,8 +148,8 @@ NAMED = {
     'sokoban': dict(
         paper=dict(_PAPER_DISCRETE, conv_channels='256,256,512,512',
                    conv_residual_blocks=2, head_units=128),
-        # Its search trains at ~50 env steps/s on 2 cores.
         trt_smc=_TRT_SMC,
+        # Its search trains at ~50 env steps/s on 2 cores.
         trial=dict(_TRIAL, total_env_steps=2_048, eval_interval=2_048,
                    checkpoint_interval=2_048, log_interval=1_024,
                    eval_episodes=16, num_levels=1_000)),
