@@ -12,10 +12,18 @@ import sys
 from absl import app
 from absl import flags
 import pytest
+import tensorflow as tf
 
 from tf_spo import experiment
 
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
+
+# Two logical CPU devices for the MirroredStrategy tests, set before any test
+# runs a TensorFlow op (a process can't change its devices afterwards). Ops
+# without a strategy still run on the first.
+tf.config.set_logical_device_configuration(
+    tf.config.list_physical_devices('CPU')[0],
+    [tf.config.LogicalDeviceConfiguration()] * 2)
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -95,6 +103,13 @@ def run_module(module, *args, timeout=600):
 
 
 @pytest.fixture(scope='session')
+def two_cpu_strategy():
+  """A MirroredStrategy over the session's 2 logical CPUs, for every test."""
+  return experiment.make_strategy(
+      tiny_settings(strategy='mirrored', num_replicas=2))
+
+
+@pytest.fixture(scope='session')
 def tiny_run(tmp_path_factory):
   """Root dir and summary of a finished tiny `launch.train` run."""
   root_dir = str(tmp_path_factory.mktemp('tiny_run'))
@@ -103,3 +118,22 @@ def tiny_run(tmp_path_factory):
   with open(os.path.join(root_dir, 'summary.json')) as f:
     summary = json.load(f)
   return root_dir, summary, result.stdout
+
+
+@pytest.hookimpl(tryfirst=True)  # Before xdist reads the groups.
+def pytest_collection_modifyitems(items):
+  """Keeps the tests sharing a fixture of ours on one pytest-xdist worker.
+
+  `python -m pytest tests` runs on 2 workers (setup.cfg: `-n 2 --dist
+  loadgroup`). A test that uses one of our session fixtures (the tiny run)
+  or module fixtures (a module's trained runs) joins that fixture's group, so
+  that each is built once, on the worker that runs its group.
+  """
+  for item in items:
+    groups = sorted(
+        name if definitions[-1].scope == 'session' else item.module.__name__
+        for name, definitions in item._fixtureinfo.name2fixturedefs.items()  # pylint: disable=protected-access
+        if definitions[-1].scope in ('session', 'module')
+        and definitions[-1].func.__module__.startswith('tests.'))
+    if groups:
+      item.add_marker(pytest.mark.xdist_group(groups[0]))

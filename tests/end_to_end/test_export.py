@@ -15,24 +15,28 @@ from environments import rubiks_cube
 from tests import conftest
 from tf_spo import experiment
 
-# Runs in a fresh interpreter that imports TensorFlow only. The .npz holds
-# the observation's tensors keyed by their input names in the signature.
+# Runs in a fresh interpreter that imports TensorFlow only: loads each
+# SavedModel of the JSON list of [SavedModel, .npz] pairs and acts on its
+# observation. The .npz holds the observation's tensors keyed by their input
+# names in the signature.
 LOAD_AND_ACT = r"""
 import json, sys
 import numpy as np
 import tensorflow as tf
-observation = dict(np.load(sys.argv[2]))
-policy = tf.saved_model.load(sys.argv[1])
-n = next(iter(observation.values())).shape[0]
-outputs = policy.signatures['action'](
-    **{'0/step_type': tf.zeros([n], tf.int32),
-       '0/reward': tf.zeros([n], tf.float32),
-       '0/discount': tf.ones([n], tf.float32)},
-    **{name: tf.constant(value) for name, value in observation.items()})
+actions = []
+for saved_model, observation_path in json.loads(sys.argv[1]):
+  observation = dict(np.load(observation_path))
+  policy = tf.saved_model.load(saved_model)
+  n = next(iter(observation.values())).shape[0]
+  outputs = policy.signatures['action'](
+      **{'0/step_type': tf.zeros([n], tf.int32),
+         '0/reward': tf.zeros([n], tf.float32),
+         '0/discount': tf.ones([n], tf.float32)},
+      **{name: tf.constant(value) for name, value in observation.items()})
+  actions.append(outputs['action'].numpy().tolist())
 project = [m for m in sys.modules if m.split('.')[0] in
            ('tf_spo', 'environments', 'launch', 'tf_agents')]
-print(json.dumps({'action': outputs['action'].numpy().tolist(),
-                  'project_modules': project}))
+print(json.dumps({'actions': actions, 'project_modules': project}))
 """
 
 
@@ -55,13 +59,19 @@ def cube_observations(path, batch=12):
   return observation
 
 
-def load_and_act(saved_model, observation_path):
+def load_and_act(*pairs):
+  """Actions of each (SavedModel, observation .npz) pair, in one new process.
+
+  Asserts that the process imported no module of tf-spo or TF-Agents.
+  """
   result = subprocess.run(
-      [sys.executable, '-c', LOAD_AND_ACT, saved_model, observation_path],
+      [sys.executable, '-c', LOAD_AND_ACT, json.dumps(pairs)],
       cwd='/', capture_output=True, text=True, timeout=300,
       env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL='2', PYTHONPATH=''))
   assert result.returncode == 0, result.stderr[-3000:]
-  return json.loads(result.stdout.strip().splitlines()[-1])
+  output = json.loads(result.stdout.strip().splitlines()[-1])
+  assert output['project_modules'] == []
+  return output['actions']
 
 
 def test_saved_models_act_in_a_fresh_process(tiny_run, tmp_path):
@@ -69,23 +79,22 @@ def test_saved_models_act_in_a_fresh_process(tiny_run, tmp_path):
   observation_path = str(tmp_path / 'observation.npz')
   observation = cube_observations(observation_path)
 
-  search = load_and_act(summary['saved_models']['search'], observation_path)
-  again = load_and_act(summary['saved_models']['search'], observation_path)
-  network = load_and_act(summary['saved_models']['network'], observation_path)
-  for result in (search, again, network):
-    assert result['project_modules'] == []
-    assert len(result['action']) == 12
-    assert all(0 <= a < 18 for a in result['action'])
-  # The search policy's random stream is part of the SavedModel: every fresh
-  # load acts the same, and as the checkpointed policy does.
-  assert search['action'] == again['action']
+  search, again, network = load_and_act(
+      *((summary['saved_models'][kind], observation_path)
+        for kind in ('search', 'search', 'network')))
+  for actions in (search, again, network):
+    assert len(actions) == 12
+    assert all(0 <= a < 18 for a in actions)
+  # The search policy's random stream is part of the SavedModel: every load
+  # acts the same, and as the checkpointed policy does.
+  assert search == again
   run = experiment.restore_run(root_dir)
   time_step = ts.restart(tf.constant(observation), 12)
   np.testing.assert_array_equal(run.agent.policy.action(time_step).action,
-                                search['action'])
+                                search)
   output, _ = run.agent._network(observation)  # pylint: disable=protected-access
   np.testing.assert_array_equal(np.argmax(output.policy.numpy(), -1),
-                                network['action'])
+                                network)
 
 
 def test_trt_smc_run_compiles_and_exports(tmp_path):
@@ -101,8 +110,9 @@ def test_trt_smc_run_compiles_and_exports(tmp_path):
   assert settings['revived_resampling'] and settings['search_value_weight']
   observation_path = str(tmp_path / 'observation.npz')
   cube_observations(observation_path)
-  result = load_and_act(str(root_dir / 'policy' / 'search'), observation_path)
-  assert all(0 <= a < 18 for a in result['action'])
+  [actions] = load_and_act((str(root_dir / 'policy' / 'search'),
+                            observation_path))
+  assert all(0 <= a < 18 for a in actions)
 
 
 def test_gumbel_run_trains_and_exports_its_search(tmp_path):
@@ -125,12 +135,11 @@ def test_gumbel_run_trains_and_exports_its_search(tmp_path):
   # acts as the restored policy does.
   observation_path = str(tmp_path / 'observation.npz')
   observation = cube_observations(observation_path)
-  exported = load_and_act(str(root_dir / 'policy' / 'search'),
-                          observation_path)
-  assert exported['project_modules'] == []
+  [exported] = load_and_act((str(root_dir / 'policy' / 'search'),
+                             observation_path))
   time_step = ts.restart(tf.constant(observation), 12)
   np.testing.assert_array_equal(run.agent.policy.action(time_step).action,
-                                exported['action'])
+                                exported)
 
 
 def test_export_cli_writes_both_policies(tiny_run, tmp_path):
@@ -192,29 +201,29 @@ def test_pendulum_run_exports_continuous_policies(tmp_path):
   observation = model.observe(model.reset(6, tf.constant([3, 0])))
   path = str(tmp_path / 'observation.npz')
   save_observation(path, observation)
-  search = load_and_act(summary['saved_models']['search'], path)
   network_path = str(tmp_path / 'network_input.npz')
   save_observation(network_path, observation.network_input)
-  network = load_and_act(summary['saved_models']['network'], network_path)
+  search, network = load_and_act(
+      (summary['saved_models']['search'], path),
+      (summary['saved_models']['network'], network_path))
   for acted in (search, network):
-    assert acted['project_modules'] == []
-    actions = np.array(acted['action'])
+    actions = np.array(acted)
     assert actions.shape == (6, 1) and actions.dtype == np.float64
     assert np.all(np.abs(actions) <= 2.0)
   # The exported greedy search acts as the checkpointed one.
   run = experiment.restore_run(str(root_dir))
   np.testing.assert_allclose(
       run.agent.policy.action(ts.restart(observation, 6)).action,
-      search['action'], atol=1e-6)
+      search, atol=1e-6)
   # The network policy reads the network input only: its greedy action is
   # the squashed mean.
   output, _ = run.agent._network(observation.network_input)  # pylint: disable=protected-access
   np.testing.assert_allclose(2.0 * np.tanh(output.policy.loc.numpy()),
-                             network['action'], atol=1e-5)
+                             network, atol=1e-5)
   # launch.evaluate tells the network-input-only SavedModel from the search,
   # and plays the task a SavedModel names without --env.
   for kind, env_flag in (('search', ('--env=pendulum',)), ('network', ())):
-    result = conftest.run_module(
+    result = conftest.run_cli(
         'launch.evaluate', *env_flag,
         f'--saved_model={summary["saved_models"][kind]}',
         '--num_episodes=2', '--time_limit=4')

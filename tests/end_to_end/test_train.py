@@ -2,7 +2,6 @@
 
 import csv
 import glob
-import json
 import os
 import signal
 import subprocess
@@ -16,6 +15,7 @@ from tf_agents.trajectories import time_step as ts
 from launch import cli
 from tests import conftest
 from tests.conftest import tiny_settings
+from tests.support import mirrored_loop
 from tests.support.checkpoints import assert_same_checkpoint
 from tests.support.checkpoints import checkpoint_tensors
 from tf_spo import experiment
@@ -94,57 +94,36 @@ def eval_rows(root_dir):
     return [int(row['env_steps']) for row in csv.DictReader(f)]
 
 
-def test_killed_run_resumes_exactly_where_it_stopped(tiny_run, tmp_path):
-  """Stopped at a checkpoint and resumed = never stopped, bit for bit.
+def test_sigkilled_run_resumes_exactly_where_it_stopped(tiny_run, tmp_path):
+  """SIGKILL + the same command again = the session's tiny run, bit for bit.
 
-  The uninterrupted run is the session's tiny run (`launch.train` with the
-  same settings).
+  The tiny run is `launch.train` with `TINY_FLAGS`, uninterrupted, in a
+  process of its own; this run evaluates every 256 env steps (evaluation
+  draws nothing from training's streams) and is killed after its evaluation
+  at 768 env steps, past its checkpoint at 512.
   """
-  settings = experiment.read_settings(tiny_run[0])
-  root_dir = str(tmp_path / 'resumed')
-  assert experiment.train(settings, root_dir, stop_after_env_steps=512) == {}
+  flags = (*conftest.TINY_FLAGS, '--eval_interval=256')
+  root_dir = str(tmp_path / 'killed')
+  process = subprocess.Popen(
+      [sys.executable, '-m', 'launch.train', f'--root_dir={root_dir}', *flags],
+      cwd=conftest.REPO_ROOT, stdout=subprocess.PIPE,
+      stderr=subprocess.DEVNULL, text=True)
+  for line in process.stdout:
+    if line.startswith('[eval] env_steps=768'):
+      process.send_signal(signal.SIGKILL)
+      break
+  assert process.wait(timeout=60) == -signal.SIGKILL
+  assert eval_rows(root_dir)[-1] == 768
   killed = experiment.restore_run(root_dir)
   assert int(killed.env_steps.numpy()) == 512
   assert int(killed.replay_buffer.num_frames()) == 512
   assert int(killed.replay_buffer.draws.numpy()) > 0
 
-  resumed = experiment.train(settings, root_dir)
-  assert resumed['env_steps'] == tiny_run[1]['env_steps'] == 1024
-  assert_same_checkpoint(root_dir, checkpoint_tensors(tiny_run[0]))
-  assert eval_rows(root_dir) == [0, 512, 1024]
-
-
-@pytest.mark.slow
-def test_same_command_twice_and_sigkilled_run_end_with_equal_weights(
-    tmp_path):
-  """The same flags give the same run; SIGKILL + restart changes nothing."""
-  flags = conftest.TINY_FLAGS + ('--total_env_steps=2048',
-                                 '--checkpoint_interval=1024')
-  first, second, killed = (str(tmp_path / name)
-                           for name in ('first', 'second', 'killed'))
-  for root_dir in (first, second):
-    result = conftest.run_module('launch.train', f'--root_dir={root_dir}',
-                                 *flags)
-    assert result.returncode == 0, result.stderr[-3000:]
-  expected = checkpoint_tensors(first)
-  assert_same_checkpoint(second, expected)
-
-  # Killed after evaluating at 1536 env steps, past the checkpoint at 1024.
-  process = subprocess.Popen(
-      [sys.executable, '-m', 'launch.train', f'--root_dir={killed}', *flags],
-      cwd=conftest.REPO_ROOT, stdout=subprocess.PIPE,
-      stderr=subprocess.DEVNULL, text=True)
-  for line in process.stdout:
-    if line.startswith('[eval] env_steps=1536'):
-      process.send_signal(signal.SIGKILL)
-      break
-  assert process.wait(timeout=60) == -signal.SIGKILL
-  assert eval_rows(killed)[-1] == 1536
-  result = conftest.run_module('launch.train', f'--root_dir={killed}', *flags)
+  result = conftest.run_cli('launch.train', f'--root_dir={root_dir}', *flags)
   assert result.returncode == 0, result.stderr[-3000:]
-  assert 'ckpt-1024 at env_steps=1024' in result.stdout
-  assert_same_checkpoint(killed, expected)
-  assert eval_rows(killed) == list(range(0, 2049, 512))  # None twice.
+  assert 'ckpt-512 at env_steps=512' in result.stdout
+  assert_same_checkpoint(root_dir, checkpoint_tensors(tiny_run[0]))
+  assert eval_rows(root_dir) == list(range(0, 1025, 256))  # None twice.
 
 
 def test_mujoco_run_resumes_and_exports_the_normalised_network(tmp_path):
@@ -198,17 +177,16 @@ def test_grid_run_trains_the_conv_network_and_exports_both_policies(
         policy, model) == network_input_only
 
 
-def test_two_replica_run_trains_exports_and_steps_like_one_replica(tmp_path):
+def test_two_replica_run_trains_exports_and_steps_like_one_replica(
+    two_cpu_strategy, tmp_path):
   """`--strategy=mirrored --num_replicas=2` on 2 logical CPU devices.
 
   The tiny run trains, evaluates and exports with each replica searching for
   half of the environments and training on half of each batch; from its
   final checkpoint, two more steps of its loop match one replica's loop on
-  the same replay buffer (tests/support/mirrored_loop.py, a process of its own).
+  the same replay buffer (tests/support/mirrored_loop.py).
   """
-  result = conftest.run_module('tests.support.mirrored_loop', str(tmp_path))
-  assert result.returncode == 0, result.stderr[-3000:]
-  output = json.loads(result.stdout.strip().splitlines()[-1])
+  output = mirrored_loop.mirrored_run(two_cpu_strategy, str(tmp_path))
   summary = output['summary']
   assert summary['env_steps'] == 1024 and summary['train_steps'] > 0
   assert set(summary['saved_models']) == {'search', 'network'}

@@ -149,11 +149,13 @@ def test_flag_wording_turns_argument_names_into_flags():
 def test_make_strategy_without_the_devices_names_the_flag():
   assert experiment.make_strategy(dict(experiment.DEFAULTS)) is (
       tf.distribute.get_strategy())
-  tf.constant(0.0).numpy()  # TensorFlow runs, with one CPU device.
-  with pytest.raises(ValueError, match='num_replicas=2 needs as many '
-                     'logical CPU devices, and TensorFlow started with 1'):
+  # TensorFlow runs, with the 2 logical CPU devices of tests/conftest.py.
+  tf.constant(0.0).numpy()
+  with pytest.raises(ValueError, match='num_replicas=3 needs as many '
+                     'logical CPU devices, and TensorFlow started with 2'):
     experiment.make_strategy(dict(experiment.DEFAULTS, strategy='mirrored',
-                                  num_replicas=2))
+                                  num_replicas=3, num_envs=48,
+                                  batch_size=48))
   with pytest.raises(ValueError, match="strategy=tpu: no TPU at tpu=''"):
     experiment.make_strategy(dict(experiment.DEFAULTS, strategy='tpu'))
 

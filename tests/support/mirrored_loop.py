@@ -1,24 +1,20 @@
-"""launch.train on 2 replicas, and its train step against one replica's.
+"""launch.train's loop on 2 replicas, and its train step against one replica's.
 
-Run as `python -m tests.support.mirrored_loop ROOT_DIR` (a process of its
-own: the two logical CPU devices are configured by `experiment.make_strategy`
-before TensorFlow starts). Trains the tiny cube run of tests/conftest.py with
-`--strategy=mirrored --num_replicas=2` in ROOT_DIR/mirrored, then restores
-its final checkpoint twice, once on the default strategy and once (from a
-copy) on the 2-replica strategy, takes two more train steps of each run's
-loop on the same replay buffer, and prints as JSON:
+`mirrored_run(strategy, root_dir)` trains the tiny cube run of
+tests/conftest.py with `strategy=mirrored, num_replicas=2` in
+ROOT_DIR/mirrored, then restores its final checkpoint twice, once on the
+default strategy and once (from a copy) on the 2-replica strategy, takes two
+more train steps of each run's loop on the same replay buffer, and returns
 
-  {'summary': the run's summary.json,
+  {'summary': the run's summary,
    'differences': {what: largest difference of the losses and of every
                    variable, relative where the value exceeds 1},
    'parts': what `experiment.loops.replica_part` gives each replica of
             [0, ..., 7]}
 """
 
-import json
 import os
 import shutil
-import sys
 
 import tensorflow as tf
 
@@ -27,9 +23,9 @@ from tests.support import mirrored_training
 from tf_spo import experiment
 
 
-def main(root_dir):
+def mirrored_run(strategy, root_dir):
+  """Trains on `strategy` and steps both ways; see the module docstring."""
   settings = tiny_settings(strategy='mirrored', num_replicas=2)
-  strategy = experiment.make_strategy(settings)
   mirrored_dir = os.path.join(root_dir, 'mirrored')
   summary = experiment.train(settings, mirrored_dir, strategy=strategy)
   copy_dir = os.path.join(root_dir, 'copy')
@@ -48,12 +44,7 @@ def main(root_dir):
   for a, b in zip(single.agent.variables, mirrored.agent.variables):
     differences[a.name] = mirrored_training.difference(b.numpy(), a.numpy())
   parts = strategy.run(experiment.loops.replica_part, args=(tf.range(8),))
-  print(json.dumps({
-      'summary': summary,
-      'differences': differences,
-      'parts': [part.numpy().tolist()
-                for part in strategy.experimental_local_results(parts)]}))
-
-
-if __name__ == '__main__':
-  main(sys.argv[1])
+  return {'summary': summary,
+          'differences': differences,
+          'parts': [part.numpy().tolist()
+                    for part in strategy.experimental_local_results(parts)]}

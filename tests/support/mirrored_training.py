@@ -1,20 +1,21 @@
 """Agents trained on one replica and on two, on the same global batch.
 
-Run as `python -m tests.support.mirrored_training` (a process of its own: the
-two logical CPU devices must be configured before TensorFlow starts). Trains two
-agents of tests/support/agents.py for two steps each, once without a strategy
-and once under a `MirroredStrategy` over 2 logical CPUs with half of the batch
-per replica: the cube agent on fabricated [8, 5] batches, and a pendulum agent
-with MLPs and an observation normaliser on [8, 6] batches its search collected,
-its eta solved from each batch's dual. Prints as JSON the largest differences of
-the losses and of every variable (the normaliser's statistics included), each
-relative to the single-replica value where that exceeds 1 (absolute below).
+`all_differences(strategy)` trains two agents of tests/support/agents.py for
+two steps each, once without a strategy and once under a 2-replica
+`MirroredStrategy` with half of the batch per replica: the cube agent on
+fabricated [8, 5] batches, and a pendulum agent with MLPs and an observation
+normaliser on [8, 6] batches its search collected, its eta solved from each
+batch's dual. It returns the largest differences of the losses and of every
+variable (the normaliser's statistics included), each relative to the
+single-replica value where that exceeds 1 (absolute below).
 """
-
-import json
 
 import numpy as np
 import tensorflow as tf
+
+from tests.support import agents as test_agent
+from tf_spo import config as config_lib
+from tf_spo import networks
 
 GLOBAL_BATCH = 8
 NUM_REPLICAS = 2
@@ -22,11 +23,6 @@ NUM_REPLICAS = 2
 
 def pendulum_agent():
   """A pendulum agent with actor and critic MLPs and a normaliser."""
-  # Imported here: their module-level models would start TF's devices.
-  from tests.support import agents as test_agent  # pylint: disable=g-import-not-at-top
-  from tf_spo import config as config_lib  # pylint: disable=g-import-not-at-top
-  from tf_spo import networks  # pylint: disable=g-import-not-at-top
-
   spec = test_agent.PENDULUM.network_input_spec()
   network = networks.MlpActorCriticNetwork(
       spec, test_agent.PENDULUM.action_spec(), actor_units=(32, 32),
@@ -48,11 +44,12 @@ def largest_differences(strategy, make_agent, make_experience):
   """Trains both ways; returns {what: largest difference}.
 
   Args:
-    strategy: the 2-replica strategy (one per process: strategies share
-      collective keys).
+    strategy: the 2-replica strategy.
     make_agent: builds the agent (called outside and inside the strategy).
     make_experience: (agent, step) -> the [8, T] batch of that train step.
   """
+  # The same random draws whatever ran before in this process.
+  tf.keras.utils.set_random_seed(0)
   single = make_agent()
   with strategy.scope():
     mirrored = make_agent()
@@ -89,13 +86,8 @@ def largest_differences(strategy, make_agent, make_experience):
   return differences
 
 
-def main():
-  cpu = tf.config.list_physical_devices('CPU')[0]
-  tf.config.set_logical_device_configuration(
-      cpu, [tf.config.LogicalDeviceConfiguration()] * NUM_REPLICAS)
-  from tests.support import agents as test_agent  # pylint: disable=g-import-not-at-top
-  strategy = tf.distribute.MirroredStrategy(
-      [f'/cpu:{i}' for i in range(NUM_REPLICAS)])
+def all_differences(strategy):
+  """{'<agent>: <what>': largest difference} of the cube and pendulum agents."""
   differences = {}
   for name, make_agent, make_experience in (
       ('cube', test_agent.make_agent,
@@ -107,8 +99,4 @@ def main():
     differences.update({
         f'{name}: {what}': value for what, value in
         largest_differences(strategy, make_agent, make_experience).items()})
-  print(json.dumps(differences))
-
-
-if __name__ == '__main__':
-  main()
+  return differences

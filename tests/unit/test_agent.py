@@ -1,7 +1,5 @@
 """Tests of the SPO agent's M-step (tf_spo/agent.py)."""
 
-import json
-
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -9,7 +7,7 @@ from tf_agents.specs import tensor_spec
 from tf_agents.trajectories import time_step as ts
 
 from environments import toy
-from tests import conftest
+from tests.support import mirrored_training
 from tests.support.agents import CUBE
 from tests.support.agents import PENDULUM
 from tests.support.agents import SEARCH
@@ -316,18 +314,17 @@ def test_agent_rejects_variable_groups_that_miss_a_variable():
                        PENDULUM.action_spec(), network, PENDULUM)
 
 
-def test_two_replicas_train_like_one_replica_on_the_global_batch():
+def test_two_replicas_train_like_one_replica_on_the_global_batch(
+    two_cpu_strategy):
   """MirroredStrategy over 2 logical CPUs: same losses and updated weights.
 
   Two train steps each for the cube agent on [8, 5] batches (episode
   boundaries included, so the replicas' mask counts differ) and for a
   pendulum agent whose observation normaliser merges both replicas' halves,
   4 sequences per replica, against one replica on all 8
-  (tests/support/mirrored_training.py, in a process of its own).
+  (tests/support/mirrored_training.py).
   """
-  result = conftest.run_module('tests.support.mirrored_training')
-  assert result.returncode == 0, result.stderr[-3000:]
-  differences = json.loads(result.stdout.strip().splitlines()[-1])
+  differences = mirrored_training.all_differences(two_cpu_strategy)
   # Losses and extras of both steps, every network, target, dual and
   # normaliser variable of both agents.
   assert len(differences) > 100
