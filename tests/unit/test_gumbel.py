@@ -28,12 +28,16 @@ def fixed_network(logits, value=0.0):
 
 
 def search(model, logits, config, value=0.0, batch=1, seed=(1, 2),
-           add_noise=True, jit_compile=True):
+           add_noise=True):
+  """The search as a TensorFlow graph, not XLA.
+
+  As tests/unit/test_search.py's run_search;
+  test_compiled_search_equals_eager_on_the_cube compiles it.
+  """
   observation = model.observe(model.reset(batch, tf.constant([0, 0])))
   run = lambda obs, s: gumbel.gumbel_search(
       obs, model, fixed_network(logits, value), config, s, add_noise)
-  return tf.function(run, jit_compile=jit_compile)(
-      observation, tf.constant(seed))
+  return tf.function(run)(observation, tf.constant(seed))
 
 
 def test_sequential_halving_schedule():

@@ -39,13 +39,19 @@ def analytic_target(logits=PRIOR_LOGITS, advantages=REWARDS, eta=ETA):
 
 def run_search(model, config, batch=1, seed=(1, 2), network_fn=None,
                eta=ETA, add_root_noise=False):
+  """The search as a TensorFlow graph, for the statistics of its outputs.
+
+  Not XLA: what these tests check does not depend on the compiler, and each
+  XLA compile costs seconds and tens of MB that TensorFlow keeps for the
+  life of the process. The tests named `*compiles*`, the golden outputs and
+  the end-to-end runs check the XLA-compiled search.
+  """
   observation = tf.zeros([batch, 1])
-  compiled = tf.function(
+  graph = tf.function(
       lambda obs, s: search.smc_search(
           obs, model, network_fn or fixed_network(), eta, config, s,
-          add_root_noise=add_root_noise),
-      jit_compile=True)
-  return compiled(observation, tf.constant(seed, tf.int32))
+          add_root_noise=add_root_noise))
+  return graph(observation, tf.constant(seed, tf.int32))
 
 
 def kl(p, q):
@@ -289,7 +295,7 @@ def test_twisted_proposal_keeps_the_target_unbiased():
   bandit = toy.ToyModel(REWARDS.tolist(), [True] * 4)
   network_fn = fixed_network(q_values=-REWARDS)  # twists away from the target
   kls = []
-  for n in (16, 64, 256, 1024):
+  for n in (16, 64, 256, 1024, 4096):
     config = config_lib.SearchConfig(num_particles=n, depth=1,
                                      resample_period=1, discount=1.0,
                                      proposal_alpha=0.5)
@@ -510,12 +516,11 @@ def test_continuous_message_passing_and_twisting_target_the_same_gaussian():
       plain = network_fn
       network_fn = lambda obs, plain=plain: plain(obs)._replace(
           q=tf.zeros([tf.shape(obs)[0], 1]))
-    compiled = tf.function(
+    graph = tf.function(  # Not XLA: see run_search.
         lambda obs, s, config=config, network_fn=network_fn:
         search.smc_search(obs, bandit, network_fn, GAUSSIAN_ETA, config, s,
-                          q_fn=q_fn),
-        jit_compile=True)
-    out = compiled(tf.zeros([16, 1]), tf.constant([3, 4]))
+                          q_fn=q_fn))
+    out = graph(tf.zeros([16, 1]), tf.constant([3, 4]))
     atoms = out.atoms.numpy()[..., 0]
     weighted_mean = np.sum(out.atom_weights.numpy() * atoms, -1)
     np.testing.assert_allclose(np.mean(weighted_mean), mean, atol=0.03,
