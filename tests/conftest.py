@@ -1,4 +1,9 @@
-"""Shared fixtures: a tiny end-to-end training run used by several tests."""
+"""Shared fixtures and set-up of the test session.
+
+A tiny end-to-end training run and a 2-replica MirroredStrategy used by
+several tests, the session's 2 logical CPU devices, and the pytest-xdist
+groups that keep the tests sharing a fixture on one worker.
+"""
 
 import collections
 import contextlib
@@ -104,7 +109,7 @@ def run_module(module, *args, timeout=600):
 
 @pytest.fixture(scope='session')
 def two_cpu_strategy():
-  """A MirroredStrategy over the session's 2 logical CPUs, for every test."""
+  """A MirroredStrategy over the session's 2 logical CPUs, built once."""
   return experiment.make_strategy(
       tiny_settings(strategy='mirrored', num_replicas=2))
 

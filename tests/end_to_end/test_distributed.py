@@ -23,13 +23,13 @@ from tf_spo import reverb_replay
 from tf_spo.experiment import distributed as roles
 from tf_spo.experiment import run as run_lib
 
-# A tiny cube run: 2 gradient steps per 32 env steps, 256 train steps in all.
+# A tiny cube run: 2 gradient steps per 32 env steps, 128 train steps in all.
 TINY_FLAGS = ('--torso_units=32', '--head_units=32', '--num_residual_blocks=1',
               '--num_envs=8', '--rollout_length=4', '--batch_size=8',
               '--num_epochs=2', '--num_particles=4', '--depth=2',
               '--resample_period=2', '--sequence_length=5',
-              '--replay_capacity=4096', '--total_env_steps=4096',
-              '--eval_interval=2048', '--eval_episodes=16',
+              '--replay_capacity=2048', '--total_env_steps=2048',
+              '--eval_interval=1024', '--eval_episodes=16',
               '--checkpoint_interval=512', '--log_interval=512',
               '--envs_per_item=4')
 
@@ -209,16 +209,16 @@ def test_loopback_run_survives_killed_actor_and_learner(tmp_path):
   assert _read(os.path.join(logs, 'actor_0.log')).count(
       '[actor 0] collecting, seed 1') == 2
   learner_log = _read(os.path.join(logs, 'learner.log'))
-  assert ('[learner] starting at train step 0 of 256 on 2 replicas'
+  assert ('[learner] starting at train step 0 of 128 on 2 replicas'
           in learner_log)
   resumed = [line for line in learner_log.splitlines()
              if line.startswith('[learner] resumed at train step')]
   assert len(resumed) == 1 and int(resumed[0].split()[5]) > 0
-  assert resumed[0].endswith('of 256 on 2 replicas')
+  assert resumed[0].endswith('of 128 on 2 replicas')
   with open(os.path.join(root, 'summary.json')) as f:
     summary = json.load(f)
   # The same keys as launch.train's summary, and the collection's counters.
-  assert summary['train_steps'] == 256 and summary['env_steps'] == 4096
+  assert summary['train_steps'] == 128 and summary['env_steps'] == 2048
   assert 0 <= summary['search_solve_rate'] <= 1
   assert 0 <= summary['network_solve_rate'] <= 1
   assert set(summary['by_eval_scramble']) == {'3', '7'}
@@ -227,7 +227,7 @@ def test_loopback_run_survives_killed_actor_and_learner(tmp_path):
     assert tf.saved_model.contains_saved_model(
         os.path.join(root, 'policy', kind))
   rows = _read(os.path.join(root, 'eval.csv')).splitlines()
-  assert rows[-1].split(',')[2] == '256'
+  assert rows[-1].split(',')[2] == '128'
   # A restarted replay server reloads the tables checkpointed at the end.
   port = roles.free_port()
   server = subprocess.Popen(
@@ -238,11 +238,11 @@ def test_loopback_run_survives_killed_actor_and_learner(tmp_path):
   try:
     client = roles.wait_for_server(f'localhost:{port}', timeout_s=120)
     info = client.server_info()
-    # 256 train steps of 8 sequences at 0.5 sequences per env step need
-    # about 4,000 env steps; the table keeps up to its capacity of 4,096
+    # 128 train steps of 8 sequences at 0.5 sequences per env step need
+    # about 2,000 env steps; the table keeps up to its capacity of 2,048
     # env steps, 4 per item.
     items = info[reverb_replay.EXPERIENCE_TABLE].current_size
-    assert 3_500 < 4 * items <= 4_096
+    assert 1_750 < 4 * items <= 2_048
     assert info[reverb_replay.VARIABLE_TABLE].current_size == 1
   finally:
     server.kill()

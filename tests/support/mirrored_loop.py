@@ -1,10 +1,11 @@
 """launch.train's loop on 2 replicas, and its train step against one replica's.
 
 `mirrored_run(strategy, root_dir)` trains the tiny cube run of
-tests/conftest.py with `strategy=mirrored, num_replicas=2` in
-ROOT_DIR/mirrored, then restores its final checkpoint twice, once on the
-default strategy and once (from a copy) on the 2-replica strategy, takes two
-more train steps of each run's loop on the same replay buffer, and returns
+tests/conftest.py, cut at 512 env steps, with `strategy=mirrored,
+num_replicas=2` in ROOT_DIR/mirrored, then restores its final checkpoint
+twice, once on the default strategy and once (from a copy) on the 2-replica
+strategy, takes two more train steps of each run's loop on the same replay
+buffer, and returns
 
   {'summary': the run's summary,
    'differences': {what: largest difference of the losses and of every
@@ -25,12 +26,14 @@ from tf_spo import experiment
 
 def mirrored_run(strategy, root_dir):
   """Trains on `strategy` and steps both ways; see the module docstring."""
-  settings = tiny_settings(strategy='mirrored', num_replicas=2)
+  settings = tiny_settings(strategy='mirrored', num_replicas=2,
+                           total_env_steps=512)
   mirrored_dir = os.path.join(root_dir, 'mirrored')
   summary = experiment.train(settings, mirrored_dir, strategy=strategy)
   copy_dir = os.path.join(root_dir, 'copy')
   shutil.copytree(mirrored_dir, copy_dir)
-  single = experiment.build_run(tiny_settings(), mirrored_dir)
+  single = experiment.build_run(tiny_settings(total_env_steps=512),
+                                mirrored_dir)
   mirrored = experiment.build_run(settings, copy_dir, strategy)
   differences = {}
   for step in range(2):
