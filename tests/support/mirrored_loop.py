@@ -26,14 +26,13 @@ from tf_spo import experiment
 
 def mirrored_run(strategy, root_dir):
   """Trains on `strategy` and steps both ways; see the module docstring."""
-  settings = tiny_settings(strategy='mirrored', num_replicas=2,
-                           total_env_steps=512)
+  single_settings = tiny_settings(total_env_steps=512)
+  settings = dict(single_settings, strategy='mirrored', num_replicas=2)
   mirrored_dir = os.path.join(root_dir, 'mirrored')
   summary = experiment.train(settings, mirrored_dir, strategy=strategy)
   copy_dir = os.path.join(root_dir, 'copy')
   shutil.copytree(mirrored_dir, copy_dir)
-  single = experiment.build_run(tiny_settings(total_env_steps=512),
-                                mirrored_dir)
+  single = experiment.build_run(single_settings, mirrored_dir)
   mirrored = experiment.build_run(settings, copy_dir, strategy)
   differences = {}
   for step in range(2):

@@ -18,7 +18,6 @@ from tf_spo import config as config_lib
 from tf_spo import networks
 
 GLOBAL_BATCH = 8
-NUM_REPLICAS = 2
 
 
 def pendulum_agent():
@@ -55,7 +54,7 @@ def largest_differences(strategy, make_agent, make_experience):
     mirrored = make_agent()
   for source, target in zip(single.variables, mirrored.variables):
     target.assign(source)  # The same initial weights.
-  share = GLOBAL_BATCH // NUM_REPLICAS
+  share = GLOBAL_BATCH // strategy.num_replicas_in_sync
 
   @tf.function
   def train(per_replica):
