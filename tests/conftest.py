@@ -42,7 +42,7 @@ TINY_ANY_TASK_FLAGS = (
     '--num_residual_blocks=1', '--num_particles=4', '--depth=2',
     '--resample_period=1')
 TINY_FLAGS = TINY_ANY_TASK_FLAGS + (
-    '--min_scramble=1', '--max_scramble=2', '--eval_scramble=2')
+    '--min_scramble=1', '--max_scramble=2', '--eval_scramble=3')
 
 
 def tiny_settings(**overrides):
@@ -59,7 +59,7 @@ CliResult = collections.namedtuple('CliResult', 'returncode stdout stderr')
 
 
 def run_cli(module, *args):
-  """Runs `python -m module args` in this process, for its errors and help.
+  """Runs `python -m module args` in this process.
 
   The binary's `run()` defines its flags, parses `args` and calls its main;
   the flags it defined are removed afterwards, so binaries run one after

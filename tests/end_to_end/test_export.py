@@ -100,7 +100,7 @@ def test_saved_models_act_in_a_fresh_process(tiny_run, tmp_path):
 def test_trt_smc_run_compiles_and_exports(tmp_path):
   """All TRT-SMC switches on: trains, exports and acts in a fresh process."""
   root_dir = tmp_path / 'trt'
-  result = conftest.run_module('launch.train', f'--root_dir={root_dir}',
+  result = conftest.run_cli('launch.train', f'--root_dir={root_dir}',
                                '--preset=trt_smc', *conftest.TINY_FLAGS)
   assert result.returncode == 0, result.stderr[-3000:]
   with open(root_dir / 'config.json') as f:
@@ -118,7 +118,7 @@ def test_trt_smc_run_compiles_and_exports(tmp_path):
 def test_gumbel_run_trains_and_exports_its_search(tmp_path):
   """--algorithm=gumbel: same loop, M-step and export, no temperature."""
   root_dir = tmp_path / 'gumbel'
-  result = conftest.run_module(
+  result = conftest.run_cli(
       'launch.train', f'--root_dir={root_dir}', '--algorithm=gumbel',
       '--num_simulations=8', '--max_num_considered_actions=4',
       *conftest.TINY_FLAGS)
@@ -144,7 +144,7 @@ def test_gumbel_run_trains_and_exports_its_search(tmp_path):
 
 def test_export_cli_writes_both_policies(tiny_run, tmp_path):
   root_dir, _, _ = tiny_run
-  result = conftest.run_module('launch.export', f'--root_dir={root_dir}',
+  result = conftest.run_cli('launch.export', f'--root_dir={root_dir}',
                                f'--output_dir={tmp_path}')
   assert result.returncode == 0, result.stderr[-3000:]
   for kind in ('search', 'network'):
@@ -187,7 +187,7 @@ def test_evaluate_cli_names_the_bad_path_flag_in_one_line(tmp_path, flag, path,
 def test_pendulum_run_exports_continuous_policies(tmp_path):
   """Continuous SPO trains, and both SavedModels act in bounds elsewhere."""
   root_dir = tmp_path / 'pendulum'
-  result = conftest.run_module(
+  result = conftest.run_cli(
       'launch.train', '--env=pendulum', f'--root_dir={root_dir}',
       *conftest.TINY_ANY_TASK_FLAGS, '--time_limit=16')
   assert result.returncode == 0, result.stderr[-3000:]

@@ -134,7 +134,7 @@ def test_evaluate_policy_prints_progress_of_long_episodes(capsys):
 def test_cli_on_checkpoint_and_saved_model(tiny_run, tmp_path):
   root_dir, summary, _ = tiny_run
   output = tmp_path / 'results.json'
-  result = conftest.run_module(
+  result = conftest.run_cli(
       'launch.evaluate', f'--root_dir={root_dir}', '--max_level=2',
       '--num_episodes=8', f'--output={output}')
   assert result.returncode == 0, result.stderr[-3000:]
@@ -143,7 +143,7 @@ def test_cli_on_checkpoint_and_saved_model(tiny_run, tmp_path):
   assert written['command'].startswith('python -m launch.evaluate --root_dir=')
   assert set(written['results']) == {'1', '2'}
   assert 0.0 <= written['results']['2']['solve_rate'] <= 1.0
-  result = conftest.run_module(
+  result = conftest.run_cli(
       'launch.evaluate', f'--saved_model={summary["saved_models"]["search"]}',
       '--max_level=1', '--num_episodes=8')
   assert result.returncode == 0, result.stderr[-3000:]

@@ -14,7 +14,7 @@ from tf_spo.experiment import scaling as scaling_lib
 def test_sweep_scores_and_times_every_budget(tiny_run, tmp_path):
   root_dir, _, _ = tiny_run
   output_dir = tmp_path / 'scaling'
-  result = conftest.run_module(
+  result = conftest.run_cli(
       'launch.scaling', f'--root_dir={root_dir}', '--spo_budgets=2x2,4x2',
       '--gumbel_simulations=4,8', '--level=2', '--num_episodes=8',
       '--timing_repeats=2', f'--output_dir={output_dir}')
