@@ -29,7 +29,7 @@ TINY_FLAGS = ('--torso_units=32', '--head_units=32', '--num_residual_blocks=1',
               '--num_epochs=2', '--num_particles=4', '--depth=2',
               '--resample_period=2', '--sequence_length=5',
               '--replay_capacity=2048', '--total_env_steps=2048',
-              '--eval_interval=1024', '--eval_episodes=16',
+              '--eval_interval=2048', '--eval_episodes=8',
               '--checkpoint_interval=512', '--log_interval=512',
               '--envs_per_item=4')
 
