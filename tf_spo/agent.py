@@ -221,7 +221,8 @@ class SpoAgent(tf_agent.TFAgent):
     # nested (or XLA) function; the caller's tf.function around
     # `strategy.run` compiles them there.
     self._compiled_loss_and_gradients = (
-        tf.function(self._loss_and_gradients, jit_compile=True)
+        tf.function(self._loss_and_gradients, jit_compile=True,
+                    autograph=False)
         if losses.num_replicas() == 1
         else self._loss_and_gradients)
 

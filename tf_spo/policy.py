@@ -156,7 +156,7 @@ class SearchPolicy(tf_policy.TFPolicy):
     self._model = model
     self._rng = tf.random.Generator.from_seed(seed)
     self._compiled_search = tf.function(
-        self._search, jit_compile=model.xla_compatible)
+        self._search, jit_compile=model.xla_compatible, autograph=False)
 
   def _network_fn(self, network_input):
     output, _ = self._network(network_input)

@@ -52,7 +52,7 @@ class Evaluator:
       self._observe = lambda state: model_lib.network_input(
           model.observe(state))
     self._policy = policy
-    self.play = tf.function(self._play)
+    self.play = tf.function(self._play, autograph=False)
 
   def _act(self, time_step, step, seed):
     if isinstance(self._policy, policy_lib.SearchPolicy):

@@ -62,19 +62,22 @@ def make_collect(run, act: Callable[[Any], Any],
   steps_per_iteration = run.settings['num_envs'] * run.settings[
       'rollout_length']
 
-  @tf.function
+  def step(i, time_step):
+    action_step = act(time_step)
+    next_time_step = env.step(env_action(action_step.action))
+    replay_buffer.add_batch(trajectory.from_transition(
+        time_step, action_step, next_time_step))
+    return i + 1, next_time_step
+
   def collect():
     """Steps every environment `rollout_length` times into the buffer."""
-    time_step = env.current_time_step()
-    for _ in tf.range(run.settings['rollout_length']):
-      action_step = act(time_step)
-      next_time_step = env.step(env_action(action_step.action))
-      replay_buffer.add_batch(trajectory.from_transition(
-          time_step, action_step, next_time_step))
-      time_step = next_time_step
+    tf.while_loop(lambda i, _: i < run.settings['rollout_length'], step,
+                  (tf.constant(0), env.current_time_step()))
     run.env_steps.assign_add(steps_per_iteration)
 
-  return collect
+  # Without autograph: the loop is explicit, and converting the policy's and
+  # environment's code on every trace took most of a short run's start-up.
+  return tf.function(collect, autograph=False)
 
 
 def make_search_loop(run) -> Loop:
