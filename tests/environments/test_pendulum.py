@@ -3,6 +3,7 @@
 import types
 
 import gymnasium
+from gymnasium.envs.classic_control import pendulum as gymnasium_pendulum
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -180,8 +181,7 @@ def test_edge_cases_match_gymnasium():
 def test_angle_normalize_matches_gymnasium():
   x = np.linspace(-20.0, 20.0, 10001, dtype=np.float32)
   normalized = pendulum.angle_normalize(tf.constant(x)).numpy()
-  expected = gymnasium.envs.classic_control.pendulum.angle_normalize(
-      x.astype(np.float64))
+  expected = gymnasium_pendulum.angle_normalize(x.astype(np.float64))
   np.testing.assert_allclose(normalized, expected, rtol=0, atol=1e-5)
   assert normalized.min() >= -np.float32(np.pi)
   assert normalized.max() <= np.float32(np.pi)
