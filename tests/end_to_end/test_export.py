@@ -101,7 +101,7 @@ def test_trt_smc_run_compiles_and_exports(tmp_path):
   """All TRT-SMC switches on: trains, exports and acts in a fresh process."""
   root_dir = tmp_path / 'trt'
   result = conftest.run_cli('launch.train', f'--root_dir={root_dir}',
-                               '--preset=trt_smc', *conftest.TINY_FLAGS)
+                            '--preset=trt_smc', *conftest.TINY_FLAGS)
   assert result.returncode == 0, result.stderr[-3000:]
   with open(root_dir / 'config.json') as f:
     settings = json.load(f)
@@ -145,7 +145,7 @@ def test_gumbel_run_trains_and_exports_its_search(tmp_path):
 def test_export_cli_writes_both_policies(tiny_run, tmp_path):
   root_dir, _, _ = tiny_run
   result = conftest.run_cli('launch.export', f'--root_dir={root_dir}',
-                               f'--output_dir={tmp_path}')
+                            f'--output_dir={tmp_path}')
   assert result.returncode == 0, result.stderr[-3000:]
   for kind in ('search', 'network'):
     assert os.path.exists(tmp_path / kind / 'saved_model.pb')
@@ -177,7 +177,7 @@ def test_evaluate_cli_names_the_bad_path_flag_in_one_line(tmp_path, flag, path,
   run_dir = tmp_path / 'run_without_checkpoint'
   experiment.write_settings(str(run_dir), dict(experiment.DEFAULTS))
   result = conftest.run_cli('launch.evaluate',
-                               f'--{flag}={tmp_path / path}')
+                            f'--{flag}={tmp_path / path}')
   assert result.returncode == 1
   assert 'Traceback' not in result.stderr
   [line] = _error_lines(result.stderr)

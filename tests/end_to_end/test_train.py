@@ -207,15 +207,15 @@ def test_incompatible_root_dir_is_refused(tmp_path):
 
 def test_cli_reports_bad_flags(tmp_path):
   result = conftest.run_cli('launch.train', f'--root_dir={tmp_path}',
-                               '--num_particles=0')
+                            '--num_particles=0')
   assert result.returncode != 0
   assert '--num_particles must be >= 1, got 0' in result.stderr
   assert 'Traceback' not in result.stderr
   result = conftest.run_cli('launch.train', f'--root_dir={tmp_path}',
-                               '--depth=2', '--resample_period=3')
+                            '--depth=2', '--resample_period=3')
   assert '--resample_period must be in [1, depth=2], got 3' in result.stderr
   result = conftest.run_cli('launch.train', f'--root_dir={tmp_path}',
-                               '--strategy=tpu')
+                            '--strategy=tpu')
   assert "--strategy=tpu: no TPU at --tpu=''" in result.stderr
   assert 'Traceback' not in result.stderr
   assert not os.listdir(tmp_path)  # nothing written for a bad config

@@ -183,8 +183,8 @@ def test_bad_run_dirs_are_named(tmp_path):
 
 def test_cli_reports_errors_in_one_line(tmp_path):
   result = conftest.run_cli('launch.report',
-                               f'--run_dirs={tmp_path}/none*',
-                               f'--output_dir={tmp_path}/report')
+                            f'--run_dirs={tmp_path}/none*',
+                            f'--output_dir={tmp_path}/report')
   assert result.returncode != 0
   assert "error: --run_dirs: '" in result.stderr
   assert 'Traceback' not in result.stderr

@@ -70,6 +70,6 @@ def test_cli_errors_are_one_line(tmp_path):
   assert 'has no config.json' in result.stderr
   assert 'Traceback' not in result.stderr
   result = conftest.run_cli('launch.scaling', f'--root_dir={tmp_path}',
-                               '--spo_budgets=4', '--gumbel_simulations=')
+                            '--spo_budgets=4', '--gumbel_simulations=')
   assert result.returncode != 0
   assert '--spo_budgets must be' in result.stderr
