@@ -316,9 +316,11 @@ class ModelPyEnvironment(py_environment.PyEnvironment):
     super().__init__(handle_auto_reset=False)
     self._environment = ModelEnvironment(model, batch_size, seed)
     self._step_fn = tf.function(self._environment.step,
-                                jit_compile=model.xla_compatible)
+                                jit_compile=model.xla_compatible,
+                                autograph=False)
     self._reset_fn = tf.function(self._environment.reset,
-                                 jit_compile=model.xla_compatible)
+                                 jit_compile=model.xla_compatible,
+                                 autograph=False)
     self._time_step_spec = tensor_spec.to_nest_array_spec(
         self._environment.time_step_spec())
     self._action_spec = tensor_spec.to_nest_array_spec(
