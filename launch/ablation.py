@@ -114,11 +114,9 @@ def main(argv):
   if unknown:
     raise app.UsageError(f'--variants must be among {sorted(VARIANTS)}, got '
                          f'{unknown}.')
-  try:
+  with cli.flag_errors():
     for budget in FLAGS.budgets:
       parse_budget(budget)
-  except ValueError as error:
-    raise app.UsageError(str(error)) from error
   seeds = [int(s) for s in FLAGS.seeds]
   extra = [f'--total_env_steps={FLAGS.total_env_steps}',
            f'--eval_interval={FLAGS.eval_interval}',

@@ -32,7 +32,6 @@ same run.
 import json
 from typing import Any, Dict
 
-from absl import app
 from absl import flags
 from absl import logging
 
@@ -80,12 +79,10 @@ def main(argv):
   del argv
   logging.set_verbosity(logging.WARNING)
   if FLAGS.mode == 'train':
-    try:
+    with cli.flag_errors():
       result = benchmarks.train_benchmark(
           FLAGS.env, FLAGS.preset, FLAGS.repeats, FLAGS.warmup,
           overrides={'algorithm': FLAGS.algorithm})
-    except ValueError as e:
-      raise app.UsageError(cli.flag_wording(e)) from e
     print(benchmarks.format_train_table(result))
   else:
     result = search_mode()
@@ -103,10 +100,8 @@ def search_mode() -> Dict[str, Any]:
       torso_units=FLAGS.torso_units,
       num_residual_blocks=FLAGS.num_residual_blocks,
       head_units=FLAGS.head_units, repeats=FLAGS.repeats, warmup=FLAGS.warmup)
-  try:
+  with cli.flag_errors():
     result = benchmarks.benchmark(seed=FLAGS.seed, env=FLAGS.env, **settings)
-  except ValueError as e:
-    raise app.UsageError(cli.flag_wording(e)) from e
   print(benchmarks.format_table(result))
   return result
 

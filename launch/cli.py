@@ -6,11 +6,12 @@ name (`define_setting_flags`); library errors name the argument
 (`flag_wording`). This is the one launch module the others import.
 """
 
+import contextlib
 import re
 import sys
 import tempfile
 import traceback
-from typing import Any, Callable, Dict
+from typing import Any, Callable, Dict, Iterator
 
 from absl import app
 from absl import flags
@@ -127,6 +128,19 @@ def _traceback_file() -> str:
       return f.name
   except OSError:  # A full disk: the one line must still come out.
     return ''
+
+
+@contextlib.contextmanager
+def flag_errors(prefix: str = '') -> Iterator[None]:
+  """A `ValueError` in the block is a bad flag: raised as a `UsageError`.
+
+  Its message is worded for the command line (`flag_wording`), after
+  `prefix`.
+  """
+  try:
+    yield
+  except ValueError as error:
+    raise app.UsageError(prefix + flag_wording(error)) from None
 
 
 def run(main: Callable[[Any], None]) -> None:

@@ -94,7 +94,7 @@ def main(argv):
   """Runs --role with the settings of the flags."""
   del argv
   logging.set_verbosity(logging.WARNING)
-  try:
+  with cli.flag_errors():
     settings = cli.settings_from_flags()
     # The learner trains on --strategy (made before TensorFlow starts); the
     # other parts ignore it.
@@ -111,8 +111,6 @@ def main(argv):
     if FLAGS.actor_id < 0:
       raise ValueError(f'--actor_id must be >= 0, got {FLAGS.actor_id}.')
     envs_per_item = distributed.envs_per_item(settings, FLAGS.envs_per_item)
-  except ValueError as error:
-    raise app.UsageError(cli.flag_wording(error)) from error
   address = FLAGS.replay_server_address or f'localhost:{FLAGS.replay_port}'
   if FLAGS.role != 'replay_server' and FLAGS.role != 'all' and not (
       FLAGS.replay_server_address or FLAGS.replay_port):

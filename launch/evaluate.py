@@ -119,11 +119,9 @@ def main(argv):
   if FLAGS.num_episodes < 1:
     raise app.UsageError(
         f'--num_episodes must be >= 1, got {FLAGS.num_episodes}.')
-  try:
+  with cli.flag_errors():
     policy, settings = load(FLAGS.root_dir, FLAGS.saved_model, FLAGS.policy,
                             FLAGS.env if FLAGS['env'].present else None)
-  except ValueError as error:
-    raise app.UsageError(cli.flag_wording(error)) from None
   if FLAGS.time_limit:
     settings = dict(settings, time_limit=FLAGS.time_limit)
   settings, num_episodes, model = choose_levels(
@@ -135,12 +133,10 @@ def main(argv):
       experiment.reads_network_input_only(policy, model))
   start = time.time()
   if FLAGS.gymnasium:
-    try:
+    with cli.flag_errors():
       results = experiment.play_gymnasium(policy, model, settings,
                                           num_episodes, FLAGS.seed,
                                           network_input_only)
-    except ValueError as error:
-      raise app.UsageError(cli.flag_wording(error)) from None
   else:
     results = experiment.evaluate_levels(
         policy, settings, FLAGS.max_level, num_episodes, FLAGS.seed,

@@ -151,14 +151,10 @@ def main(argv):
   command = experiment.command_line('launch.mstep_probe')
   results = {}
   for name, overrides in variants.items():
-    with tempfile.TemporaryDirectory() as root_dir:
-      try:
-        results[name] = probe(FLAGS.env, overrides, FLAGS.total_env_steps,
-                              FLAGS.probe_every, FLAGS.eval_episodes,
-                              root_dir)
-      except ValueError as error:
-        raise app.UsageError(
-            f'--variant {name}: {cli.flag_wording(error)}') from None
+    with tempfile.TemporaryDirectory() as root_dir, cli.flag_errors(
+        prefix=f'--variant {name}: '):
+      results[name] = probe(FLAGS.env, overrides, FLAGS.total_env_steps,
+                            FLAGS.probe_every, FLAGS.eval_episodes, root_dir)
   text = page(results, FLAGS.env, command)
   experiment.write_page(FLAGS.output, text)
   print(text)

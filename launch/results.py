@@ -15,7 +15,6 @@ row per evaluated env-step count with each seed's search / network score
 and the means over the seeds that reached that row.
 """
 
-from absl import app
 from absl import flags
 
 from launch import cli
@@ -28,10 +27,8 @@ FLAGS = flags.FLAGS
 def main(argv):
   """Writes the page of --run_dirs to --output."""
   del argv
-  try:
+  with cli.flag_errors():
     run_dirs = pages.run_dirs(FLAGS.run_dirs)
-  except ValueError as error:
-    raise app.UsageError(cli.flag_wording(error)) from error
   text = pages.results_page(run_dirs, FLAGS.title,
                             experiment.command_line('launch.results'),
                             FLAGS.evaluations)

@@ -21,7 +21,6 @@ model steps and network evaluations.
 import os
 from typing import List, Tuple
 
-from absl import app
 from absl import flags
 
 from environments import registry
@@ -69,7 +68,7 @@ def parse_simulations(text: str) -> List[int]:
 def main(argv):
   """Runs the scaling sweep of the flags."""
   del argv
-  try:
+  with cli.flag_errors():
     spo_budgets = parse_budgets(FLAGS.spo_budgets)
     gumbel_simulations = parse_simulations(FLAGS.gumbel_simulations)
     if not spo_budgets and not gumbel_simulations:
@@ -92,8 +91,6 @@ def main(argv):
                            'evaluation levels; pass --level=0.')
       settings = dict(settings, **{sweep: FLAGS.level})
     searches = scaling.search_configs(settings, spo_budgets, gumbel_simulations)
-  except ScalingError as error:
-    raise app.UsageError(cli.flag_wording(error)) from error
   rows = scaling.scaling(run, searches, settings, FLAGS.num_episodes,
                          FLAGS.seed, FLAGS.timing_batch, FLAGS.timing_repeats)
   metric = experiment.metrics(settings)[0]

@@ -31,7 +31,6 @@ scores (`network_<metric>`, `network_mean_length`), and only policy/network
 is exported. The library function is `tf_spo.experiment.train`.
 """
 
-from absl import app
 from absl import flags
 from absl import logging
 
@@ -45,14 +44,12 @@ def main(argv):
   """Trains with the settings of the flags."""
   del argv
   logging.set_verbosity(logging.WARNING)
-  try:
+  with cli.flag_errors():
     settings = cli.settings_from_flags()
     # First: a mirrored strategy on the CPU configures its logical devices
     # before TensorFlow starts.
     strategy = experiment.make_strategy(settings)
     experiment.validate_settings(settings)
-  except ValueError as error:
-    raise app.UsageError(cli.flag_wording(error)) from error
   experiment.train(settings, FLAGS.root_dir, strategy=strategy)
 
 

@@ -2,8 +2,10 @@
 
 import os
 
+from absl import app
 import pytest
 
+from launch import cli
 from tests import conftest
 from tf_spo import experiment
 
@@ -73,3 +75,16 @@ def test_a_full_disk_is_one_line(tmp_path, monkeypatch):
   assert result.returncode == 1
   assert result.stderr == (
       'error: OSError: [Errno 28] No space left on device\n')
+
+
+def test_flag_errors_word_a_value_error_as_a_usage_error():
+  with conftest.temporary_flags():
+    cli.define_setting_flags()
+    with pytest.raises(app.UsageError) as error, cli.flag_errors(
+        prefix='--variant a: '):
+      raise ValueError('time_limit must be >= 1, got 0.')
+    assert str(error.value) == (
+        '--variant a: --time_limit must be >= 1, got 0.')
+    # Other errors are not flag errors: they pass through as they are.
+    with pytest.raises(KeyError), cli.flag_errors():
+      raise KeyError('time_limit')
