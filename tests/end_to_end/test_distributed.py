@@ -228,16 +228,13 @@ def test_loopback_run_survives_killed_actor_and_learner(tmp_path):
         os.path.join(root, 'policy', kind))
   rows = _read(os.path.join(root, 'eval.csv')).splitlines()
   assert rows[-1].split(',')[2] == '128'
-  # A restarted replay server reloads the tables checkpointed at the end.
-  port = roles.free_port()
-  server = subprocess.Popen(
-      [sys.executable, '-m', 'launch.distributed', f'--root_dir={root}',
-       '--role=replay_server', f'--replay_port={port}', *TINY_FLAGS],
-      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-      cwd=conftest.REPO_ROOT)
+  # A restarted replay server (here in this process) reloads the tables
+  # checkpointed at the end.
+  settings = run_lib.read_settings(root)
+  server = roles.make_replay_server(settings, root, None,
+                                    roles.envs_per_item(settings, 4))
   try:
-    client = roles.wait_for_server(f'localhost:{port}', timeout_s=120)
-    info = client.server_info()
+    info = reverb.Client(f'localhost:{server.port}').server_info()
     # 128 train steps of 8 sequences at 0.5 sequences per env step need
     # about 2,000 env steps; the table keeps up to its capacity of 2,048
     # env steps, 4 per item.
@@ -245,7 +242,7 @@ def test_loopback_run_survives_killed_actor_and_learner(tmp_path):
     assert 1_750 < 4 * items <= 2_048
     assert info[reverb_replay.VARIABLE_TABLE].current_size == 1
   finally:
-    server.kill()
+    server.stop()
 
 
 def test_cli_reports_bad_distributed_flags(tmp_path):

@@ -131,9 +131,17 @@ class RoleParts:
 
 
 
-def replay_server(settings: Dict[str, Any], root_dir: str, port: int,
-                  envs_per_item: int) -> None:
-  """Serves the replay tables until killed; restores them on restart."""
+def make_replay_server(settings: Dict[str, Any], root_dir: str,
+                       port: Optional[int], envs_per_item: int
+                       ) -> reverb.Server:
+  """A Reverb server of the replay tables, restored from `root_dir`'s.
+
+  Args:
+    settings: the run's settings.
+    root_dir: the run's directory; the tables are checkpointed under it.
+    port: the port to serve on; None picks a free one (`server.port`).
+    envs_per_item: envs per replay item (`envs_per_item`).
+  """
   parts = RoleParts(settings)
   tables = reverb_replay.tables(
       parts.agent.collect_data_spec, parts.variables,
@@ -144,7 +152,13 @@ def replay_server(settings: Dict[str, Any], root_dir: str, port: int,
       min_size_to_sample=max(settings['batch_size'] // envs_per_item, 1))
   checkpointer = reverb.checkpointers.DefaultCheckpointer(
       os.path.join(root_dir, REVERB_SUBDIR))
-  server = reverb.Server(tables, port=port, checkpointer=checkpointer)
+  return reverb.Server(tables, port=port, checkpointer=checkpointer)
+
+
+def replay_server(settings: Dict[str, Any], root_dir: str, port: int,
+                  envs_per_item: int) -> None:
+  """Serves the replay tables until killed; restores them on restart."""
+  server = make_replay_server(settings, root_dir, port, envs_per_item)
   print(f'[replay_server] serving on port {server.port}', flush=True)
   server.wait()
 
