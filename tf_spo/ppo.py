@@ -17,7 +17,10 @@ policy samples with seeds from a `tf.random.Generator` it owns (as
 Its continuous actions are unclipped Gaussian samples, kept as such in the
 trajectories (the PPO ratios need their densities): the caller clips them
 into the bounds before stepping the environment. `train` trains on a batch
-of whole rollouts [B, T], `num_epochs` full-batch gradient steps; the last
+of whole rollouts [B, T]: returns and advantages once, with the values
+before the update, then `num_epochs` passes over the rollout, each a
+full-batch gradient step (TF-Agents' own) or, with `ppo_num_minibatches`
+M > 1, M steps on a shuffled partition of its B * T transitions; the last
 step of each rollout only bootstraps the values.
 """
 
@@ -56,7 +59,12 @@ class PpoConfig:
     discount: gamma of the returns, in [0, 1].
     gae_lambda: lambda of the GAE advantages and TD(lambda) value targets,
       in [0, 1].
-    num_epochs: full-batch gradient steps per `train` call (>= 1).
+    num_epochs: passes over the rollout per `train` call (>= 1).
+    ppo_num_minibatches: gradient steps per pass, each on a shuffled
+      1 / M of the rollout's transitions (>= 1; 1: full-batch steps);
+      num_envs * rollout_length must be a multiple of it.
+    ppo_learning_rate_decay: decay the learning rate linearly to 0 over the
+      run's gradient steps (the SPO paper's PPO, table 4).
     value_loss_coef: weight of the value loss (>= 0).
     max_grad_norm: global-norm clipping of the actor's and critic's
       gradients together (> 0).
@@ -67,6 +75,8 @@ class PpoConfig:
   discount: float = 0.99
   gae_lambda: float = 0.95
   num_epochs: int = 8
+  ppo_num_minibatches: int = 1
+  ppo_learning_rate_decay: bool = False
   value_loss_coef: float = 0.5
   max_grad_norm: float = 0.5
 
@@ -80,6 +90,8 @@ class PpoConfig:
     check(0.0 <= self.gae_lambda <= 1.0, 'gae_lambda', 'in [0, 1]',
           self.gae_lambda)
     check(self.num_epochs >= 1, 'num_epochs', '>= 1', self.num_epochs)
+    check(self.ppo_num_minibatches >= 1, 'ppo_num_minibatches', '>= 1',
+          self.ppo_num_minibatches)
     check(self.value_loss_coef >= 0.0, 'value_loss_coef', '>= 0',
           self.value_loss_coef)
     check(self.max_grad_norm > 0.0, 'max_grad_norm', '> 0',
@@ -199,7 +211,7 @@ class PpoAgent(ppo_clip_agent.PPOClipAgent):
   `collect_policy`, `network_policy` (the same greedy policy),
   `export_network_policy()`, `network` (for FLOP counts),
   `train_step_counter`, `collect_data_spec` and `train`, which counts
-  `num_epochs` train steps per call.
+  `num_epochs * ppo_num_minibatches` train steps per call.
   """
 
   def __init__(self,
@@ -265,6 +277,7 @@ class PpoAgent(ppo_clip_agent.PPOClipAgent):
         encoder.feature_spec, conv_layer_params=conv_layer_params,
         fc_layer_params=fc_layer_params, activation_fn=activation_fn)
     observation_spec = time_step_spec.observation
+    minibatches = config.ppo_num_minibatches > 1
     super().__init__(
         time_step_spec, action_spec,
         optimizer=optimizer or tf.keras.optimizers.Adam(3e-4),
@@ -276,7 +289,10 @@ class PpoAgent(ppo_clip_agent.PPOClipAgent):
         discount_factor=config.discount,
         entropy_regularization=config.ppo_entropy_coef,
         value_pred_loss_coef=config.value_loss_coef,
-        num_epochs=config.num_epochs,
+        # With minibatches, `_train` takes the epochs and the rollout's
+        # advantages itself; TF-Agents then takes one gradient step per
+        # call on given advantages (as its `PPOLearner` does).
+        num_epochs=1 if minibatches else config.num_epochs,
         use_gae=True,
         use_td_lambda_return=True,
         normalize_rewards=True,
@@ -284,8 +300,8 @@ class PpoAgent(ppo_clip_agent.PPOClipAgent):
         # normaliser would read the planning state too.
         normalize_observations=False,
         gradient_clipping=config.max_grad_norm,
-        compute_value_and_advantage_in_train=True,
-        update_normalizers_in_train=True,
+        compute_value_and_advantage_in_train=not minibatches,
+        update_normalizers_in_train=not minibatches,
         debug_summaries=debug_summaries,
         train_step_counter=(train_step_counter if train_step_counter
                             is not None else tf.Variable(
@@ -296,6 +312,11 @@ class PpoAgent(ppo_clip_agent.PPOClipAgent):
     self._inner_actor = actor
     self._inner_value = value
     self._network_input_spec = network_input_spec
+    self._epochs = config.num_epochs
+    self._num_minibatches = config.ppo_num_minibatches
+    if minibatches:
+      # The minibatches' shuffles, checkpointed with the agent.
+      self._shuffle_rng = tf.random.Generator.from_seed(seed + 1)
     # Keras makes an optimizer's slots in the order of the variables of its
     # first update, which PPOAgent sorts by name, and layer names depend on
     # how many layers the process made before: built here in the networks'
@@ -306,8 +327,64 @@ class PpoAgent(ppo_clip_agent.PPOClipAgent):
     self._collect_policy = _SeededPpoPolicy(
         time_step_spec=time_step_spec, action_spec=action_spec,
         actor_network=self._actor_net, value_network=self._value_net,
-        clip=False, collect=True, compute_value_and_advantage_in_train=True,
+        clip=False, collect=True,
+        compute_value_and_advantage_in_train=not minibatches,
         seed=seed)
+
+  def _train(self, experience, weights):
+    """PPO's epochs on a rollout [B, T]: full-batch, or on minibatches.
+
+    With M = `ppo_num_minibatches` > 1, the returns and advantages of the
+    whole rollout come first (`_preprocess`, from the values the collect
+    policy recorded, i.e. the networks before the update);
+    then each of the `num_epochs` passes shuffles the B * T transitions and
+    takes one TF-Agents gradient step (`PPOAgent._train` on [B * T / M, 1],
+    advantages standardised per minibatch) on each 1 / M of them. The
+    observation and reward normalisers take the rollout once, afterwards.
+
+    Returns:
+      The `LossInfo` of the last gradient step.
+
+    Raises:
+      ValueError: if B * T is not a multiple of M.
+    """
+    if self._num_minibatches == 1:
+      return super()._train(experience, weights)
+    processed = self._preprocess(experience)
+    batch, steps = processed.step_type.shape.as_list()
+    size = batch * steps
+    if size % self._num_minibatches:
+      raise ValueError(
+          f'ppo_num_minibatches={self._num_minibatches} must divide '
+          f'num_envs * rollout_length = {batch} * {steps}.')
+    minibatch = size // self._num_minibatches
+    flat = tf.nest.map_structure(
+        lambda x: tf.reshape(x, [size, 1] + x.shape[2:].as_list()),
+        (processed, () if weights is None else weights))
+
+    def step(order, index):
+      rows = order[index * minibatch:(index + 1) * minibatch]
+      part, part_weights = tf.nest.map_structure(
+          lambda x: tf.gather(x, rows), flat)
+      return super(PpoAgent, self)._train(
+          part, None if weights is None else part_weights)
+
+    steps_per_epoch = self._num_minibatches
+    total = self._epochs * steps_per_epoch
+    seed = tf.cast(self._shuffle_rng.make_seeds(1)[:, 0], tf.int32)
+    orders = tf.argsort(tf.random.stateless_uniform([self._epochs, size],
+                                                    seed), axis=-1)
+
+    def body(i):
+      step(orders[i // steps_per_epoch], i % steps_per_epoch)
+      return (i + 1,)
+
+    # All but the last step in a loop, the last one for its LossInfo.
+    tf.while_loop(lambda i: i < total - 1, body, (tf.constant(0),))
+    loss_info = step(orders[-1], steps_per_epoch - 1)
+    self.update_observation_normalizer(processed.observation)
+    self.update_reward_normalizer(processed.reward)
+    return loss_info
 
   @property
   def normalizer(self) -> Optional[networks_lib.ObservationNormalizer]:

@@ -8,6 +8,7 @@ import os
 import numpy as np
 import pytest
 import tensorflow as tf
+from tf_agents.agents.ppo import ppo_agent
 from tf_agents.specs import tensor_spec
 from tf_agents.trajectories import time_step as ts
 
@@ -16,6 +17,7 @@ from environments import registry
 from launch import cli
 from tests.support import checkpoints
 from tf_spo import experiment
+from tf_spo.experiment import builders
 
 CUBE = dict(
     algorithm='ppo', num_envs=8, rollout_length=4, total_env_steps=128,
@@ -122,6 +124,9 @@ def test_ppo_settings_are_validated():
       ({'ppo_clip_ratio': 0.0}, '--ppo_clip_ratio must be in (0, 1), '
        'got 0.0'),
       ({'ppo_entropy_coef': -0.1}, '--ppo_entropy_coef must be >= 0'),
+      ({'ppo_num_minibatches': 0}, '--ppo_num_minibatches must be >= 1'),
+      ({'ppo_num_minibatches': 3}, '--ppo_num_minibatches must be a divisor '
+       'of num_envs * rollout_length = 32, got 3'),
       ({'network': 'mlp', 'conv_channels': '4'},
        '--conv_channels needs --network=residual')):
     with pytest.raises(ValueError) as error:
@@ -190,6 +195,54 @@ def test_loop_trains_once_on_exactly_the_newest_rollout(tmp_path):
   assert not np.array_equal(rollouts[0].observation, rollouts[1].observation)
 
 
+def test_minibatches_partition_each_epoch_of_the_rollout(monkeypatch,
+                                                        tmp_path):
+  # 2 epochs x 4 minibatches of a rollout of 4 envs x 16 steps: each epoch
+  # shuffles the 64 transitions into 4 disjoint minibatches of 16, each step
+  # is TF-Agents' own on the advantages of the whole rollout, and the
+  # observation normaliser takes the rollout once.
+  settings = pendulum_settings(network='mlp', mlp_units=16, mlp_layers=2,
+                               normalize_observations=True,
+                               ppo_num_minibatches=4)
+  run = experiment.build_run(settings, str(tmp_path))
+  loop = experiment.make_loop(run)
+  loop.collect()
+  experience = run.replay_buffer.newest_steps(16)
+  agent = run.agent
+  # The collect policy records the values the advantages start from.
+  assert set(experience.policy_info) == {'dist_params', 'value_prediction'}
+  expected = agent._preprocess(experience).policy_info
+  rows = {experience.observation.network_input[b, t].numpy().tobytes():
+          (b, t) for b in range(4) for t in range(16)}
+  assert len(rows) == 64
+  steps = []
+  one_step = ppo_agent.PPOAgent._train
+
+  def recording(self, minibatch, weights):
+    steps.append(minibatch)
+    return one_step(self, minibatch, weights)
+
+  monkeypatch.setattr(ppo_agent.PPOAgent, '_train', recording)
+  agent.train(experience)
+  assert len(steps) == 8
+  assert int(agent.train_step_counter.numpy()) == 8
+  epochs = []
+  for minibatch in steps:
+    assert minibatch.step_type.shape == (16, 1)
+    where = [rows[x.tobytes()]
+             for x in minibatch.observation.network_input[:, 0].numpy()]
+    for key in ('advantage', 'return', 'value_prediction'):
+      np.testing.assert_array_equal(
+          minibatch.policy_info[key][:, 0],
+          [expected[key][b, t] for b, t in where])
+    epochs.append(where)
+  for epoch in (epochs[:4], epochs[4:]):
+    assert sorted(row for rows_ in epoch for row in rows_) == sorted(
+        rows.values())
+  assert epochs[:4] != epochs[4:]
+  assert float(agent.normalizer.count.numpy()) == 64
+
+
 def train_quietly(settings, root_dir, **kwargs):
   """`experiment.train`, and what it printed."""
   out = io.StringIO()
@@ -203,31 +256,36 @@ def cube_runs(tmp_path_factory):
   """A tiny PPO cube run stopped at 64 env steps and resumed, and one not."""
   resumed = str(tmp_path_factory.mktemp('resumed'))
   full = str(tmp_path_factory.mktemp('full'))
-  assert train_quietly(cube_settings(), resumed,
-                       stop_after_env_steps=64)[0] == {}
-  summary, stdout = train_quietly(cube_settings(), resumed)
-  train_quietly(cube_settings(), full)
+  settings = minibatch_cube_settings()
+  assert train_quietly(settings, resumed, stop_after_env_steps=64)[0] == {}
+  summary, stdout = train_quietly(settings, resumed)
+  train_quietly(settings, full)
   return resumed, full, summary, stdout
+
+
+def minibatch_cube_settings():
+  return cube_settings(ppo_num_minibatches=2, ppo_learning_rate_decay=True)
 
 
 def test_cube_run_evaluates_checkpoints_and_exports_the_network(cube_runs):
   root_dir, _, summary, stdout = cube_runs
   assert summary['algorithm'] == 'ppo'
   assert summary['env_steps'] == 128
-  # 4 iterations of 32 env steps x 2 epochs.
-  assert summary['train_steps'] == 8
+  # 4 iterations of 32 env steps x 2 epochs x 2 minibatches.
+  assert summary['train_steps'] == 16
   # PPO has no search: no search_ key, only the network's scores.
   assert not [key for key in summary if key.startswith('search')]
   assert set(summary['saved_models']) == {'network'}
   assert 0 <= summary['network_solve_rate'] <= 1
   assert summary['network_mean_length'] > 0
   assert summary['checkpoint'].endswith('ckpt-128')
-  assert '[train] env_steps=128/128 train_steps=8 ' in stdout
+  assert '[train] env_steps=128/128 train_steps=16 ' in stdout
   assert 'clip_fraction=' in stdout and 'eta=' not in stdout
   with open(os.path.join(root_dir, 'eval.csv')) as f:
     rows = list(csv.DictReader(f))
   assert [int(row['env_steps']) for row in rows] == [0, 64, 128]
-  assert list(rows[0]) == list(experiment.eval_columns(cube_settings())) == [
+  assert list(rows[0]) == list(experiment.eval_columns(
+      minibatch_cube_settings())) == [
       'env_steps', 'wall_clock_s', 'train_steps', 'network_solve_rate',
       'network_mean_return', 'network_mean_length']
 
@@ -235,7 +293,12 @@ def test_cube_run_evaluates_checkpoints_and_exports_the_network(cube_runs):
   # as the restored agent's greedy policy acts on the full observations.
   loaded = tf.saved_model.load(summary['saved_models']['network'])
   run = experiment.restore_run(root_dir)
-  assert int(run.agent.train_step_counter.numpy()) == 8
+  assert int(run.agent.train_step_counter.numpy()) == 16
+  # The learning rate fell linearly from 1e-3 to 0 over the 16 steps.
+  assert int(run.agent._optimizer.iterations.numpy()) == 16
+  schedule = builders.ppo_learning_rate(run.settings)
+  np.testing.assert_allclose([schedule(0), schedule(8), schedule(16)],
+                             [1e-3, 5e-4, 0.0], rtol=1e-6)
   model = experiment.make_model(run.settings, evaluation=True)
   state = model.reset(5, tf.constant([3, 0], tf.int64))
   observation = model.observe(state)

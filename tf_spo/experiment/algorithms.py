@@ -84,6 +84,11 @@ def _check_ppo(settings: Dict[str, Any]) -> None:
         'bootstraps the values)', settings['rollout_length'])
   check(settings['strategy'] == 'default', 'strategy',
         "'default' with algorithm=ppo", settings['strategy'])
+  rollout = settings['num_envs'] * settings['rollout_length']
+  check(rollout % settings['ppo_num_minibatches'] == 0,
+        'ppo_num_minibatches',
+        f'a divisor of num_envs * rollout_length = {rollout}',
+        settings['ppo_num_minibatches'])
 
 
 def _spo_progress(agent, loss_info) -> str:
@@ -125,7 +130,7 @@ def _search_passes(model_steps: Callable[[Dict[str, Any]], int]):
 
 def _ppo_passes(settings: Dict[str, Any]) -> int:
   # The collect policy and the values of the rollout, then a forward and
-  # backward pass per epoch.
+  # backward pass per epoch (over all minibatches together).
   return (settings['num_envs'] * settings['rollout_length'] *
           (2 + 3 * settings['num_epochs']))
 

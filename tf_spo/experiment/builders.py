@@ -169,10 +169,12 @@ def ppo_agent(settings: Dict[str, Any], model, time_step_spec, action_spec,
   convolution per `conv_channels` stage (`conv_residual_blocks` does not
   apply). Continuous actions: a Gaussian with tanh-squashed mean and a
   state-independent standard deviation starting at `initial_scale`.
-  `learning_rate`, `discount`, `gae_lambda`, `num_epochs` (full-batch
-  epochs per rollout), `value_loss_coef`, `max_grad_norm` (over both
-  networks' gradients together), `ppo_clip_ratio` and
-  `ppo_entropy_coef` apply; the search and SPO settings do not.
+  `learning_rate` (decayed linearly to 0 over the run's gradient steps
+  with `ppo_learning_rate_decay`), `discount`, `gae_lambda`, `num_epochs`
+  (passes over each rollout), `ppo_num_minibatches` (gradient steps per
+  pass), `value_loss_coef`, `max_grad_norm` (over both networks' gradients
+  together), `ppo_clip_ratio` and `ppo_entropy_coef` apply; the search
+  and SPO settings do not.
 
   Args:
     settings: run settings.
@@ -204,6 +206,23 @@ def ppo_agent(settings: Dict[str, Any], model, time_step_spec, action_spec,
       initial_scale=settings['initial_scale'],
       normalize_observations=settings['normalize_observations'],
       config=ppo_config(settings),
-      optimizer=tf.keras.optimizers.Adam(settings['learning_rate']),
+      optimizer=tf.keras.optimizers.Adam(ppo_learning_rate(settings)),
       seed=settings['seed'] if seed is None else seed,
       train_step_counter=train_step_counter)
+
+
+def ppo_learning_rate(settings: Dict[str, Any]):
+  """PPO's learning rate: constant, or its linear decay to 0.
+
+  With `ppo_learning_rate_decay`, it falls to 0 over the run's gradient
+  steps: `num_epochs * ppo_num_minibatches` per rollout of `num_envs *
+  rollout_length` env steps, until `total_env_steps`.
+  """
+  if not settings['ppo_learning_rate_decay']:
+    return settings['learning_rate']
+  rollout = settings['num_envs'] * settings['rollout_length']
+  rollouts = -(-settings['total_env_steps'] // rollout)
+  return tf.keras.optimizers.schedules.PolynomialDecay(
+      settings['learning_rate'],
+      rollouts * settings['num_epochs'] * settings['ppo_num_minibatches'],
+      end_learning_rate=0.0)
