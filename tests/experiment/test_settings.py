@@ -57,6 +57,15 @@ def test_settings_resolve_defaults_env_preset_then_flags():
   cube30 = experiment.resolve_settings('rubiks_cube', 'cpu_30min', {})
   assert cube30['torso_units'] == 512 and cube30['total_env_steps'] == 500_000
   assert cube30['initial_eta'] == 0.05  # the cube's cpu defaults beneath
+  # The SPO paper's PPO: table 7 for the cube, table 4 for the pendulum, on
+  # each task's own network.
+  cube_ppo = experiment.resolve_settings('rubiks_cube', 'ppo', {})
+  pendulum_ppo = experiment.resolve_settings('pendulum', 'ppo', {})
+  assert cube_ppo['algorithm'] == pendulum_ppo['algorithm'] == 'ppo'
+  assert (cube_ppo['ppo_num_minibatches'], cube_ppo['ppo_entropy_coef'],
+          pendulum_ppo['ppo_num_minibatches'],
+          pendulum_ppo['ppo_entropy_coef']) == (64, 1e-2, 16, 5e-3)
+  assert pendulum_ppo['torso_units'] == 64 and cube_ppo['torso_units'] == 256
 
 
 def test_a_task_setting_given_to_another_task_is_refused_by_name():

@@ -3,10 +3,11 @@
 `CPU[env]` is an env's own settings on top of the global defaults (the
 'cpu' preset: a run that finishes on a 2-core laptop CPU); `NAMED[env]` its
 named presets on top of that: 'paper' (table 3 of the SPO paper, its
-discrete or continuous column), 'trt_smc' (the TRT-SMC switches) and, for the
-cube, 'cpu_30min'. Task facts (episode limits, the cube's scrambles) are the
-registry's (`environments/registry.py`); `settings.resolve_settings` puts
-them together.
+discrete or continuous column), 'trt_smc' (the TRT-SMC switches), 'trial',
+'ppo' (the SPO paper's PPO baseline) and, for the cube, 'cpu_30min'. Task
+facts (episode limits, the cube's scrambles) are the registry's
+(`environments/registry.py`); `settings.resolve_settings` puts them
+together.
 """
 
 from environments import mujoco_tasks
@@ -121,6 +122,21 @@ CPU = {
     'halfcheetah': dict(_MUJOCO_CPU, network_collect_fraction=0.5),
 }
 
+# The SPO paper's PPO baseline (paper 000, appendix E.1: table 7 for
+# discrete actions, table 4 for continuous ones): 4 epochs on minibatches,
+# clip 0.1, its entropy weight and learning rate (table 4's actor rate for
+# both networks), decayed linearly to 0, advantages standardised
+# (TF-Agents' default). PPO has no search to pay for, so it collects from
+# 64 envs, rollouts of 64 (discrete) or the paper's 16 (continuous) steps.
+_PPO_DISCRETE = dict(
+    algorithm='ppo', num_envs=64, rollout_length=64, num_epochs=4,
+    ppo_num_minibatches=64, ppo_clip_ratio=0.1, ppo_entropy_coef=1e-2,
+    learning_rate=3e-4, ppo_learning_rate_decay=True)
+_PPO_CONTINUOUS = dict(
+    algorithm='ppo', num_envs=64, rollout_length=16, num_epochs=4,
+    ppo_num_minibatches=16, ppo_clip_ratio=0.1, ppo_entropy_coef=5e-3,
+    learning_rate=6.9e-4, ppo_learning_rate_decay=True)
+
 # A quick trial of a task: train, evaluate and export in under 3 minutes
 # on 2 cores, with its CPU preset's network and search; it checks a setup,
 # and learns little. Episodes are cut short where a full one takes long.
@@ -141,8 +157,9 @@ NAMED = {
                        checkpoint_interval=100_000, log_interval=50_000),
         paper=dict(_PAPER_DISCRETE, torso_units=512, head_units=512,
                    min_scramble=3, max_scramble=7),
-        trt_smc=_TRT_SMC, trial=_TRIAL),
-    'pendulum': dict(paper=_PAPER_CONTINUOUS, trt_smc=_TRT_SMC, trial=_TRIAL),
+        trt_smc=_TRT_SMC, trial=_TRIAL, ppo=_PPO_DISCRETE),
+    'pendulum': dict(paper=_PAPER_CONTINUOUS, trt_smc=_TRT_SMC, trial=_TRIAL,
+                     ppo=_PPO_CONTINUOUS),
     # The paper's Boxoban network: four [conv, residual, residual] blocks of
     # 256, 256, 512, 512 channels, heads of 128 units.
     'sokoban': dict(
@@ -152,10 +169,12 @@ NAMED = {
         # Its search trains at ~50 env steps/s on 2 cores.
         trial=dict(_TRIAL, total_env_steps=2_048, eval_interval=2_048,
                    checkpoint_interval=2_048, log_interval=1_024,
-                   eval_episodes=16, num_levels=1_000)),
+                   eval_episodes=16, num_levels=1_000),
+        ppo=_PPO_DISCRETE),
     'snake': dict(paper=_PAPER_DISCRETE, trt_smc=_TRT_SMC,
-                  trial=dict(_TRIAL, time_limit=500)),
+                  trial=dict(_TRIAL, time_limit=500), ppo=_PPO_DISCRETE),
     **{name: dict(paper=_PAPER_CONTINUOUS, trt_smc=_TRT_SMC,
-                  trial=dict(_TRIAL, eval_episodes=2, time_limit=100))
+                  trial=dict(_TRIAL, eval_episodes=2, time_limit=100),
+                  ppo=_PPO_CONTINUOUS)
        for name in mujoco_tasks.TASKS},
 }

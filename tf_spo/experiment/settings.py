@@ -27,7 +27,7 @@ check = config_lib.check
 
 # 'cpu' is every env's own preset; the others exist for the envs whose
 # entry of `presets.NAMED` defines them.
-PRESETS = ('cpu', 'trial', 'cpu_30min', 'paper', 'trt_smc')
+PRESETS = ('cpu', 'trial', 'cpu_30min', 'paper', 'trt_smc', 'ppo')
 NETWORKS = ('residual', 'mlp')
 STRATEGIES = ('default', 'mirrored', 'tpu')
 
