@@ -44,7 +44,8 @@ def run():
   flags.DEFINE_string('output', 'docs/results/results.md', 'Page to write.')
   flags.DEFINE_list('evaluations', [], 'File names of `launch.evaluate '
                     '--output` results inside each run directory to tabulate '
-                    '(e.g. gym_search.json).')
+                    '(e.g. gym_search.json), or of `launch.scaling` outputs '
+                    '(scaling/scaling.json: a column per search).')
   cli.run(main)
 
 

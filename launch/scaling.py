@@ -97,8 +97,10 @@ def main(argv):
   level = f', {sweep}={settings[sweep]}' if sweep else ''
   title = (f'{settings["env"]}{level}: {FLAGS.num_episodes} episodes\n'
            f'time per search of {FLAGS.timing_batch} root(s)')
-  paths = scaling.write_outputs(rows, metric, title, FLAGS.output_dir or
-                        os.path.join(FLAGS.root_dir, 'scaling'))
+  paths = scaling.write_outputs(
+      rows, metric, title,
+      FLAGS.output_dir or os.path.join(FLAGS.root_dir, 'scaling'),
+      experiment.command_line('launch.scaling'))
   print('[scaling] wrote ' + ', '.join(paths.values()), flush=True)
 
 

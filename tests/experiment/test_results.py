@@ -53,3 +53,26 @@ def test_page_tabulates_evaluate_outputs_with_their_command(tmp_path):
   assert '| 0 | -150 |' in text and '| 1 | -130 |' in text
   assert '| mean | -140 |' in text
   assert '    python -m launch.evaluate --x=<run_dir>/p' in text
+
+
+def test_page_tabulates_each_search_of_a_scaling_output(tmp_path):
+  runs = [run_dirs.fabricate(str(tmp_path), 'spo', 'snake', seed, 10.0)
+          for seed in (0, 1)]
+  for run_dir, (smc, gumbel) in zip(runs, ((20.0, 30.0), (40.0, 60.0))):
+    os.makedirs(os.path.join(run_dir, 'scaling'))
+    with open(os.path.join(run_dir, 'scaling', 'scaling.json'), 'w') as f:
+      json.dump({'title': 't', 'command': (
+          f'python -m launch.scaling --root_dir={run_dir}'), 'rows': [
+              {'search': 'spo', 'budget': '16x4', 'mean_return': smc},
+              {'search': 'gumbel', 'budget': '64', 'mean_return': gumbel}]},
+                f)
+  with open(os.path.join(runs[0], 'gym.json'), 'w') as f:
+    json.dump({'command': 'python -m launch.evaluate', 'results': {
+        '0': {'mean_return': 5.0}}}, f)
+  text = pages.results_page(runs, 'T', 'cmd', evaluations=[
+      'gym.json', 'scaling/scaling.json'])
+  assert ('| seed | `gym.json` | `scaling/scaling.json: spo 16x4` | '
+          '`scaling/scaling.json: gumbel 64` |') in text
+  assert '| 0 | 5 | 20 | 30 |' in text and '| 1 |  | 40 | 60 |' in text
+  assert '| mean | 5 | 30 | 45 |' in text
+  assert '    python -m launch.scaling --root_dir=<run_dir>' in text

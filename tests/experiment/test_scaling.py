@@ -29,6 +29,10 @@ def test_sweep_scores_and_times_every_budget(tiny_run, tmp_path):
     assert 0.0 <= row['solve_rate'] <= 1.0
     assert row['ms_per_step'] > 0.0
   assert 'eval_scramble=2' in report['title']
+  assert report['command'] == (
+      f'python -m launch.scaling --root_dir={root_dir} --spo_budgets=2x2,4x2 '
+      '--gumbel_simulations=4,8 --level=2 --num_episodes=8 '
+      f'--timing_repeats=2 --output_dir={output_dir}')
   for kind in ('png', 'pdf', 'md', 'csv'):
     assert os.path.getsize(output_dir / f'scaling.{kind}') > 0
   with open(output_dir / 'scaling.csv') as f:

@@ -110,13 +110,27 @@ def _group_table(runs: List[Dict[str, Any]], metric: str) -> List[str]:
   return lines
 
 
+def _evaluation_values(name: str, record: Dict[str, Any],
+                       metric: str) -> Dict[str, float]:
+  """A file's columns: `launch.evaluate`'s first level, or each search row.
+
+  A `launch.evaluate` output gives one column, `name`; a `launch.scaling`
+  output (scaling.json, a list of `rows`) one per search and budget.
+  """
+  if 'rows' in record:
+    return {f"{name}: {row['search']} {row['budget']}": row[metric]
+            for row in record['rows']}
+  return {name: next(iter(record['results'].values()))[metric]}
+
+
 def _evaluation_lines(runs: List[Dict[str, Any]],
                       evaluations: List[str]) -> List[str]:
   """A table of the files each run holds from `launch.evaluate`, if any.
 
   A row per seed, a column per file name (the mean return, or the solve
-  rate, of its first level), a mean row; then the commands that wrote them,
-  with the run directory written as <run_dir>.
+  rate, of its first level; a `launch.scaling` file has a column per
+  search), a mean row; then the commands that wrote them, with the run
+  directory written as <run_dir>.
   """
   found = {}
   for run in runs:
@@ -128,24 +142,28 @@ def _evaluation_lines(runs: List[Dict[str, Any]],
   if not found:
     return []
   metric = builders.metrics(runs[0]['settings'])[0]
+  values = {run_dir: {} for run_dir, _ in found}
+  for (run_dir, name), record in found.items():
+    values[run_dir].update(_evaluation_values(name, record, metric))
+  columns = {label: [] for name in evaluations
+             for run_dir in values for label in values[run_dir]
+             if label == name or label.startswith(f'{name}: ')}
   lines = ['Evaluations after training:', '',
-           '| seed | ' + ' | '.join(f'`{n}`' for n in evaluations) + ' |',
-           '|' + '---|' * (len(evaluations) + 1)]
-  columns = {name: [] for name in evaluations}
+           '| seed | ' + ' | '.join(f'`{n}`' for n in columns) + ' |',
+           '|' + '---|' * (len(columns) + 1)]
   for run in runs:
     cells = [str(run['seed'])]
-    for name in evaluations:
-      record = found.get((run['dir'], name))
-      if record is None:
+    for label, column in columns.items():
+      value = values.get(run['dir'], {}).get(label)
+      if value is None:
         cells.append('')
         continue
-      value = next(iter(record['results'].values()))[metric]
-      columns[name].append(value)
+      column.append(value)
       cells.append(_number(value, metric))
     lines.append('| ' + ' | '.join(cells) + ' |')
   lines.append('| mean | ' + ' | '.join(
-      _number(np.mean(values), metric) if values else ''
-      for values in columns.values()) + ' |')
+      _number(np.mean(column), metric) if column else ''
+      for column in columns.values()) + ' |')
   commands = sorted({record['command'].replace(run_dir, '<run_dir>')
                      for (run_dir, _), record in found.items()})
   lines += ['', 'by', ''] + [f'    {command}' for command in commands] + ['']

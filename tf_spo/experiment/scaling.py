@@ -107,8 +107,12 @@ def scaling(run: run_lib.Run, searches: List[Dict[str, Any]],
 
 
 def write_outputs(rows: List[Dict[str, Any]], metric: str, title: str,
-                  output_dir: str) -> Dict[str, str]:
-  """Writes the figure (PNG, PDF) and the table (Markdown, CSV, JSON)."""
+                  output_dir: str, command: str) -> Dict[str, str]:
+  """Writes the figure (PNG, PDF) and the table (Markdown, CSV, JSON).
+
+  The JSON holds `command` too, for results pages (`launch.results
+  --evaluations=scaling/scaling.json`).
+  """
   import matplotlib as mpl  # pylint: disable=g-import-not-at-top
   mpl.use('Agg')
   from matplotlib import pyplot as plt  # pylint: disable=g-import-not-at-top
@@ -149,6 +153,7 @@ def write_outputs(rows: List[Dict[str, Any]], metric: str, title: str,
   with open(paths['md'], 'w') as f:
     f.write(title.replace('\n', ', ') + '\n\n' + '\n'.join(lines) + '\n')
   with open(paths['json'], 'w') as f:
-    json.dump({'title': title, 'rows': rows}, f, indent=2)
+    json.dump({'title': title, 'command': command, 'rows': rows}, f,
+              indent=2)
   return paths
 
