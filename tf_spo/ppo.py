@@ -358,6 +358,11 @@ class PpoAgent(ppo_clip_agent.PPOClipAgent):
           f'ppo_num_minibatches={self._num_minibatches} must divide '
           f'num_envs * rollout_length = {batch} * {steps}.')
     minibatch = size // self._num_minibatches
+    if weights is not None:  # 0-D, [B] or [B, T], as TF-Agents takes them.
+      weights = tf.convert_to_tensor(weights, tf.float32)
+      if weights.shape.rank == 1:
+        weights = weights[:, None]
+      weights = tf.broadcast_to(weights, [batch, steps])
     flat = tf.nest.map_structure(
         lambda x: tf.reshape(x, [size, 1] + x.shape[2:].as_list()),
         (processed, () if weights is None else weights))

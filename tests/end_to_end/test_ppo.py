@@ -220,10 +220,14 @@ def test_minibatches_partition_each_epoch_of_the_rollout(monkeypatch,
 
   def recording(self, minibatch, weights):
     steps.append(minibatch)
+    # Per-env weights reach each transition of the env.
+    np.testing.assert_array_equal(weights, [
+        [1.0 + rows[x.tobytes()][0]]
+        for x in minibatch.observation.network_input[:, 0].numpy()])
     return one_step(self, minibatch, weights)
 
   monkeypatch.setattr(ppo_agent.PPOAgent, '_train', recording)
-  agent.train(experience)
+  agent.train(experience, weights=tf.constant([1.0, 2.0, 3.0, 4.0]))
   assert len(steps) == 8
   assert int(agent.train_step_counter.numpy()) == 8
   epochs = []
