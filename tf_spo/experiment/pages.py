@@ -142,12 +142,14 @@ def _evaluation_lines(runs: List[Dict[str, Any]],
   if not found:
     return []
   metric = builders.metrics(runs[0]['settings'])[0]
-  values = {run_dir: {} for run_dir, _ in found}
-  for (run_dir, name), record in found.items():
-    values[run_dir].update(_evaluation_values(name, record, metric))
-  columns = {label: [] for name in evaluations
-             for run_dir in values for label in values[run_dir]
-             if label == name or label.startswith(f'{name}: ')}
+  values, columns = {}, {}  # run dir -> {column: value}; column -> values
+  for name in evaluations:
+    for run in runs:
+      record = found.get((run['dir'], name))
+      if record is not None:
+        for label, value in _evaluation_values(name, record, metric).items():
+          values.setdefault(run['dir'], {})[label] = value
+          columns.setdefault(label, [])
   lines = ['Evaluations after training:', '',
            '| seed | ' + ' | '.join(f'`{n}`' for n in columns) + ' |',
            '|' + '---|' * (len(columns) + 1)]
