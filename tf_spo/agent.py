@@ -140,6 +140,7 @@ class SpoAgent(tf_agent.TFAgent):
                optimizer: Optional[tf.keras.optimizers.Optimizer] = None,
                dual_optimizer: Optional[tf.keras.optimizers.Optimizer] = None,
                greedy_eval: bool = True,
+               eval_search_config: Optional[config_lib.SearchConfig] = None,
                seed: int = 0,
                debug_summaries: bool = False,
                summarize_grads_and_vars: bool = False,
@@ -164,6 +165,10 @@ class SpoAgent(tf_agent.TFAgent):
       optimizer: optimizer of the network (default Adam 3e-4).
       dual_optimizer: optimizer of eta and the alphas (default Adam 3e-4).
       greedy_eval: the evaluation policy takes the mode of q-hat.
+      eval_search_config: the search config of the evaluation policy
+        (`policy`, which evaluations play and exports save), e.g. other
+        particles and depth than collection's; None: `search_config`.
+        Training never reads it.
       seed: seed of the policies' random generators, and of the critic
         E-step's samples (with the train step counter: a train step is
         deterministic given the seed and the checkpoint).
@@ -226,12 +231,14 @@ class SpoAgent(tf_agent.TFAgent):
         if losses.num_replicas() == 1
         else self._loss_and_gradients)
 
-    make_policy = lambda **kwargs: policy_lib.search_policy(
+    policy = policy_lib.search_policy(
+        time_step_spec, action_spec, network, model,
+        eval_search_config or search_config, self._eta, greedy=greedy_eval,
+        seed=seed, name='SearchPolicy')
+    collect_policy = policy_lib.search_policy(
         time_step_spec, action_spec, network, model, search_config,
-        self._eta, **kwargs)
-    policy = make_policy(greedy=greedy_eval, seed=seed, name='SearchPolicy')
-    collect_policy = make_policy(add_root_noise=True, seed=seed + 1,
-                                 name='SearchCollectPolicy')
+        self._eta, add_root_noise=True, seed=seed + 1,
+        name='SearchCollectPolicy')
     self._network_policy = policy_lib.NetworkPolicy(
         time_step_spec, action_spec, network, greedy=greedy_eval,
         name='NetworkPolicy')

@@ -2,14 +2,17 @@
 
 import dataclasses
 
+import numpy as np
 import pytest
 import tensorflow as tf
 from tf_agents.environments import utils as env_utils
+from tf_agents.trajectories import time_step as ts
 
 from environments import registry
 from launch import cli
 from tests import conftest
 from tf_spo import experiment
+from tf_spo import policy as policy_lib
 from tf_spo.experiment import presets
 
 
@@ -103,6 +106,15 @@ def test_a_task_setting_given_to_another_task_is_refused_by_name():
     (dict(bogus=1), 'Unknown settings'),
     (dict(proposal_alpha=2.0), '--proposal_alpha must be in [0, 1]'),
     (dict(proposal_atoms=0), '--proposal_atoms must be >= 1'),
+    (dict(eval_depth=-1), '--eval_depth must be >= 0'),
+    (dict(eval_depth=2, eval_resample_period=3),
+     '--eval_resample_period must be <= the evaluation depth 2, got 3'),
+    (dict(depth=2, resample_period=2, eval_resample_period=4),
+     '--eval_resample_period must be <= the evaluation depth 2, got 4'),
+    (dict(algorithm='gumbel', eval_num_particles=8),
+     '--eval_num_particles must be 0 with --algorithm=gumbel'),
+    (dict(algorithm='ppo', eval_depth=8),
+     '--eval_depth must be 0 with --algorithm=ppo'),
     (dict(search_value_weight=-1.0), '--search_value_weight must be in'),
     (dict(conv_channels='32,x'), '--conv_channels must be empty or a '
      'comma-separated list of integers >= 1'),
@@ -234,3 +246,34 @@ def test_field_help_needs_every_field_documented():
   with pytest.raises(ValueError,
                      match=r"Undocumented documents no \['second'\]"):
     experiment.settings.field_help(Undocumented)
+
+
+@pytest.mark.parametrize('overrides, particles, depth, period', [
+    # 0 keeps the collect search's value; the period is capped at the depth.
+    (dict(), 16, 4, 4),
+    (dict(eval_depth=2), 16, 2, 2),
+    (dict(eval_num_particles=8, eval_depth=5, eval_resample_period=2), 8, 5,
+     2),
+])
+def test_eval_search_settings_make_the_evaluation_policys_search(
+    overrides, particles, depth, period):
+  settings = dict(experiment.DEFAULTS, **overrides)
+  experiment.validate_settings(settings)
+  model = experiment.make_model(settings)
+  spec = ts.time_step_spec(model.observation_spec())
+  agent = experiment.make_agent(settings, model, spec, model.action_spec())
+  time_step = ts.restart(model.observe(model.reset(3, tf.constant([0, 2]))),
+                         3)
+  info = agent.policy.action(time_step).info
+  assert info['eta_advantages'].shape == (3, particles)
+  direct = policy_lib.search_policy(
+      agent.time_step_spec, agent.action_spec, agent.network, model,
+      experiment.search_config(dict(
+          settings, num_particles=particles, depth=depth,
+          resample_period=period)), agent.eta, greedy=True,
+      seed=settings['seed']).action(time_step)
+  for name, value in direct.info.items():
+    # eta's softplus runs inside or outside the compiled search: 1 ulp.
+    np.testing.assert_allclose(info[name], value, rtol=1e-5, atol=1e-6,
+                               err_msg=name)
+  assert agent.collect_policy.info_spec['eta_advantages'].shape == (16,)

@@ -486,3 +486,31 @@ def test_network_collect_fraction_lets_the_network_act_while_collecting():
   # Off by default: the search's collect policy itself.
   assert not isinstance(make_agent().collect_policy,
                         policy_lib.NetworkActsPolicy)
+
+
+def test_eval_search_config_is_the_evaluation_policys_search_alone():
+  tf.random.set_seed(0)
+  network = networks.PolicyValueNetwork(
+      CUBE.network_input_spec(), CUBE.action_spec(), torso_units=32,
+      num_residual_blocks=1, head_units=32)
+  evaluation = config_lib.SearchConfig(num_particles=6, depth=3,
+                                       resample_period=3)
+  agent = agent_lib.SpoAgent(
+      ts.time_step_spec(CUBE.observation_spec()), CUBE.action_spec(),
+      network, CUBE, search_config=SEARCH, eval_search_config=evaluation,
+      seed=3)
+  time_step = ts.restart(CUBE.observe(CUBE.reset(5, tf.constant([0, 1]))), 5)
+  step = agent.policy.action(time_step)
+  # The same greedy search built directly acts and infers alike (eta's
+  # softplus runs inside or outside the compiled search: 1 ulp apart).
+  direct = policy_lib.search_policy(
+      agent.time_step_spec, agent.action_spec, network, CUBE, evaluation,
+      agent.eta, greedy=True, seed=3).action(time_step)
+  np.testing.assert_array_equal(step.action, direct.action)
+  for name, value in direct.info.items():
+    np.testing.assert_allclose(step.info[name], value, rtol=1e-5, atol=1e-6,
+                               err_msg=name)
+  assert step.info['eta_advantages'].shape == (5, 6)
+  # Collection (and so training's data) keeps the collect search's N = 4.
+  assert agent.collect_policy.info_spec['eta_advantages'].shape == (4,)
+  assert agent.collect_data_spec.policy_info['eta_advantages'].shape == (4,)

@@ -51,14 +51,23 @@ class Algorithm(NamedTuple):
 
 
 def _search_agent(config_type: type, q_head: Callable[[Dict[str, Any]], bool]):
-  """make_agent of a `SpoAgent` with a `config_type` search."""
+  """make_agent of a `SpoAgent` with a `config_type` search.
+
+  An SMC search's evaluation policy searches with the `EvalSearchConfig`
+  settings applied.
+  """
 
   def make_agent(settings, model, time_step_spec, action_spec, seed=None,
                  train_step_counter=None):
+    search = settings_lib.part(config_type, settings)
+    eval_search = settings_lib.part(settings_lib.EvalSearchConfig, settings)
     return builders.spo_agent(
-        settings, model, time_step_spec, action_spec,
-        settings_lib.part(config_type, settings), q_head(settings), seed,
-        train_step_counter)
+        settings, model, time_step_spec, action_spec, search,
+        q_head(settings), seed, train_step_counter,
+        eval_search_config=(
+            None if eval_search.is_default or
+            config_type is not config_lib.SearchConfig
+            else eval_search.search_config(search)))
 
   return make_agent
 
@@ -77,7 +86,27 @@ def _check_replay(settings: Dict[str, Any]) -> None:
         '>= num_envs * sequence_length', settings['replay_capacity'])
 
 
+def _check_spo(settings: Dict[str, Any]) -> None:
+  _check_replay(settings)
+  eval_search = settings_lib.part(settings_lib.EvalSearchConfig, settings)
+  eval_search.search_config(settings_lib.part(config_lib.SearchConfig,
+                                              settings))
+
+
+def _check_no_eval_search(settings: Dict[str, Any]) -> None:
+  for name in settings_lib.EVAL_SEARCH_SETTINGS:
+    check(settings[name] == 0, name,
+          f"0 with algorithm={settings['algorithm']} (it sets the SMC "
+          'evaluation search of algorithm=spo)', settings[name])
+
+
+def _check_gumbel(settings: Dict[str, Any]) -> None:
+  _check_replay(settings)
+  _check_no_eval_search(settings)
+
+
 def _check_ppo(settings: Dict[str, Any]) -> None:
+  _check_no_eval_search(settings)
   # An iteration trains on its own rollout; the replay settings are unused.
   check(settings['rollout_length'] >= 2, 'rollout_length',
         '>= 2 with algorithm=ppo (the last step of a rollout only '
@@ -152,7 +181,7 @@ ALGORITHMS: Dict[str, Algorithm] = {
             lambda settings: (settings['proposal_alpha'] > 0 or
                               _critic_targets(settings))),
         make_loop=loops.make_search_loop, replay_length=_replay_length,
-        progress=_spo_progress, check=_check_replay, off_policy=True,
+        progress=_spo_progress, check=_check_spo, off_policy=True,
         report_name=_spo_name,
         forward_passes=_search_passes(
             lambda settings: settings['num_particles'] * settings['depth'])),
@@ -161,7 +190,7 @@ ALGORITHMS: Dict[str, Algorithm] = {
         search_config_type=config_lib.GumbelConfig,
         make_agent=_search_agent(config_lib.GumbelConfig, _critic_targets),
         make_loop=loops.make_search_loop, replay_length=_replay_length,
-        progress=_spo_progress, check=_check_replay, off_policy=True,
+        progress=_spo_progress, check=_check_gumbel, off_policy=True,
         report_name=lambda _: 'gumbel',
         forward_passes=_search_passes(
             lambda settings: settings['num_simulations'])),

@@ -129,7 +129,8 @@ def network(settings, model, q_head: bool = False):
 
 def spo_agent(settings: Dict[str, Any], model, time_step_spec, action_spec,
               search_config, q_head: bool, seed: Optional[int] = None,
-              train_step_counter: Optional[tf.Variable] = None
+              train_step_counter: Optional[tf.Variable] = None,
+              eval_search_config: Optional[config_lib.SearchConfig] = None
               ) -> agent_lib.SpoAgent:
   """A `SpoAgent` with `search_config`'s search on the real env's specs.
 
@@ -143,12 +144,15 @@ def spo_agent(settings: Dict[str, Any], model, time_step_spec, action_spec,
     seed: seed of the policies' random generators (default the run's seed;
       each actor of a distributed run passes its own).
     train_step_counter: the step counter variable (default the agent's own).
+    eval_search_config: the evaluation policy's `SearchConfig` (default
+      `search_config`).
   """
   return agent_lib.SpoAgent(
       time_step_spec, action_spec, network(settings, model, q_head), model,
       search_config=search_config, config=spo_config(settings),
       optimizer=tf.keras.optimizers.Adam(settings['learning_rate']),
       dual_optimizer=tf.keras.optimizers.Adam(settings['dual_learning_rate']),
+      eval_search_config=eval_search_config,
       seed=settings['seed'] if seed is None else seed, debug_summaries=True,
       train_step_counter=train_step_counter)
 

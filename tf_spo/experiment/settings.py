@@ -1,14 +1,14 @@
 """Run settings: the typed config, its flat dict, presets and checks.
 
 A run's settings are the fields of `ExperimentConfig`'s parts: this module's
-`RunConfig`, `ScheduleConfig`, `NetworkConfig`, `TaskConfig`,
-`DeviceConfig`, and the algorithm's own `SearchConfig`, `GumbelConfig`,
-`SpoConfig` and `PpoConfig`. Those dataclasses are the one source of every
-default, range check and help text (their docstrings' `Attributes:`): the
-flat dict of settings (`SETTINGS`: name, default, help) is generated from
-them, `launch.train` makes a flag of each, and the dict is written to
-`<root_dir>/config.json` so that evaluation, export and a resumed run rebuild
-exactly the same agent. The checks here need nothing built;
+`RunConfig`, `ScheduleConfig`, `NetworkConfig`, `EvalSearchConfig`,
+`TaskConfig`, `DeviceConfig`, and the algorithm's own `SearchConfig`,
+`GumbelConfig`, `SpoConfig` and `PpoConfig`. Those dataclasses are the one
+source of every default, range check and help text (their docstrings'
+`Attributes:`): the flat dict of settings (`SETTINGS`: name, default, help) is
+generated from them, `launch.train` makes a flag of each, and the dict is
+written to `<root_dir>/config.json` so that evaluation, export and a resumed
+run rebuild exactly the same agent. The checks here need nothing built;
 `algorithms.validate_settings` adds the algorithm's own and those that build
 the model and network.
 """
@@ -178,6 +178,54 @@ class TaskConfig:
 
 
 @dataclasses.dataclass(frozen=True)
+class EvalSearchConfig:
+  """The evaluation policy's SMC search where it differs from collection's.
+
+  The greedy search policy that evaluations play and `policy/search`
+  exports runs the collect search's `SearchConfig` with these replaced
+  (`SpoAgent`'s `eval_search_config`); training never reads them.
+
+  Attributes:
+    eval_num_particles: algorithm=spo: particles of the evaluation search
+      (>= 0); 0: num_particles.
+    eval_depth: algorithm=spo: depth of the evaluation search (>= 0); 0:
+      depth.
+    eval_resample_period: algorithm=spo: resample period of the evaluation
+      search (>= 0, at most its depth); 0: resample_period, capped at the
+      evaluation search's depth.
+  """
+
+  eval_num_particles: int = 0
+  eval_depth: int = 0
+  eval_resample_period: int = 0
+
+  def __post_init__(self):
+    for field in dataclasses.fields(self):
+      value = getattr(self, field.name)
+      check(value >= 0, field.name, '>= 0', value)
+
+  def search_config(self, search: config_lib.SearchConfig
+                    ) -> config_lib.SearchConfig:
+    """`search` with the evaluation search's particles, depth and period.
+
+    Raises:
+      ValueError: naming eval_resample_period if it exceeds the depth.
+    """
+    depth = self.eval_depth or search.depth
+    period = self.eval_resample_period or min(search.resample_period, depth)
+    check(period <= depth, 'eval_resample_period',
+          f'<= the evaluation depth {depth}', period)
+    return dataclasses.replace(
+        search, num_particles=self.eval_num_particles or search.num_particles,
+        depth=depth, resample_period=period)
+
+  @property
+  def is_default(self) -> bool:
+    """Whether the evaluation search is the collect search."""
+    return self == EvalSearchConfig()
+
+
+@dataclasses.dataclass(frozen=True)
 class DeviceConfig:
   """Where a run trains; may change on resume (a checkpoint holds one copy).
 
@@ -225,6 +273,8 @@ class ExperimentConfig:
   spo: config_lib.SpoConfig = dataclasses.field(
       default_factory=config_lib.SpoConfig)
   ppo: ppo_lib.PpoConfig = dataclasses.field(default_factory=ppo_lib.PpoConfig)
+  eval_search: EvalSearchConfig = dataclasses.field(
+      default_factory=EvalSearchConfig)
   task: TaskConfig = dataclasses.field(default_factory=TaskConfig)
   devices: DeviceConfig = dataclasses.field(default_factory=DeviceConfig)
 
@@ -331,6 +381,8 @@ SCHEDULE_SETTINGS = _names(ScheduleConfig)
 # Settings that say on which devices: they may change on resume too (the
 # checkpoint holds one copy of every variable).
 DEVICE_SETTINGS = _names(DeviceConfig)
+# The evaluation search's settings (algorithm=spo).
+EVAL_SEARCH_SETTINGS = _names(EvalSearchConfig)
 # Settings of algorithm=ppo alone (runs from before them read the defaults).
 PPO_SETTINGS = _names(ppo_lib.PpoConfig, RunConfig, config_lib.SpoConfig)
 # The Gumbel MuZero settings (`GumbelConfig`'s own fields).
@@ -339,7 +391,8 @@ GUMBEL_SETTINGS = _names(config_lib.GumbelConfig, config_lib.SearchConfig)
 # them trained with its default.
 ADDED_SETTINGS = ('eta_update', 'root_sampling', 'gaussian_mean_target',
                   'loc_bound', 'gaussian_policy_target', 'critic_atoms',
-                  'epsilon_critic', 'network_collect_fraction')
+                  'epsilon_critic', 'network_collect_fraction',
+                  *EVAL_SEARCH_SETTINGS)
 
 
 def resolve_settings(env: str, preset: str,
