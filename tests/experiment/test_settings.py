@@ -111,10 +111,6 @@ def test_a_task_setting_given_to_another_task_is_refused_by_name():
      '--eval_resample_period must be <= the evaluation depth 2, got 3'),
     (dict(depth=2, resample_period=2, eval_resample_period=4),
      '--eval_resample_period must be <= the evaluation depth 2, got 4'),
-    (dict(algorithm='gumbel', eval_num_particles=8),
-     '--eval_num_particles must be 0 with --algorithm=gumbel'),
-    (dict(algorithm='ppo', eval_depth=8),
-     '--eval_depth must be 0 with --algorithm=ppo'),
     (dict(search_value_weight=-1.0), '--search_value_weight must be in'),
     (dict(conv_channels='32,x'), '--conv_channels must be empty or a '
      'comma-separated list of integers >= 1'),

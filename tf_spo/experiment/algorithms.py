@@ -93,20 +93,7 @@ def _check_spo(settings: Dict[str, Any]) -> None:
                                               settings))
 
 
-def _check_no_eval_search(settings: Dict[str, Any]) -> None:
-  for name in settings_lib.EVAL_SEARCH_SETTINGS:
-    check(settings[name] == 0, name,
-          f"0 with algorithm={settings['algorithm']} (it sets the SMC "
-          'evaluation search of algorithm=spo)', settings[name])
-
-
-def _check_gumbel(settings: Dict[str, Any]) -> None:
-  _check_replay(settings)
-  _check_no_eval_search(settings)
-
-
 def _check_ppo(settings: Dict[str, Any]) -> None:
-  _check_no_eval_search(settings)
   # An iteration trains on its own rollout; the replay settings are unused.
   check(settings['rollout_length'] >= 2, 'rollout_length',
         '>= 2 with algorithm=ppo (the last step of a rollout only '
@@ -190,7 +177,7 @@ ALGORITHMS: Dict[str, Algorithm] = {
         search_config_type=config_lib.GumbelConfig,
         make_agent=_search_agent(config_lib.GumbelConfig, _critic_targets),
         make_loop=loops.make_search_loop, replay_length=_replay_length,
-        progress=_spo_progress, check=_check_gumbel, off_policy=True,
+        progress=_spo_progress, check=_check_replay, off_policy=True,
         report_name=lambda _: 'gumbel',
         forward_passes=_search_passes(
             lambda settings: settings['num_simulations'])),

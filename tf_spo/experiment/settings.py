@@ -381,8 +381,6 @@ SCHEDULE_SETTINGS = _names(ScheduleConfig)
 # Settings that say on which devices: they may change on resume too (the
 # checkpoint holds one copy of every variable).
 DEVICE_SETTINGS = _names(DeviceConfig)
-# The evaluation search's settings (algorithm=spo).
-EVAL_SEARCH_SETTINGS = _names(EvalSearchConfig)
 # Settings of algorithm=ppo alone (runs from before them read the defaults).
 PPO_SETTINGS = _names(ppo_lib.PpoConfig, RunConfig, config_lib.SpoConfig)
 # The Gumbel MuZero settings (`GumbelConfig`'s own fields).
@@ -392,7 +390,7 @@ GUMBEL_SETTINGS = _names(config_lib.GumbelConfig, config_lib.SearchConfig)
 ADDED_SETTINGS = ('eta_update', 'root_sampling', 'gaussian_mean_target',
                   'loc_bound', 'gaussian_policy_target', 'critic_atoms',
                   'epsilon_critic', 'network_collect_fraction',
-                  *EVAL_SEARCH_SETTINGS)
+                  *_names(EvalSearchConfig))
 
 
 def resolve_settings(env: str, preset: str,
