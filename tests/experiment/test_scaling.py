@@ -22,8 +22,10 @@ def test_sweep_scores_and_times_every_budget(tiny_run, tmp_path):
   with open(output_dir / 'scaling.json') as f:
     report = json.load(f)
   rows = report['rows']
+  # The cube's cpu preset searches with TRT-SMC's message passing and
+  # search values: its SMC searches are named trt_smc.
   assert [(r['search'], r['budget'], r['model_steps']) for r in rows] == [
-      ('spo', '2x2', 4), ('spo', '4x2', 8), ('gumbel', '4', 4),
+      ('trt_smc', '2x2', 4), ('trt_smc', '4x2', 8), ('gumbel', '4', 4),
       ('gumbel', '8', 8)]
   for row in rows:
     assert 0.0 <= row['solve_rate'] <= 1.0

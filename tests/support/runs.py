@@ -9,7 +9,10 @@ ENV_STEPS = [0, 1000, 2000]
 
 def fabricate(root, algorithm, env, seed, final, env_steps=ENV_STEPS):
   """A run dir whose search scores rise 0, final / 2, final."""
-  settings = dict(experiment.resolve_settings(env, 'cpu', {}), seed=seed)
+  # SPO is the paper's search; trt_smc adds the twisted proposal.
+  settings = dict(experiment.resolve_settings(env, 'cpu', {}), seed=seed,
+                  policy_inference='dirac', root_sampling='iid',
+                  search_value_weight=0.0)
   if algorithm == 'trt_smc':
     settings['proposal_alpha'] = 0.1
   run_dir = os.path.join(root, f'{algorithm}_{env}_s{seed}')

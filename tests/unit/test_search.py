@@ -207,9 +207,12 @@ def _assert_matches_golden(outputs, path):
     if value.dtype.kind == 'i':
       np.testing.assert_array_equal(value, golden[key], err_msg=key)
     else:
-      # Bit for bit here; the tolerance only absorbs another CPU's float
-      # rounding in the network matmul.
-      np.testing.assert_allclose(value, golden[key], rtol=1e-6, atol=1e-7,
+      # Bit for bit on the machine that wrote them; the tolerance only
+      # absorbs another CPU's float rounding in the network matmul, which
+      # the twisted proposal's bisection on beta amplifies (on an AMD EPYC:
+      # up to 5e-6, 1.1e-5 relative, in the twisted cases; 0 in the SPO
+      # search's golden outputs).
+      np.testing.assert_allclose(value, golden[key], rtol=2e-5, atol=1e-6,
                                  err_msg=key)
 
 
