@@ -245,15 +245,16 @@ def test_field_help_needs_every_field_documented():
 
 
 @pytest.mark.parametrize('overrides, particles, depth, period', [
-    # 0 keeps the collect search's value; the period is capped at the depth.
-    (dict(), 16, 4, 4),
-    (dict(eval_depth=2), 16, 2, 2),
-    (dict(eval_num_particles=8, eval_depth=5, eval_resample_period=2), 8, 5,
-     2),
+    # 0 keeps the collect search's value (4 x 2, period 2); the period is
+    # capped at the evaluation depth.
+    (dict(), 4, 2, 2),
+    (dict(eval_depth=1), 4, 1, 1),
+    (dict(eval_num_particles=6, eval_depth=3, eval_resample_period=3), 6, 3,
+     3),
 ])
 def test_eval_search_settings_make_the_evaluation_policys_search(
     overrides, particles, depth, period):
-  settings = dict(experiment.DEFAULTS, **overrides)
+  settings = conftest.tiny_settings(resample_period=2, **overrides)
   experiment.validate_settings(settings)
   model = experiment.make_model(settings)
   spec = ts.time_step_spec(model.observation_spec())
@@ -272,4 +273,4 @@ def test_eval_search_settings_make_the_evaluation_policys_search(
     # eta's softplus runs inside or outside the compiled search: 1 ulp.
     np.testing.assert_allclose(info[name], value, rtol=1e-5, atol=1e-6,
                                err_msg=name)
-  assert agent.collect_policy.info_spec['eta_advantages'].shape == (16,)
+  assert agent.collect_policy.info_spec['eta_advantages'].shape == (4,)

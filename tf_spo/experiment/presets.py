@@ -12,7 +12,8 @@ together.
 
 from environments import mujoco_tasks
 
-# The paper's search and M-step switches, over a CPU preset's own.
+# The paper's search switches (and its value targets without search values),
+# over whatever a CPU preset sets.
 _PAPER_SEARCH = dict(
     policy_inference='dirac', root_sampling='iid', search_value_weight=0.0,
     eval_num_particles=0, eval_depth=0, eval_resample_period=0)
