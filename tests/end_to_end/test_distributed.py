@@ -23,14 +23,8 @@ from tf_spo import reverb_replay
 from tf_spo.experiment import distributed as roles
 from tf_spo.experiment import run as run_lib
 
-# A tiny cube run: 2 gradient steps per 32 env steps, 128 train steps in all,
-# with the paper's search and one search shape (the cube preset's switches
-# and 16 x 4 evaluation search took this test from 95 s to 133-160 s).
-TINY_FLAGS = ('--policy_inference=dirac', '--root_sampling=iid',
-              '--search_value_weight=0', '--eta_update=gradient',
-              '--eval_num_particles=0', '--eval_depth=0',
-              '--eval_resample_period=0',
-              '--torso_units=32', '--head_units=32', '--num_residual_blocks=1',
+# A tiny cube run: 2 gradient steps per 32 env steps, 128 train steps in all.
+TINY_FLAGS = ('--torso_units=32', '--head_units=32', '--num_residual_blocks=1',
               '--num_envs=8', '--rollout_length=4', '--batch_size=8',
               '--num_epochs=2', '--num_particles=4', '--depth=2',
               '--resample_period=2', '--sequence_length=5',
