@@ -50,26 +50,36 @@ class Algorithm(NamedTuple):
   forward_passes: Callable[[Dict[str, Any]], int]
 
 
-def _search_agent(config_type: type, q_head: Callable[[Dict[str, Any]], bool]):
+def _search_agent(config_type: type, q_head: Callable[[Dict[str, Any]], bool],
+                  eval_search: Callable[[Dict[str, Any]], Any]):
   """make_agent of a `SpoAgent` with a `config_type` search.
 
-  An SMC search's evaluation policy searches with the `EvalSearchConfig`
-  settings applied.
+  `eval_search` maps the settings to the evaluation policy's search config,
+  or None for the collect search's.
   """
 
   def make_agent(settings, model, time_step_spec, action_spec, seed=None,
                  train_step_counter=None):
-    search = settings_lib.part(config_type, settings)
-    eval_search = settings_lib.part(settings_lib.EvalSearchConfig, settings)
     return builders.spo_agent(
-        settings, model, time_step_spec, action_spec, search,
-        q_head(settings), seed, train_step_counter,
-        eval_search_config=(
-            None if eval_search.is_default or
-            config_type is not config_lib.SearchConfig
-            else eval_search.search_config(search)))
+        settings, model, time_step_spec, action_spec,
+        settings_lib.part(config_type, settings), q_head(settings), seed,
+        train_step_counter, eval_search_config=eval_search(settings))
 
   return make_agent
+
+
+def _smc_eval_search(settings: Dict[str, Any]
+                     ) -> Optional[config_lib.SearchConfig]:
+  """The SMC evaluation search of the `EvalSearchConfig` settings, or None.
+
+  Raises:
+    ValueError: naming eval_resample_period if it exceeds the depth.
+  """
+  eval_search = settings_lib.part(settings_lib.EvalSearchConfig, settings)
+  if eval_search.is_default:
+    return None
+  return eval_search.search_config(
+      settings_lib.part(config_lib.SearchConfig, settings))
 
 
 def _critic_targets(settings: Dict[str, Any]) -> bool:
@@ -88,9 +98,7 @@ def _check_replay(settings: Dict[str, Any]) -> None:
 
 def _check_spo(settings: Dict[str, Any]) -> None:
   _check_replay(settings)
-  eval_search = settings_lib.part(settings_lib.EvalSearchConfig, settings)
-  eval_search.search_config(settings_lib.part(config_lib.SearchConfig,
-                                              settings))
+  _smc_eval_search(settings)
 
 
 def _check_ppo(settings: Dict[str, Any]) -> None:
@@ -166,7 +174,8 @@ ALGORITHMS: Dict[str, Algorithm] = {
         make_agent=_search_agent(
             config_lib.SearchConfig,
             lambda settings: (settings['proposal_alpha'] > 0 or
-                              _critic_targets(settings))),
+                              _critic_targets(settings)),
+            _smc_eval_search),
         make_loop=loops.make_search_loop, replay_length=_replay_length,
         progress=_spo_progress, check=_check_spo, off_policy=True,
         report_name=_spo_name,
@@ -175,7 +184,8 @@ ALGORITHMS: Dict[str, Algorithm] = {
     # Gumbel MuZero on the true model, the same M-step and value targets.
     'gumbel': Algorithm(
         search_config_type=config_lib.GumbelConfig,
-        make_agent=_search_agent(config_lib.GumbelConfig, _critic_targets),
+        make_agent=_search_agent(config_lib.GumbelConfig, _critic_targets,
+                                 lambda _: None),
         make_loop=loops.make_search_loop, replay_length=_replay_length,
         progress=_spo_progress, check=_check_replay, off_policy=True,
         report_name=lambda _: 'gumbel',

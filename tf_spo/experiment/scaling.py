@@ -21,6 +21,7 @@ from tf_spo.experiment import algorithms
 from tf_spo.experiment import builders
 from tf_spo.experiment import evaluation
 from tf_spo.experiment import run as run_lib
+from tf_spo.experiment import settings as settings_lib
 
 
 def search_configs(settings: Dict[str, Any],
@@ -35,9 +36,9 @@ def search_configs(settings: Dict[str, Any],
   smc = dict(settings, algorithm='spo')
   searches = []
   for particles, depth in spo_budgets:
-    config = algorithms.search_config(dict(
-        smc, num_particles=particles, depth=depth,
-        resample_period=min(settings['resample_period'], depth)))
+    config = settings_lib.EvalSearchConfig(
+        eval_num_particles=particles, eval_depth=depth).search_config(
+            algorithms.search_config(smc))
     searches.append(dict(search=algorithms.algorithm_name(smc),
                          budget=f'{particles}x{depth}',
                          model_steps=particles * depth, config=config))
