@@ -41,12 +41,10 @@ FLAGS = flags.FLAGS
 def main(argv):
   """Reports on the runs of --run_dirs."""
   del argv
-  try:
+  with cli.flag_errors():  # A ReportError names the run or the flag.
     result = reports.report(reports.find_runs(FLAGS.run_dirs),
                             FLAGS.output_dir, FLAGS.policy, FLAGS.reps,
                             FLAGS.seed)
-  except reports.ReportError as error:
-    raise SystemExit(f'error: {cli.flag_wording(error)}') from None
   with open(os.path.join(FLAGS.output_dir, 'table.md')) as f:
     print(f.read())
   for warning in result['warnings']:
