@@ -7,7 +7,13 @@ provenance.jsonl (commit, resumes, what else ran). The page starts with the
 command that regenerates it.
 
   python -m launch.results --run_dirs='runs/hc_*' \
-      --title='HalfCheetah-v5' --output=docs/results/halfcheetah.md
+      --title='HalfCheetah-v5' --output=docs/results/halfcheetah.md \
+      --records_dir=docs/results/runs/halfcheetah
+
+With --records_dir the runs' records (those files and the --evaluations
+outputs; no checkpoints) are copied there first and the page is written
+from the copies, with the command that regenerates it from them: commit the
+records with the page and it regenerates after the run directories are gone.
 
 Runs are grouped by env and by the settings they set apart from the env's
 preset (seed, schedule and device settings aside); a group's table has a
@@ -27,11 +33,15 @@ FLAGS = flags.FLAGS
 def main(argv):
   """Writes the page of --run_dirs to --output."""
   del argv
+  command = experiment.command_line('launch.results')
   with cli.flag_errors():
     run_dirs = pages.run_dirs(FLAGS.run_dirs)
-  text = pages.results_page(run_dirs, FLAGS.title,
-                            experiment.command_line('launch.results'),
-                            FLAGS.evaluations)
+    if FLAGS.records_dir:
+      run_dirs = pages.archive_records(run_dirs, FLAGS.records_dir,
+                                       FLAGS.evaluations)
+      command = pages.regenerating_command(run_dirs, FLAGS.title,
+                                           FLAGS.evaluations, FLAGS.output)
+  text = pages.results_page(run_dirs, FLAGS.title, command, FLAGS.evaluations)
   experiment.write_page(FLAGS.output, text)
   print(f'[results] wrote {FLAGS.output} from {len(run_dirs)} runs')
 
@@ -46,6 +56,10 @@ def run():
                     '--output` results inside each run directory to tabulate '
                     '(e.g. gym_search.json), or of `launch.scaling` outputs '
                     '(scaling/scaling.json: a column per search).')
+  flags.DEFINE_string('records_dir', '', "If set, copy the runs' records "
+                      '(config.json, eval.csv, provenance.jsonl and the '
+                      '--evaluations files) to <records_dir>/<run dir name> '
+                      'and write the page from the copies.')
   cli.run(main)
 
 

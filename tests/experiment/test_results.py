@@ -3,6 +3,8 @@
 import json
 import os
 
+import pytest
+
 from tests.support import runs as run_dirs
 from tf_spo import experiment
 from tf_spo.experiment import pages
@@ -76,3 +78,46 @@ def test_page_tabulates_each_search_of_a_scaling_output(tmp_path):
   assert '| 0 | 5 | 20 | 30 |' in text and '| 1 |  | 40 | 60 |' in text
   assert '| mean | 5 | 30 | 45 |' in text
   assert '    python -m launch.scaling --root_dir=<run_dir>' in text
+
+
+def test_archived_records_regenerate_the_same_page(tmp_path):
+  runs = [run_dirs.fabricate(str(tmp_path / 'session'), 'spo', 'snake', seed,
+                             final) for seed, final in ((0, 30.0), (1, 50.0))]
+  for run_dir, value in zip(runs, (-150.0, -130.0)):
+    experiment.record_provenance(run_dir, None)
+    os.makedirs(os.path.join(run_dir, 'scaling', 'checkpoints'))
+    with open(os.path.join(run_dir, 'scaling', 'scaling.json'), 'w') as f:
+      json.dump({'command': f'python -m launch.scaling --root_dir={run_dir}',
+                 'rows': [{'search': 'spo', 'budget': '16x4',
+                           'mean_return': value}]}, f)
+  os.makedirs(os.path.join(runs[0], 'checkpoints'))
+  records = str(tmp_path / 'docs' / 'runs')
+  evaluations = ['scaling/scaling.json']
+  copies = pages.archive_records(runs, records, evaluations)
+  assert copies == [os.path.join(records, 'spo_snake_s0'),
+                    os.path.join(records, 'spo_snake_s1')]
+  # The records only: no checkpoints, nothing else of the scaling dir.
+  assert sorted(os.listdir(copies[0])) == [
+      'archived_from.json', 'config.json', 'eval.csv', 'provenance.jsonl',
+      'scaling']
+  assert os.listdir(os.path.join(copies[0], 'scaling')) == ['scaling.json']
+  original = pages.results_page(runs, 'T', 'cmd', evaluations)
+  archived = pages.results_page(copies, 'T', 'cmd', evaluations)
+  # The same tables and the same evaluation command (its run directory
+  # written <run_dir>); the provenance names the copies and their sources.
+  assert archived.split('Runs:')[0] == original.split('Runs:')[0]
+  assert '| mean | -140 |' in archived
+  assert '    python -m launch.scaling --root_dir=<run_dir>' in archived
+  assert (f'- `{copies[1]}` (records of `{os.path.abspath(runs[1])}`) '
+          '(seed 1): ') in archived
+  # Archiving the copies again leaves them as they are.
+  assert pages.archive_records(copies, records, evaluations) == copies
+  assert pages.results_page(copies, 'T', 'cmd', evaluations) == archived
+  command = pages.regenerating_command(copies, 'A title', evaluations,
+                                       'docs/r.md')
+  assert command == (f'python -m launch.results --run_dirs={copies[0]},'
+                     f"{copies[1]} '--title=A title' "
+                     '--evaluations=scaling/scaling.json --output=docs/r.md')
+  other = run_dirs.fabricate(str(tmp_path / 'other'), 'spo', 'snake', 0, 1.0)
+  with pytest.raises(ValueError, match=r"records_dir: .*\['spo_snake_s0'\]"):
+    pages.archive_records([runs[0], other], records)

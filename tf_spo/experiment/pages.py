@@ -3,6 +3,8 @@
 `results_page` tabulates runs from their eval.csv, config.json and
 provenance.jsonl; `page_header` opens any results page with the command that
 regenerates it, the date, commit and machine; `write_page` writes one.
+`archive_records` copies the runs' records (no checkpoints) beside a page,
+so that the page regenerates where the run directories are gone.
 """
 
 import csv
@@ -11,6 +13,7 @@ import glob
 import json
 import os
 import shlex
+import shutil
 import sys
 from typing import Any, Dict, List, Sequence
 
@@ -59,6 +62,67 @@ def run_dirs(patterns: List[str]) -> List[str]:
                        '(a directory with config.json).')
     found += matches
   return sorted(set(found))
+
+
+# A run's records: what a page reads (evaluation outputs aside).
+RECORD_FILES = (run_lib.CONFIG_FILE, 'eval.csv', run_lib.PROVENANCE_FILE)
+# Written in an archived copy: {"source": the run directory it copies}.
+SOURCE_FILE = 'archived_from.json'
+
+
+def archive_records(run_dirs: Sequence[str], records_dir: str,
+                    evaluations: Sequence[str] = ()) -> List[str]:
+  """Copies each run's records to `records_dir`/<its directory's name>.
+
+  The records are `RECORD_FILES` and the `evaluations` files a run holds
+  (paths inside it, e.g. scaling/scaling.json); checkpoints, policies and
+  logs stay behind. A copy also names the run directory it came from
+  (`SOURCE_FILE`). A run directory already inside `records_dir` is kept as
+  it is, so a page regenerates from its own records.
+
+  Returns:
+    The copies' directories, in the order of `run_dirs`.
+
+  Raises:
+    ValueError: naming records_dir if two run directories share a name.
+  """
+  names = [os.path.basename(os.path.normpath(d)) for d in run_dirs]
+  shared = sorted({name for name in names if names.count(name) > 1})
+  if shared:
+    raise ValueError(f'records_dir: the run directories share the names '
+                     f'{shared}; archive them in separate records_dir.')
+  copies = []
+  for run_dir, name in zip(run_dirs, names):
+    copy = os.path.join(records_dir, name)
+    copies.append(copy)
+    if os.path.abspath(copy) == os.path.abspath(run_dir):
+      continue
+    for file in RECORD_FILES + tuple(evaluations):
+      if os.path.exists(os.path.join(run_dir, file)):
+        os.makedirs(os.path.dirname(os.path.join(copy, file)), exist_ok=True)
+        shutil.copyfile(os.path.join(run_dir, file), os.path.join(copy, file))
+    with open(os.path.join(copy, SOURCE_FILE), 'w') as f:
+      json.dump({'source': os.path.abspath(run_dir)}, f)
+  return copies
+
+
+def _source(run_dir: str) -> str:
+  """The run directory `run_dir` was archived from (itself if none)."""
+  path = os.path.join(run_dir, SOURCE_FILE)
+  if not os.path.exists(path):
+    return run_dir
+  with open(path) as f:
+    return json.load(f)['source']
+
+
+def regenerating_command(run_dirs: Sequence[str], title: str,
+                         evaluations: Sequence[str], output: str) -> str:
+  """The `launch.results` command that writes `output` from `run_dirs`."""
+  args = [f'--run_dirs={",".join(run_dirs)}', f'--title={title}']
+  if evaluations:
+    args.append(f'--evaluations={",".join(evaluations)}')
+  args.append(f'--output={output}')
+  return 'python -m launch.results ' + ' '.join(shlex.quote(a) for a in args)
 
 
 def _distinct(settings: Dict[str, Any]) -> Dict[str, Any]:
@@ -166,8 +230,9 @@ def _evaluation_lines(runs: List[Dict[str, Any]],
   lines.append('| mean | ' + ' | '.join(
       _number(np.mean(column), metric) if column else ''
       for column in columns.values()) + ' |')
-  commands = sorted({record['command'].replace(run_dir, '<run_dir>')
-                     for (run_dir, _), record in found.items()})
+  commands = sorted({
+      record['command'].replace(_source(run_dir), '<run_dir>').replace(
+          run_dir, '<run_dir>') for (run_dir, _), record in found.items()})
   lines += ['', 'by', ''] + [f'    {command}' for command in commands] + ['']
   return lines
 
@@ -191,7 +256,9 @@ def _provenance_lines(runs: List[Dict[str, Any]]) -> List[str]:
           + (f', beside {len(others)} other job(s): '
              + '; '.join(f'`{job[:120]}`' for job in others)
              if others else ', alone'))
-    lines.append(f"- `{run['dir']}` (seed {run['seed']}): " +
+    source = _source(run['dir'])
+    archived = '' if source == run['dir'] else f' (records of `{source}`)'
+    lines.append(f"- `{run['dir']}`{archived} (seed {run['seed']}): " +
                  ' | '.join(parts))
   return lines
 
