@@ -8,7 +8,7 @@ command that regenerates it.
 
   python -m launch.results --run_dirs='runs/hc_*' \
       --title='HalfCheetah-v5' --output=docs/results/halfcheetah.md \
-      --records_dir=docs/results/runs/halfcheetah
+      --records_dir=docs/results/records/halfcheetah
 
 With --records_dir the runs' records (those files and the --evaluations
 outputs; no checkpoints) are copied there first and the page is written
