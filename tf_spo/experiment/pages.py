@@ -98,9 +98,10 @@ def archive_records(run_dirs: Sequence[str], records_dir: str,
     if os.path.abspath(copy) == os.path.abspath(run_dir):
       continue
     for file in RECORD_FILES + tuple(evaluations):
-      if os.path.exists(os.path.join(run_dir, file)):
-        os.makedirs(os.path.dirname(os.path.join(copy, file)), exist_ok=True)
-        shutil.copyfile(os.path.join(run_dir, file), os.path.join(copy, file))
+      source, target = os.path.join(run_dir, file), os.path.join(copy, file)
+      if os.path.exists(source):
+        os.makedirs(os.path.dirname(target), exist_ok=True)
+        shutil.copyfile(source, target)
     with open(os.path.join(copy, SOURCE_FILE), 'w') as f:
       json.dump({'source': os.path.abspath(run_dir)}, f)
   return copies
@@ -230,8 +231,9 @@ def _evaluation_lines(runs: List[Dict[str, Any]],
   lines.append('| mean | ' + ' | '.join(
       _number(np.mean(column), metric) if column else ''
       for column in columns.values()) + ' |')
+  sources = {run['dir']: run['source'] for run in runs}
   commands = sorted({
-      record['command'].replace(_source(run_dir), '<run_dir>').replace(
+      record['command'].replace(sources[run_dir], '<run_dir>').replace(
           run_dir, '<run_dir>') for (run_dir, _), record in found.items()})
   lines += ['', 'by', ''] + [f'    {command}' for command in commands] + ['']
   return lines
@@ -256,8 +258,8 @@ def _provenance_lines(runs: List[Dict[str, Any]]) -> List[str]:
           + (f', beside {len(others)} other job(s): '
              + '; '.join(f'`{job[:120]}`' for job in others)
              if others else ', alone'))
-    source = _source(run['dir'])
-    archived = '' if source == run['dir'] else f' (records of `{source}`)'
+    archived = ('' if run['source'] == run['dir']
+                else f" (records of `{run['source']}`)")
     lines.append(f"- `{run['dir']}`{archived} (seed {run['seed']}): " +
                  ' | '.join(parts))
   return lines
@@ -280,8 +282,8 @@ def results_page(run_dirs: List[str], title: str, command: str,
     distinct = _distinct(settings)
     key = (settings['env'], tuple(distinct.items()))
     groups.setdefault(key, []).append(dict(
-        dir=run_dir, seed=settings['seed'], rows=_rows(run_dir),
-        settings=settings))
+        dir=run_dir, source=_source(run_dir), seed=settings['seed'],
+        rows=_rows(run_dir), settings=settings))
   lines = page_header(
       title, command, 'Generated from the run directories by') + [
           'Cells: training wall-clock, then search / network policy score '
