@@ -8,6 +8,7 @@ import pytest
 from tests.support import runs as run_dirs
 from tf_spo import experiment
 from tf_spo.experiment import pages
+from tf_spo.experiment import run as run_lib
 
 
 def test_page_tables_hold_each_seed_and_the_means(tmp_path):
@@ -41,6 +42,37 @@ def test_provenance_records_each_start_and_what_ran_beside(tmp_path):
   assert starts[0]['commit']
   with open(os.path.join(root, experiment.PROVENANCE_FILE)) as f:
     assert len([json.loads(line) for line in f]) == 2
+
+
+def test_provenance_records_jobs_started_later_and_pages_list_them(
+    tmp_path, monkeypatch):
+  root = run_dirs.fabricate(str(tmp_path), 'spo', 'snake', 0, 10.0)
+  # A command as `_other_jobs` records it: cut at MAX_COMMAND_CHARS.
+  long_job = ('python -m launch.train --x=' + 'y' * 2000)[
+      :run_lib.MAX_COMMAND_CHARS]
+  jobs = iter([[], [], ['python -m launch.train --env=ant'],
+               ['python -m launch.train --env=ant'], [long_job], []])
+  monkeypatch.setattr(run_lib, '_other_jobs', lambda: next(jobs))
+  previous = experiment.record_provenance(root, None)
+  for env_steps in (1000, 2000, 3000, 4000):
+    previous = experiment.record_sharing(root, env_steps, previous)
+  experiment.record_provenance(root, 4000)
+  records = experiment.read_provenance(root)
+  # A start, the two changes (no line while the jobs stay the same), the
+  # resume.
+  assert [r.get('env_steps', r.get('resumed_from_env_steps'))
+          for r in records] == [None, 2000, 4000, 4000]
+  assert [r['other_jobs'] for r in records[1:3]] == [
+      ['python -m launch.train --env=ant'], [long_job]]
+  text = pages.results_page([root], 'T', 'cmd')
+  first, resumed = text.split('Runs:')[1].split(' | ')
+  # The first start shows the jobs seen at its checks, the cut one marked;
+  # the resume, with nothing beside it, alone.
+  assert ', beside 2 other job(s) at some point: ' in first
+  assert '`python -m launch.train --env=ant`' in first
+  assert f'`{long_job}…`' in first
+  assert resumed.startswith(records[3]['started'])
+  assert resumed.rstrip().endswith(', alone')
 
 
 def test_page_tabulates_evaluate_outputs_with_their_command(tmp_path):

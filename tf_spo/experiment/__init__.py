@@ -59,6 +59,7 @@ from tf_spo.experiment.run import check_saved_model
 from tf_spo.experiment.run import read_provenance
 from tf_spo.experiment.run import read_settings
 from tf_spo.experiment.run import record_provenance
+from tf_spo.experiment.run import record_sharing
 from tf_spo.experiment.run import restore_run
 from tf_spo.experiment.run import source_commit
 from tf_spo.experiment.run import write_settings

@@ -239,24 +239,36 @@ def _evaluation_lines(runs: List[Dict[str, Any]],
   return lines
 
 
+def _job_text(job: str) -> str:
+  """A job's command on a page: recorded commands at the cut end in '…'."""
+  return job + ('…' if len(job) >= run_lib.MAX_COMMAND_CHARS else '')
+
+
 def _provenance_lines(runs: List[Dict[str, Any]]) -> List[str]:
   lines = []
   for run in runs:
-    starts = run_lib.read_provenance(run['dir'])
-    if not starts:
+    records = run_lib.read_provenance(run['dir'])
+    if not records:
       lines.append(f"- `{run['dir']}`: no provenance.jsonl (a run from "
                    'before it was recorded).')
       continue
+    # Each start with the jobs seen beside it then and at its later checks
+    # (`record_sharing`), up to the next start.
+    starts = []
+    for record in records:
+      if 'started' in record:
+        starts.append((record, []))
+      if starts:
+        starts[-1][1].extend(job for job in record['other_jobs']
+                             if job not in starts[-1][1])
     parts = []
-    for start in starts:
+    for start, others in starts:
       resumed = start['resumed_from_env_steps']
-      others = [job for job in start['other_jobs'] if 'launch.' in job
-                or 'pytest' in job]
       parts.append(
           f"{start['started']} at {start['commit']}"
           + ('' if resumed is None else f', resumed from {resumed:,} steps')
-          + (f', beside {len(others)} other job(s): '
-             + '; '.join(f'`{job[:120]}`' for job in others)
+          + (f', beside {len(others)} other job(s) at some point: '
+             + '; '.join(f'`{_job_text(job)}`' for job in others)
              if others else ', alone'))
     archived = ('' if run['source'] == run['dir']
                 else f" (records of `{run['source']}`)")

@@ -236,6 +236,10 @@ def source_commit() -> Optional[str]:
   return commit + ('+dirty' if dirty else '')
 
 
+# Longer commands are cut (and pages mark the cut).
+MAX_COMMAND_CHARS = 1000
+
+
 def _other_jobs() -> list:
   """Command lines of the other Python processes on this machine."""
   jobs = []
@@ -249,20 +253,32 @@ def _other_jobs() -> list:
       continue
     command = ' '.join(a.decode(errors='replace') for a in args if a)
     if 'python' in os.path.basename(args[0].decode(errors='replace')):
-      jobs.append(command[:300])
+      jobs.append(command[:MAX_COMMAND_CHARS])
   return jobs
 
 
-def record_provenance(root_dir: str, resumed_from: Optional[int]) -> None:
+def _append_provenance(root_dir: str, record: dict) -> None:
+  with tf.io.gfile.GFile(os.path.join(root_dir, PROVENANCE_FILE), 'a') as f:
+    f.write(json.dumps(record) + '\n')
+
+
+def _now() -> str:
+  return dt.datetime.now(dt.UTC).isoformat(timespec='seconds')
+
+
+def record_provenance(root_dir: str, resumed_from: Optional[int]) -> list:
   """Appends where this start of a run came from to provenance.jsonl.
 
-  One JSON line per start (a resume adds one): time, source commit, command
-  line, the env step it resumed from (None for a fresh start), the machine's
-  cores and load, and the other Python processes running beside it.
+  One JSON line per start (a resume adds one): time ('started'), source
+  commit, command line, the env step it resumed from (None for a fresh
+  start), the machine's cores and load, and the other Python processes
+  running beside it.
+
+  Returns:
+    The other processes' command lines (`record_sharing`'s `previous`).
   """
   record = {
-      'started': dt.datetime.now(dt.UTC).isoformat(
-          timespec='seconds'),
+      'started': _now(),
       'commit': source_commit(),
       'argv': sys.argv,
       'resumed_from_env_steps': resumed_from,
@@ -271,12 +287,37 @@ def record_provenance(root_dir: str, resumed_from: Optional[int]) -> None:
                        if hasattr(os, 'getloadavg') else None),
       'other_jobs': _other_jobs(),
   }
-  with tf.io.gfile.GFile(os.path.join(root_dir, PROVENANCE_FILE), 'a') as f:
-    f.write(json.dumps(record) + '\n')
+  _append_provenance(root_dir, record)
+  return record['other_jobs']
+
+
+def record_sharing(root_dir: str, env_steps: int, previous: list) -> list:
+  """Appends what runs beside a run to provenance.jsonl, when it changed.
+
+  Called along a run (at its progress lines), so that jobs started after the
+  run's start are on record: a JSON line (time 'checked', `env_steps`, the
+  load and the other Python processes) is written only when the other
+  processes differ from `previous` (the last recorded ones).
+
+  Returns:
+    The other processes' command lines now (the next call's `previous`).
+  """
+  jobs = _other_jobs()
+  if sorted(jobs) != sorted(previous):
+    _append_provenance(root_dir, {
+        'checked': _now(), 'env_steps': env_steps,
+        'load_average': (list(os.getloadavg())
+                         if hasattr(os, 'getloadavg') else None),
+        'other_jobs': jobs})
+  return jobs
 
 
 def read_provenance(root_dir: str) -> list:
-  """The records of `record_provenance` in `root_dir` (empty if none)."""
+  """The records in `root_dir`'s provenance.jsonl (empty if none).
+
+  In file order: each start's (`record_provenance`, with 'started') and the
+  changes of what ran beside it (`record_sharing`, with 'checked').
+  """
   path = os.path.join(root_dir, PROVENANCE_FILE)
   if not tf.io.gfile.exists(path):
     return []

@@ -126,7 +126,7 @@ def _train(settings: Dict[str, Any], root_dir: str,
                    scores.items()), flush=True)
     return result
 
-  run_lib.record_provenance(
+  other_jobs = run_lib.record_provenance(
       root_dir, int(run.env_steps.numpy())
       if run.checkpointer.checkpoint_exists else None)
   if run.checkpointer.checkpoint_exists:
@@ -183,6 +183,7 @@ def _train(settings: Dict[str, Any], root_dir: str,
             f'{algorithm.progress(agent, loss_info)} '
             f'time_left={_duration(eta)}', flush=True)
       busy_s, busy_steps = 0.0, 0
+      other_jobs = run_lib.record_sharing(root_dir, after, other_jobs)
     if crossed(settings['eval_interval']):
       log_eval()
     if crossed(settings['checkpoint_interval']):
