@@ -70,6 +70,22 @@ def test_gumbel_on_continuous_actions_samples_its_edges():
       'num_sampled_actions']
 
 
+def test_sweep_runs_a_continuous_search(tmp_path):
+  # The pendulum's Gaussian search (whose output has None fields), on an
+  # untrained network: every budget is scored over whole episodes and timed.
+  settings = experiment.resolve_settings('pendulum', 'cpu', {})
+  run = experiment.build_run(settings, str(tmp_path / 'run'))
+  rows = scaling_lib.scaling(
+      run, scaling_lib.search_configs(settings, [(2, 2)], [4]), settings,
+      num_episodes=2, seed=0, timing_batch=1, timing_repeats=1)
+  assert [(r['search'], r['budget']) for r in rows] == [('spo', '2x2'),
+                                                         ('gumbel', '4')]
+  for row in rows:
+    assert row['ms_per_step'] > 0.0
+    # Pendulum-v1's reward is in [-16.3, 0] per step, 200 steps.
+    assert -16.3 * 200 <= row['mean_return'] <= 0.0
+
+
 def test_cli_errors_are_one_line(tmp_path):
   result = conftest.run_cli('launch.scaling', f'--root_dir={tmp_path}')
   assert result.returncode != 0

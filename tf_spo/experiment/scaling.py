@@ -54,8 +54,9 @@ def time_search(policy: policy_lib.SearchPolicy, observation: Any,
                 repeats: int) -> float:
   """Median milliseconds of one compiled search call (after a warm-up)."""
   seeds = [tf.constant([7, i], tf.int32) for i in range(repeats + 1)]
-  sync = lambda output: tf.nest.map_structure(
-      lambda x: x.numpy(), tf.nest.flatten(output))
+  # (A continuous search's output has None fields.)
+  sync = lambda output: [x.numpy() for x in tf.nest.flatten(output)
+                         if x is not None]
   sync(policy.search(observation, seeds[0]))
   times = []
   for seed in seeds[1:]:
