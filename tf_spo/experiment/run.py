@@ -262,6 +262,10 @@ def _append_provenance(root_dir: str, record: dict) -> None:
     f.write(json.dumps(record) + '\n')
 
 
+def _load_average() -> Optional[list]:
+  return list(os.getloadavg()) if hasattr(os, 'getloadavg') else None
+
+
 def _now() -> str:
   return dt.datetime.now(dt.UTC).isoformat(timespec='seconds')
 
@@ -283,8 +287,7 @@ def record_provenance(root_dir: str, resumed_from: Optional[int]) -> list:
       'argv': sys.argv,
       'resumed_from_env_steps': resumed_from,
       'cpu_count': os.cpu_count(),
-      'load_average': (list(os.getloadavg())
-                       if hasattr(os, 'getloadavg') else None),
+      'load_average': _load_average(),
       'other_jobs': _other_jobs(),
   }
   _append_provenance(root_dir, record)
@@ -306,8 +309,7 @@ def record_sharing(root_dir: str, env_steps: int, previous: list) -> list:
   if sorted(jobs) != sorted(previous):
     _append_provenance(root_dir, {
         'checked': _now(), 'env_steps': env_steps,
-        'load_average': (list(os.getloadavg())
-                         if hasattr(os, 'getloadavg') else None),
+        'load_average': _load_average(),
         'other_jobs': jobs})
   return jobs
 
