@@ -73,13 +73,12 @@ def outputs(config=CONFIG):
   return result
 
 
-# SearchConfig overrides of CONFIG, one per switch combination.
+# SearchConfig overrides of CONFIG, one per switch combination. Twisting with
+# every action as an atom, revived adaptive resampling and message passing
+# run within 'every_switch' and have no case of their own: each case is an
+# XLA compilation of several seconds.
 SWITCHES = {
-    'twisted': dict(proposal_alpha=0.3),
     'twisted_sampled_atoms': dict(proposal_alpha=0.3, proposal_atoms=5),
-    'revived_adaptive': dict(revived_resampling=True, ess_threshold=0.7,
-                             resample_period=1),
-    'message_passing': dict(policy_inference='message_passing'),
     'without_replacement': dict(policy_inference='message_passing',
                                 root_sampling='without_replacement'),
     'every_switch': dict(proposal_alpha=0.3, revived_resampling=True,
@@ -88,8 +87,6 @@ SWITCHES = {
 }
 CONTINUOUS_SWITCHES = {
     'plain': dict(),
-    'twisted_revived': dict(proposal_alpha=0.2, proposal_atoms=6,
-                            revived_resampling=True),
     'every_switch': dict(proposal_alpha=0.2, proposal_atoms=6,
                          revived_resampling=True, ess_threshold=0.7,
                          resample_period=1, policy_inference='message_passing'),
