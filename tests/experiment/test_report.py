@@ -122,6 +122,21 @@ def test_curves_profiles_and_files(result):
     assert f.readline().startswith('algorithm,env,runs,metric')
 
 
+def test_score_distributions_are_rliables_own():
+  """The vectorised performance profile equals rliable's, value for value."""
+  from rliable import library as rly  # pylint: disable=g-import-not-at-top
+  rng = np.random.default_rng(3)
+  taus = np.linspace(0.0, 1.0, 101)
+  for shape in ((3, 1), (100, 1), (5, 4)):
+    # Rounded: scores equal to a threshold are counted as rliable does.
+    scores = np.round(rng.uniform(size=shape), 2)
+    np.testing.assert_array_equal(reports.score_distributions(scores, taus),
+                                  rly.score_distributions(scores, taus))
+  np.testing.assert_array_equal(
+      reports.score_distributions(np.array([[0.2], [0.6]]), [0.0, 0.2, 0.5]),
+      [1.0, 0.5, 0.5])
+
+
 def test_bootstrap_interval_of_the_mean_is_the_normal_one(tmp_path):
   """100 runs: the 95% CI of the mean is close to mean +- 1.96 sd / 10."""
   # eval.csv keeps 4 decimals.
