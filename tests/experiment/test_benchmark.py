@@ -33,7 +33,9 @@ def test_keys_and_settings(result):
   assert result['env'] == 'rubiks_cube'
 
 
-@pytest.mark.parametrize('env', ['pendulum', 'sokoban', 'snake'])
+# Snake stands for the grid tasks: Sokoban's preset generates its 10,000
+# levels first (about 12 s), which is no part of the benchmark.
+@pytest.mark.parametrize('env', ['pendulum', 'snake'])
 def test_continuous_and_grid_envs(env):
   result = benchmarks.benchmark(env=env, **TINY)
   assert result['env'] == env
