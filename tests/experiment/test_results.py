@@ -50,8 +50,11 @@ def test_provenance_records_jobs_started_later_and_pages_list_them(
   # A command as `_other_jobs` records it: cut at MAX_COMMAND_CHARS.
   long_job = ('python -m launch.train --x=' + 'y' * 2000)[
       :run_lib.MAX_COMMAND_CHARS]
+  # A helper process's `python -c` script spans lines.
+  script = 'python -c import sys\n\nif True:\n    print(1)\n'
   jobs = iter([[], [], ['python -m launch.train --env=ant'],
-               ['python -m launch.train --env=ant'], [long_job], []])
+               ['python -m launch.train --env=ant'], [long_job, script],
+               []])
   monkeypatch.setattr(run_lib, '_other_jobs', lambda: next(jobs))
   previous = experiment.record_provenance(root, None)
   for env_steps in (1000, 2000, 3000, 4000):
@@ -63,12 +66,13 @@ def test_provenance_records_jobs_started_later_and_pages_list_them(
   assert [r.get('env_steps', r.get('resumed_from_env_steps'))
           for r in records] == [None, 2000, 4000, 4000]
   assert [r['other_jobs'] for r in records[1:3]] == [
-      ['python -m launch.train --env=ant'], [long_job]]
+      ['python -m launch.train --env=ant'], [long_job, script]]
   text = pages.results_page([root], 'T', 'cmd')
   first, resumed = text.split('Runs:')[1].split(' | ')
-  # The first start shows the jobs seen at its checks, the cut one marked;
-  # the resume, with nothing beside it, alone.
-  assert ', beside 2 other job(s) at some point: ' in first
+  # The first start shows the jobs seen at its checks, each on one line and
+  # the cut one marked; the resume, with nothing beside it, alone.
+  assert ', beside 3 other job(s) at some point: ' in first
+  assert '`python -c import sys if True: print(1)`' in first
   assert '`python -m launch.train --env=ant`' in first
   assert f'`{long_job}…`' in first
   assert resumed.startswith(records[3]['started'])

@@ -240,8 +240,13 @@ def _evaluation_lines(runs: List[Dict[str, Any]],
 
 
 def _job_text(job: str) -> str:
-  """A job's command on a page: recorded commands at the cut end in '…'."""
-  return job + ('…' if len(job) >= run_lib.MAX_COMMAND_CHARS else '')
+  """A job's command on one line of a page, '…' where the record cut it.
+
+  Whitespace runs become one space: a `python -c` script's newlines (a
+  library's helper process) would otherwise break the page's list.
+  """
+  cut = '…' if len(job) >= run_lib.MAX_COMMAND_CHARS else ''
+  return ' '.join(job.split()) + cut
 
 
 def _provenance_lines(runs: List[Dict[str, Any]]) -> List[str]:
