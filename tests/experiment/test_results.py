@@ -2,6 +2,7 @@
 
 import json
 import os
+import subprocess
 
 import pytest
 
@@ -42,6 +43,26 @@ def test_provenance_records_each_start_and_what_ran_beside(tmp_path):
   assert starts[0]['commit']
   with open(os.path.join(root, experiment.PROVENANCE_FILE)) as f:
     assert len([json.loads(line) for line in f]) == 2
+
+
+def test_source_commit_is_dirty_for_code_changes_not_for_docs(tmp_path):
+  def git(*args):
+    subprocess.run(['git', '-C', str(tmp_path), *args], check=True,
+                   capture_output=True)
+
+  git('init', '-q')
+  for path in ('docs/results/page.md', 'tf_spo/code.py'):
+    (tmp_path / path).parent.mkdir(parents=True, exist_ok=True)
+    (tmp_path / path).write_text('a\n')
+  git('add', '.')
+  git('-c', 'user.name=t', '-c', 'user.email=t@t', 'commit', '-qm', 'c')
+  commit = run_lib.source_commit(str(tmp_path / 'tf_spo'))
+  assert len(commit) >= 7 and not commit.endswith('+dirty')
+  # A page written by a previous generation: still the clean commit.
+  (tmp_path / 'docs/results/page.md').write_text('b\n')
+  assert run_lib.source_commit(str(tmp_path / 'tf_spo')) == commit
+  (tmp_path / 'tf_spo/code.py').write_text('b\n')
+  assert run_lib.source_commit(str(tmp_path / 'tf_spo')) == commit + '+dirty'
 
 
 def test_provenance_records_jobs_started_later_and_pages_list_them(

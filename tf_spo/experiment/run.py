@@ -221,15 +221,22 @@ def write_settings(root_dir: str, settings: Dict[str, Any]) -> None:
 PROVENANCE_FILE = 'provenance.jsonl'
 
 
-def source_commit() -> Optional[str]:
-  """The git commit of this source tree ('+dirty' if changed), or None."""
-  source = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+def source_commit(source: Optional[str] = None) -> Optional[str]:
+  """The git commit of a source tree ('+dirty' if changed), or None.
+
+  Args:
+    source: a directory in the git work tree; this package's by default.
+      Changes under its top-level docs/ (results pages one generation writes
+      before the next reads the commit) don't make it dirty.
+  """
+  source = source or os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
   try:
     commit = subprocess.run(
         ['git', '-C', source, 'rev-parse', '--short', 'HEAD'],
         capture_output=True, text=True, timeout=10, check=True).stdout.strip()
     dirty = subprocess.run(
-        ['git', '-C', source, 'status', '--porcelain', '--untracked-files=no'],
+        ['git', '-C', source, 'status', '--porcelain', '--untracked-files=no',
+         '--', ':/', ':(top,exclude)docs'],
         capture_output=True, text=True, timeout=10, check=True).stdout.strip()
   except (OSError, subprocess.SubprocessError):
     return None
