@@ -10,7 +10,7 @@ terminal, a zero-reward absorbing chain when none is and rewards are zero.
 SPO target under a Gaussian prior is a known Gaussian.
 """
 
-from typing import Sequence
+from typing import Optional, Sequence
 
 import numpy as np
 import tensorflow as tf
@@ -191,16 +191,27 @@ class RandomTree(model_lib.EnvironmentModel):
   def state_from_observation(self, observation):
     return tf.cast(observation[:, 0], tf.int32)
 
-  def exact_target(self, eta: float, discount: float) -> np.ndarray:
-    """The exact SPO target q(a_0) of a depth-H search from the root.
+  def exact_target(self, eta: float, discount: float,
+                   horizon: Optional[int] = None) -> np.ndarray:
+    """The exact SPO target q(a_0) of a depth-h search from the root.
 
-    q(a_0) is proportional to the sum over the paths from the root to a leaf
-    starting with a_0 of pi(path) * exp(sum_t A_t / eta), with
+    q(a_0) is proportional to the sum over the paths of h steps from the
+    root starting with a_0 of pi(path) * exp(sum_t A_t / eta), with
     A_t = r_t + discount * V(s_{t+1}) - V(s_t) (V = 0 at the leaves).
+
+    Args:
+      eta: the temperature.
+      discount: the discount of the advantages.
+      horizon: h in [1, H], the search's depth (or its policy target's
+        horizon); None: H.
 
     Returns:
       [A] float64 probabilities.
     """
+    horizon = horizon or self.height
+    if not 1 <= horizon <= self.height:
+      raise ValueError(f'horizon: expected in [1, {self.height}], got '
+                       f'{horizon}.')
     actions = np.arange(self.num_actions)
 
     def log_masses(node, depth):
@@ -209,7 +220,7 @@ class RandomTree(model_lib.EnvironmentModel):
       log_pi = self.logits[node] - np.logaddexp.reduce(self.logits[node])
       advantage = (self.rewards[node] + discount * self.values[children]
                    - self.values[node])
-      if depth + 1 == self.height:
+      if depth + 1 == horizon:
         below = np.zeros(self.num_actions)
       else:
         below = np.array([np.logaddexp.reduce(log_masses(c, depth + 1))

@@ -53,6 +53,13 @@ class SearchConfig:
       N particles start from min(N, A) distinct actions; needs
       policy_inference='message_passing', whose q-hat reads pi(a) from the
       network and completes unsampled actions with the value baseline).
+    policy_target_horizon: 0 (the papers): the M-step's target is q-hat.
+      h in [1, depth]: the target is q-hat by message passing over the
+      first h steps only (each root atom weighted by its first h steps'
+      advantages, the rest of the search left to V), while the search still
+      acts with its full-depth q-hat. With h = 1 each atom's weight depends
+      on its own action and V alone, not on the sampled continuation: a
+      lower-variance target for a shorter look-ahead.
   """
 
   num_particles: int = 16
@@ -68,6 +75,7 @@ class SearchConfig:
   policy_inference: str = 'dirac'
   retrace_lambda: float = 0.95
   root_sampling: str = 'iid'
+  policy_target_horizon: int = 0
 
   def __post_init__(self):
     check(self.num_particles >= 1, 'num_particles', '>= 1', self.num_particles)
@@ -97,6 +105,9 @@ class SearchConfig:
           "'iid' unless policy_inference=message_passing (the Dirac "
           'target counts root actions, which are then no sample of pi)',
           self.root_sampling)
+    check(0 <= self.policy_target_horizon <= self.depth,
+          'policy_target_horizon', f'in [0, depth={self.depth}]',
+          self.policy_target_horizon)
 
 
 @dataclasses.dataclass(frozen=True)

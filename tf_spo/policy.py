@@ -272,8 +272,9 @@ class SmcPolicy(SearchPolicy):
         tfd.Independent(tfd.Deterministic(env_atoms), 1))
 
   def _info(self, output: search_lib.SearchOutput) -> dict:
-    info = _target_info(self._action_space, output.action_weights,
-                        output.atoms, output.atom_weights)
+    target = output.policy_target
+    info = _target_info(self._action_space, target.action_weights,
+                        target.atoms, target.atom_weights)
     info.update(eta_advantages=output.eta_advantages,
                 eta_log_ratios=output.eta_log_ratios,
                 search_value=output.value)

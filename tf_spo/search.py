@@ -69,6 +69,9 @@ class SearchOutput(NamedTuple):
     action_weights: discrete actions: q-hat as probabilities [B, A] float32
       (Dirac: the atom weights summed per action; message passing:
       proportional to pi(a) * exp(Q-hat(a))). None for continuous actions.
+    policy_target: the M-step's target as an `Estimate`: q-hat's atoms and
+      weights, or with `policy_target_horizon > 0` the estimate over the
+      search's first steps.
     particle_weights: [B, N] float32, normalised final particle weights.
     value: [B] float32, weighted mean over particles of the discounted search
       return bootstrapped with V at the leaves.
@@ -96,6 +99,7 @@ class SearchOutput(NamedTuple):
   atoms: tf.Tensor
   atom_weights: tf.Tensor
   action_weights: Optional[tf.Tensor]
+  policy_target: 'Estimate'
   particle_weights: tf.Tensor
   value: tf.Tensor
   retrace_value: tf.Tensor
@@ -499,16 +503,21 @@ def dirac_estimator(action_space: action_spaces.ActionSpace,
 
 
 def message_passing_estimator(action_space: action_spaces.ActionSpace,
-                              num_particles: int) -> PolicyEstimator:
+                              num_particles: int,
+                              horizon: Optional[int] = None
+                              ) -> PolicyEstimator:
   """TRT-SMC's q-hat by message passing (paper 001, sec. 3.3).
 
   Each root atom j accumulates Q-hat_j, the log-mean-exp over the particles
   descending from it of their log-weight increments; its weight is
   softmax(Q-hat_j) (times its proposal correction for discrete actions), and
-  discrete q-hat is `message_passing_policy`.
+  discrete q-hat is `message_passing_policy`. With a `horizon` h only the
+  first h steps' increments count (the search's policy target over h steps).
   """
 
   def accumulate(statistic, step, increment, scaled_advantage, root_index):
+    if horizon is not None and step >= horizon:
+      return statistic
     # Discrete q-hat applies pi(a) explicitly, so the root atoms' own
     # proposal correction is left out there.
     if step == 0 and action_space.is_discrete:
@@ -543,6 +552,8 @@ class SearchFunctions(NamedTuple):
     restart: maps (resampled `Particles`, bool [B * N] resampled rows) to
       the particles that go on (`revive`, or as drawn).
     estimator: the `PolicyEstimator` of q-hat.
+    target_estimator: the `PolicyEstimator` of the M-step's target, or None
+      for q-hat itself.
   """
   root_proposal: ProposalFn
   proposal: ProposalFn
@@ -551,6 +562,7 @@ class SearchFunctions(NamedTuple):
   reference_fields: Tuple[str, ...]
   restart: Callable[[Particles, Optional[tf.Tensor]], Particles]
   estimator: PolicyEstimator
+  target_estimator: Optional[PolicyEstimator] = None
 
 
 def search_functions(config: config_lib.SearchConfig,
@@ -607,7 +619,11 @@ def search_functions(config: config_lib.SearchConfig,
                      if config.ess_threshold > 0.0 else every_root),
       reference_fields=REFERENCE_FIELDS if revived else (),
       restart=revive if revived else _keep,
-      estimator=make_estimator(action_space, n))
+      estimator=make_estimator(action_space, n),
+      target_estimator=(
+          message_passing_estimator(action_space, n,
+                                    config.policy_target_horizon)
+          if config.policy_target_horizon else None))
 
 
 def _per_root(x: tf.Tensor, num_particles: int) -> tf.Tensor:
@@ -706,7 +722,7 @@ def smc_search(root_observation: Any, model, network_fn: NetworkFn,
 
   zeros = tf.zeros_like(_per_root(particles.value, n))
   log_weights, eta_advantages, eta_log_ratios = zeros, zeros, zeros
-  statistic = zeros
+  statistic = target_statistic = zeros
   proposal_kl, proposal_beta = zeros, zeros
   # 1 while a root has not resampled yet: its eta segment is still open
   # (paper 000, appendix D.1: particles are i.i.d. rollouts of the proposal
@@ -737,9 +753,12 @@ def smc_search(root_observation: Any, model, network_fn: NetworkFn,
     log_weights += increment
     eta_advantages += first_segment * _per_root(advantage, n)
     eta_log_ratios += first_segment * _per_root(log_ratio, n)
-    statistic = fns.estimator.accumulate(
-        statistic, step, increment, _per_root(advantage / eta, n),
-        _per_root(particles.root_index, n))
+    estimator_inputs = (step, increment, _per_root(advantage / eta, n),
+                        _per_root(particles.root_index, n))
+    statistic = fns.estimator.accumulate(statistic, *estimator_inputs)
+    if fns.target_estimator is not None:
+      target_statistic = fns.target_estimator.accumulate(target_statistic,
+                                                         *estimator_inputs)
     # Retrace(lambda): V(s0) + sum_k gamma^k prod_{i<=k} c_i delta_k, with
     # c_0 = min(1, rho_0) and c_i = lambda min(1, rho_i).
     trace_factor = tf.minimum(1.0, tf.exp(proposal.log_ratio))
@@ -764,14 +783,20 @@ def smc_search(root_observation: Any, model, network_fn: NetworkFn,
       resamplings += tf.cast(roots, tf.float32)
 
   weights = tf.nn.softmax(log_weights, axis=-1)
-  target = fns.estimator.estimate(statistic, particles, weights, root_atoms,
-                                  root_log_ratio, root.policy)
+  estimate_inputs = (particles, weights, root_atoms, root_log_ratio,
+                     root.policy)
+  q_hat = fns.estimator.estimate(statistic, *estimate_inputs)
+  policy_target = q_hat
+  if fns.target_estimator is not None:
+    policy_target = fns.target_estimator.estimate(target_statistic,
+                                                  *estimate_inputs)
   weighted = lambda x: tf.reduce_sum(weights * _per_root(x, n), axis=-1)
   opportunities = len(resample_after)
   return SearchOutput(
-      atoms=target.atoms,
-      atom_weights=target.atom_weights,
-      action_weights=target.action_weights,
+      atoms=q_hat.atoms,
+      atom_weights=q_hat.atom_weights,
+      action_weights=q_hat.action_weights,
+      policy_target=policy_target,
       particle_weights=weights,
       # Particles still running after `depth` steps bootstrap with V.
       value=weighted(particles.search_return + gamma**config.depth *

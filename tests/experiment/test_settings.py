@@ -112,6 +112,8 @@ def test_a_task_setting_given_to_another_task_is_refused_by_name():
     (dict(depth=2, resample_period=2, eval_resample_period=4),
      '--eval_resample_period must be <= the evaluation depth 2, got 4'),
     (dict(search_value_weight=-1.0), '--search_value_weight must be in'),
+    (dict(depth=2, resample_period=2, policy_target_horizon=3),
+     '--policy_target_horizon must be in [0, depth=2], got 3'),
     (dict(conv_channels='32,x'), '--conv_channels must be empty or a '
      'comma-separated list of integers >= 1'),
     (dict(conv_channels='32,0'), '--conv_channels must be empty'),
@@ -251,6 +253,8 @@ def test_field_help_needs_every_field_documented():
     (dict(eval_depth=1), 4, 1, 1),
     (dict(eval_num_particles=6, eval_depth=3, eval_resample_period=3), 6, 3,
      3),
+    # The evaluation search trains nothing: no policy target of its own.
+    (dict(eval_depth=1, policy_target_horizon=2), 4, 1, 1),
 ])
 def test_eval_search_settings_make_the_evaluation_policys_search(
     overrides, particles, depth, period):
@@ -267,7 +271,8 @@ def test_eval_search_settings_make_the_evaluation_policys_search(
       agent.time_step_spec, agent.action_spec, agent.network, model,
       experiment.search_config(dict(
           settings, num_particles=particles, depth=depth,
-          resample_period=period)), agent.eta, greedy=True,
+          resample_period=period, policy_target_horizon=0)), agent.eta,
+          greedy=True,
       seed=settings['seed']).action(time_step)
   for name, value in direct.info.items():
     # eta's softplus runs inside or outside the compiled search: 1 ulp.

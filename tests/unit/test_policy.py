@@ -1,5 +1,7 @@
 """Tests of the SMC search policy and the network policy (tf_spo/policy.py)."""
 
+import dataclasses
+
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -69,6 +71,25 @@ def test_explicit_seed_is_reproducible_and_generator_advances():
   unseeded = [policy.action(time_step).info['search_policy'].numpy()
               for _ in range(2)]
   assert not np.array_equal(*unseeded)
+
+
+def test_a_policy_target_horizon_changes_the_targets_not_the_action():
+  """The M-step's target over the first step; acting stays q-hat's."""
+  policy, network = make_policy()
+  horizon_search = dataclasses.replace(SEARCH, policy_target_horizon=1)
+  one_step = policy_lib.SmcPolicy(
+      policy.time_step_spec, policy.action_spec, network, CUBE,
+      horizon_search, tf.constant(0.5))
+  time_step = cube_time_step(batch=8)
+  seed = tf.constant([7, 8], tf.int32)
+  full, first = (p.action(time_step, seed=seed) for p in (policy, one_step))
+  np.testing.assert_array_equal(full.action, first.action)
+  np.testing.assert_array_equal(full.info['eta_advantages'],
+                                first.info['eta_advantages'])
+  assert not np.allclose(full.info['search_policy'],
+                         first.info['search_policy'])
+  np.testing.assert_allclose(first.info['search_policy'].numpy().sum(-1), 1.0,
+                             rtol=1e-5)
 
 
 def test_collect_policy_noise_changes_the_root_sampling():

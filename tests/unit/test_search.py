@@ -1,5 +1,7 @@
 """Known-answer tests of the SMC search (tf_spo/search.py)."""
 
+import dataclasses
+
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -636,6 +638,16 @@ def test_random_tree_exact_target_on_a_one_step_tree_is_analytic():
   np.testing.assert_allclose(
       tree.exact_target(ETA, 1.0),
       analytic_target(tree.logits[0], advantages, ETA), rtol=1e-5)
+  # One step of a taller tree bootstraps with the children's values.
+  tall = toy.RandomTree(4, 3, seed=5)
+  children = 1 + np.arange(4)
+  np.testing.assert_allclose(
+      tall.exact_target(ETA, 0.9, horizon=1),
+      analytic_target(tall.logits[0], tall.rewards[0] + 0.9 *
+                      tall.values[children] - tall.values[0], ETA),
+      rtol=1e-5)
+  with pytest.raises(ValueError, match='horizon'):
+    tall.exact_target(ETA, 1.0, horizon=4)
 
 
 def test_without_replacement_roots_are_distinct_and_cover_every_action():
@@ -665,6 +677,39 @@ def test_completed_target_converges_to_the_exact_tree_target(root_sampling):
                      network_fn=estimators.tree_network_fn(tree), eta=1.0)
     kls.append(np.mean(kl(exact, out.action_weights.numpy())))
   assert kls[1] < kls[0] / 4 and kls[1] < 0.05, kls
+
+
+@pytest.mark.parametrize('horizon,period', [(1, 1), (1, 3), (2, 3)])
+def test_policy_target_over_the_first_steps_converges_to_the_trees(
+    horizon, period):
+  """policy_target_horizon h: the target -> the exact depth-h target.
+
+  Horizons within the first resampling period (message passing completes
+  the roots that resampling dropped with the value baseline, a bias beyond
+  it). q-hat, which the search acts with, stays the full-depth search's.
+  """
+  tree = toy.RandomTree(8, 3, seed=1)
+  exact = tree.exact_target(1.0, 1.0, horizon=horizon)
+  network_fn = estimators.tree_network_fn(tree)
+  kls = []
+  for n in (16, 256):
+    config = config_lib.SearchConfig(
+        num_particles=n, depth=3, resample_period=period, discount=1.0,
+        policy_target_horizon=horizon)
+    out = run_search(tree, config, batch=64, network_fn=network_fn, eta=1.0)
+    kls.append(np.mean(kl(exact, out.policy_target.action_weights.numpy())))
+    papers = run_search(tree, dataclasses.replace(
+        config, policy_target_horizon=0), batch=64, network_fn=network_fn,
+                        eta=1.0)
+    np.testing.assert_array_equal(out.action_weights, papers.action_weights)
+    np.testing.assert_array_equal(papers.policy_target.action_weights,
+                                  papers.action_weights)
+  assert kls[1] < kls[0] / 4 and kls[1] < 0.05, kls
+
+
+def test_policy_target_horizon_is_at_most_the_depth():
+  with pytest.raises(ValueError, match='policy_target_horizon'):
+    config_lib.SearchConfig(depth=4, policy_target_horizon=5)
 
 
 def test_root_sampling_without_replacement_needs_message_passing():

@@ -215,9 +215,10 @@ class EvalSearchConfig:
     period = self.eval_resample_period or min(search.resample_period, depth)
     check(period <= depth, 'eval_resample_period',
           f'<= the evaluation depth {depth}', period)
+    # No training target: evaluations never train on it.
     return dataclasses.replace(
         search, num_particles=self.eval_num_particles or search.num_particles,
-        depth=depth, resample_period=period)
+        depth=depth, resample_period=period, policy_target_horizon=0)
 
   @property
   def is_default(self) -> bool:
@@ -390,6 +391,7 @@ GUMBEL_SETTINGS = _names(config_lib.GumbelConfig, config_lib.SearchConfig)
 ADDED_SETTINGS = ('eta_update', 'root_sampling', 'gaussian_mean_target',
                   'loc_bound', 'gaussian_policy_target', 'critic_atoms',
                   'epsilon_critic', 'network_collect_fraction',
+                  'policy_target_horizon',
                   *_names(EvalSearchConfig))
 
 
