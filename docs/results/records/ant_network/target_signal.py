@@ -17,7 +17,6 @@ this network's scales) and in all.
   python docs/results/records/ant_network/target_signal.py \
       RUN_DIR K [LATER_RUN_DIR]
 """
-import dataclasses
 import sys
 
 import numpy as np
@@ -43,13 +42,12 @@ def main(run_dir, repeats, later_dir=None):
   run = load(run_dir)
   model, agent, net = run.model, run.agent, run.agent.network
   later = load(later_dir).agent.network if later_dir else None
-  collect = agent.collect_policy
   searches = {
-      depth: policy_lib.SmcPolicy(
-          collect.time_step_spec, collect.action_spec, net, model,
-          dataclasses.replace(collect._search_config, depth=depth,  # pylint: disable=protected-access
-                              resample_period=depth),
-          collect._temperature, add_root_noise=True)  # pylint: disable=protected-access
+      depth: policy_lib.search_policy(
+          agent.time_step_spec, agent.action_spec, net, model,
+          experiment.search_config(dict(run.settings, depth=depth,
+                                        resample_period=depth)),
+          agent.eta, add_root_noise=True)
       for depth in (1, 2, 4)}
   state = model.reset(4, tf.constant([12345, 0], tf.int64))
   states = []
