@@ -69,6 +69,13 @@ def test_settings_resolve_defaults_env_preset_then_flags():
           pendulum_ppo['ppo_num_minibatches'],
           pendulum_ppo['ppo_entropy_coef']) == (64, 1e-2, 16, 5e-3)
   assert pendulum_ppo['torso_units'] == 64 and cube_ppo['torso_units'] == 256
+  # Ant's CPU preset starts its policy at a 0.3 standard deviation; the paper
+  # and PPO presets keep the default 1.0 over it, the others inherit it.
+  ant = {preset: experiment.resolve_settings('ant', preset, {})
+         for preset in ('cpu', 'paper', 'ppo', 'trt_smc')}
+  assert {preset: s['initial_scale'] for preset, s in ant.items()} == dict(
+      cpu=0.3, paper=1.0, ppo=1.0, trt_smc=0.3)
+  assert ant['paper']['target_update_tau'] == 5e-3  # the paper's
 
 
 def test_a_task_setting_given_to_another_task_is_refused_by_name():

@@ -29,7 +29,8 @@ _PAPER_DISCRETE = dict(
     eta_update='gradient', **_PAPER_SEARCH)
 
 # Paper 000, appendix D.3, table 3, continuous column; the search alone
-# collects.
+# collects, and the policy starts at the default 1.0 standard deviation over
+# whatever a CPU preset sets (Ant's 0.3).
 _PAPER_CONTINUOUS = dict(
     num_envs=1024, rollout_length=32, num_particles=16, depth=4,
     resample_period=4, learning_rate=3e-4, dual_learning_rate=1e-3,
@@ -37,7 +38,8 @@ _PAPER_CONTINUOUS = dict(
     initial_eta=10.0, initial_alpha_mean=10.0, initial_alpha_cov=500.0,
     epsilon_alpha_mean=5e-2, epsilon_alpha_cov=5e-4, max_grad_norm=0.5,
     batch_size=32, sequence_length=32, num_epochs=128, replay_capacity=65_536,
-    eta_update='gradient', network_collect_fraction=0.0, **_PAPER_SEARCH)
+    eta_update='gradient', network_collect_fraction=0.0, initial_scale=1.0,
+    **_PAPER_SEARCH)
 
 # Paper 001, tables 6 and 7 (Jumanji column) on top of an env's CPU preset:
 # K = m = 4, alpha = 0.1, message passing, revived resampling,
@@ -161,7 +163,9 @@ CPU = {
 # clip 0.1, its entropy weight and learning rate (table 4's actor rate for
 # both networks), decayed linearly to 0, advantages standardised
 # (TF-Agents' default). PPO has no search to pay for, so it collects from
-# 64 envs, rollouts of 64 (discrete) or the paper's 16 (continuous) steps.
+# 64 envs, rollouts of 64 (discrete) or the paper's 16 (continuous) steps;
+# its continuous policy starts at the default 1.0 standard deviation on every
+# task (Ant's CPU preset sets 0.3 for SPO).
 _PPO_DISCRETE = dict(
     algorithm='ppo', num_envs=64, rollout_length=64, num_epochs=4,
     ppo_num_minibatches=64, ppo_clip_ratio=0.1, ppo_entropy_coef=1e-2,
@@ -169,7 +173,7 @@ _PPO_DISCRETE = dict(
 _PPO_CONTINUOUS = dict(
     algorithm='ppo', num_envs=64, rollout_length=16, num_epochs=4,
     ppo_num_minibatches=16, ppo_clip_ratio=0.1, ppo_entropy_coef=5e-3,
-    learning_rate=6.9e-4, ppo_learning_rate_decay=True)
+    learning_rate=6.9e-4, ppo_learning_rate_decay=True, initial_scale=1.0)
 
 # A quick trial of a task: train, evaluate and export in under 3 minutes
 # on 2 cores, with its CPU preset's network and search; it checks a setup,
